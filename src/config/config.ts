@@ -1,0 +1,422 @@
+/** The relay's configuration: one YAML file plus environment variables, validated at start. */
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { BlockList, isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { CLOUDS, CLOUD_NAMES, type CloudName } from '../graph/clouds.js';
+import { parseDuration, parseSize } from './units.js';
+
+export interface ListenerConfig {
+  name: string;
+  host: string;
+  port: number;
+  /** CIDR ranges whose clients may send through this listener. */
+  allowedNetworks: string[];
+}
+
+export interface RetryConfig {
+  /** Delays between attempts; the last one repeats until maxQueueLifetime. */
+  scheduleMs: number[];
+  maxQueueLifetimeMs: number;
+  /** Backoff used for 429/503 without Retry-After: base doubles per consecutive throttle, capped. */
+  throttleBackoffBaseMs: number;
+  throttleBackoffMaxMs: number;
+  /** Long pause for mailbox-level blocks (quota exceeded, submission blocked). */
+  mailboxBlockedDelayMs: number;
+}
+
+export interface DeliveryConfig {
+  mode: 'graph' | 'capture';
+  captureDirectory: string;
+  /** What to do with a header To/Cc recipient that is not an envelope recipient (Graph delivers to it). */
+  headerOnlyRecipients: 'deliver' | 'reject';
+  perMailboxConcurrency: number;
+  globalConcurrency: number;
+  /** Optional pacing per mailbox, messages per minute; 0 = off. */
+  messagesPerMinute: number;
+  retry: RetryConfig;
+}
+
+export interface MailboxConfig {
+  /** Sender address or "@domain" (lower-case) → mailbox UPN. "<>" maps the null sender. */
+  map: Record<string, string>;
+  useEnvelopeSender: boolean;
+  /** When set, the envelope sender is used as the mailbox only for these domains. */
+  senderDomains: string[];
+  fallback: string | null;
+}
+
+export interface GraphConfig {
+  cloud: CloudName;
+  graphUrl: string;
+  authorityHost: string;
+  tenantId: string | null;
+  clientId: string | null;
+  clientSecret: string | null;
+  clientCertificatePath: string | null;
+  maxRequestBytes: number;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+}
+
+export interface RelayConfig {
+  hostname: string;
+  listeners: ListenerConfig[];
+  limits: {
+    maxMessageSize: number;
+    maxRecipients: number;
+    maxReceivedHeaders: number;
+  };
+  spool: { directory: string };
+  delivery: DeliveryConfig;
+  mailboxes: MailboxConfig;
+  graph: GraphConfig;
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`${key}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Graph takes at most 4 MB per request; base64 makes 3 raw bytes 4. */
+export function maxRawForRequest(maxRequestBytes: number): number {
+  return Math.floor(maxRequestBytes / 4) * 3;
+}
+
+/** Room left in a MIME sendMail request for the headers the relay adds (Received, Bcc). */
+export const ADDED_HEADER_ALLOWANCE = 64 * 1024;
+
+const DEFAULT_MAX_REQUEST_BYTES = 4_000_000;
+
+type Raw = Record<string, unknown>;
+
+/** Walks the raw YAML, consuming keys, so that unknown keys and bad values are named by their path. */
+class Reader {
+  private readonly seen = new Set<string>();
+  constructor(
+    private readonly obj: Raw,
+    private readonly prefix: string,
+  ) {}
+
+  key(name: string): string {
+    return this.prefix ? `${this.prefix}.${name}` : name;
+  }
+
+  raw(name: string): unknown {
+    this.seen.add(name);
+    return this.obj[name];
+  }
+
+  section(name: string): Reader {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return new Reader({}, this.key(name));
+    if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(this.key(name), 'must be a mapping');
+    return new Reader(v as Raw, this.key(name));
+  }
+
+  str(name: string, def: string): string;
+  str(name: string, def: null): string | null;
+  str(name: string, def: string | null): string | null {
+    const v = this.raw(name);
+    if (v === undefined || v === null || v === '') return def;
+    if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(this.key(name), `must be a string (got ${JSON.stringify(v)})`);
+    return String(v);
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'boolean') throw new ConfigError(this.key(name), `must be true or false (got ${JSON.stringify(v)})`);
+    return v;
+  }
+
+  int(name: string, def: number, min: number, max: number): number {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigError(this.key(name), `must be a whole number from ${min} to ${max} (got ${JSON.stringify(v)})`);
+    }
+    return n;
+  }
+
+  size(name: string, def: number, min: number, max: number): number {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    const n = parseSize(v);
+    if (n === undefined) throw new ConfigError(this.key(name), `must be a size such as 3145728, "512KB" or "35MB" (got ${JSON.stringify(v)})`);
+    if (n < min || n > max) throw new ConfigError(this.key(name), `must be between ${min} and ${max} bytes (got ${n})`);
+    return n;
+  }
+
+  duration(name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    const n = parseDuration(v);
+    if (n === undefined) throw new ConfigError(this.key(name), `must be a duration such as 30 (seconds), "500ms", "5m", "1h" or "5d" (got ${JSON.stringify(v)})`);
+    if (n < min || n > max) throw new ConfigError(this.key(name), `must be between ${min} ms and ${max} ms (got ${n} ms)`);
+    return n;
+  }
+
+  oneOf<T extends string>(name: string, choices: readonly T[], def: T): T {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) {
+      throw new ConfigError(this.key(name), `must be one of ${choices.join(', ')} (got ${JSON.stringify(v)})`);
+    }
+    return v as T;
+  }
+
+  list(name: string, def: unknown[]): unknown[] {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return def;
+    if (!Array.isArray(v)) throw new ConfigError(this.key(name), 'must be a list');
+    return v;
+  }
+
+  map(name: string): Record<string, unknown> {
+    const v = this.raw(name);
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(this.key(name), 'must be a mapping');
+    return v as Record<string, unknown>;
+  }
+
+  /** Every key of the section must have been read: a typo must not be silently ignored. */
+  done(): void {
+    for (const k of Object.keys(this.obj)) {
+      if (!this.seen.has(k)) throw new ConfigError(this.key(k), 'unknown setting (see config/relay.example.yaml)');
+    }
+  }
+}
+
+const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
+
+function isAddress(s: string): boolean {
+  return ADDRESS_RE.test(s);
+}
+
+export function validateCidr(key: string, cidr: string): void {
+  const m = /^(.+)\/(\d{1,3})$/.exec(cidr);
+  const ip = m ? m[1]! : cidr;
+  const family = isIP(ip);
+  if (family === 0) throw new ConfigError(key, `"${cidr}" is not an IP address or CIDR range`);
+  if (m) {
+    const bits = Number(m[2]);
+    if (bits > (family === 4 ? 32 : 128)) throw new ConfigError(key, `"${cidr}" has a prefix length over ${family === 4 ? 32 : 128}`);
+    // BlockList rejects what it cannot represent; surface that as a config error, not a crash later.
+    new BlockList().addSubnet(ip, bits, family === 4 ? 'ipv4' : 'ipv6');
+  }
+}
+
+function readListeners(root: Reader): ListenerConfig[] {
+  const raw = root.list('listeners', [{}]);
+  if (raw.length === 0) throw new ConfigError('listeners', 'at least one listener is needed');
+  const names = new Set<string>();
+  return raw.map((item, i) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ConfigError(`listeners[${i}]`, 'must be a mapping');
+    const r = new Reader(item as Raw, `listeners[${i}]`);
+    const l: ListenerConfig = {
+      name: r.str('name', i === 0 ? 'default' : `listener${i}`),
+      host: r.str('host', '127.0.0.1'),
+      port: r.int('port', 2525, 0, 65535),
+      allowedNetworks: r.list('allowedNetworks', ['127.0.0.0/8', '::1/128']).map((c, j) => {
+        const key = `listeners[${i}].allowedNetworks[${j}]`;
+        if (typeof c !== 'string') throw new ConfigError(key, 'must be a string');
+        validateCidr(key, c);
+        return c;
+      }),
+    };
+    if (isIP(l.host) === 0 && l.host !== 'localhost') throw new ConfigError(r.key('host'), `"${l.host}" is not an IP address to listen on`);
+    if (names.has(l.name)) throw new ConfigError(r.key('name'), `duplicate listener name "${l.name}"`);
+    names.add(l.name);
+    r.done();
+    return l;
+  });
+}
+
+function readRetry(r: Reader): RetryConfig {
+  const schedule = r.list('schedule', ['30s', '1m', '2m', '5m', '10m', '20m', '30m', '1h']).map((v, i) => {
+    const ms = parseDuration(v);
+    if (ms === undefined || ms < 100) throw new ConfigError(`${r.key('schedule')}[${i}]`, `must be a duration of at least 100ms (got ${JSON.stringify(v)})`);
+    return ms;
+  });
+  if (schedule.length === 0) throw new ConfigError(r.key('schedule'), 'needs at least one delay');
+  const cfg: RetryConfig = {
+    scheduleMs: schedule,
+    maxQueueLifetimeMs: r.duration('maxQueueLifetime', 5 * 86_400_000, 1000),
+    throttleBackoffBaseMs: r.duration('throttleBackoffBase', 2000, 100),
+    throttleBackoffMaxMs: r.duration('throttleBackoffMax', 5 * 60_000, 100),
+    mailboxBlockedDelayMs: r.duration('mailboxBlockedDelay', 60 * 60_000, 1000),
+  };
+  r.done();
+  return cfg;
+}
+
+function readMailboxes(r: Reader): MailboxConfig {
+  const map: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.map('map'))) {
+    const key = `${r.key('map')}.${k}`;
+    const from = k.trim().toLowerCase();
+    if (from !== '<>' && !isAddress(from) && !/^@[^\s@<>]+$/.test(from)) {
+      throw new ConfigError(key, 'the key must be a sender address, "@domain" or "<>"');
+    }
+    if (typeof v !== 'string' || !isAddress(v)) throw new ConfigError(key, `the mailbox must be a UPN such as scans@contoso.com (got ${JSON.stringify(v)})`);
+    map[from] = v;
+  }
+  const fallback = r.str('fallback', null);
+  if (fallback !== null && !isAddress(fallback)) throw new ConfigError(r.key('fallback'), `must be a mailbox UPN such as noreply@contoso.com (got "${fallback}")`);
+  const senderDomains = r.list('senderDomains', []).map((d, i) => {
+    if (typeof d !== 'string' || !/^[a-z0-9.-]+$/i.test(d)) throw new ConfigError(`${r.key('senderDomains')}[${i}]`, 'must be a domain name');
+    return d.toLowerCase();
+  });
+  const cfg: MailboxConfig = { map, useEnvelopeSender: r.bool('useEnvelopeSender', true), senderDomains, fallback };
+  r.done();
+  return cfg;
+}
+
+function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphConfig {
+  const cloud = r.oneOf('cloud', CLOUD_NAMES, 'global');
+  const endpoints = CLOUDS[cloud];
+  const url = (key: string, v: string): string => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      throw new ConfigError(key, `"${v}" is not a URL`);
+    }
+    if (u.protocol !== 'https:') throw new ConfigError(key, `must be an https:// URL (got "${v}")`);
+    return u.origin;
+  };
+  const cfg: GraphConfig = {
+    cloud,
+    graphUrl: url(r.key('graphUrl'), env.RELAY_GRAPH_URL || r.str('graphUrl', endpoints.graphUrl)),
+    authorityHost: url(r.key('authorityHost'), env.AZURE_AUTHORITY_HOST || r.str('authorityHost', endpoints.authorityHost)),
+    tenantId: env.AZURE_TENANT_ID || r.str('tenantId', null),
+    clientId: env.AZURE_CLIENT_ID || r.str('clientId', null),
+    clientSecret: secret(env, 'AZURE_CLIENT_SECRET') ?? r.str('clientSecret', null),
+    clientCertificatePath: env.AZURE_CLIENT_CERTIFICATE_PATH || r.str('clientCertificatePath', null),
+    maxRequestBytes: r.size('maxRequestBytes', DEFAULT_MAX_REQUEST_BYTES, 64 * 1024, 4 * 1024 * 1024),
+    connectTimeoutMs: r.duration('connectTimeout', 10_000, 100),
+    headersTimeoutMs: r.duration('headersTimeout', 60_000, 100),
+    bodyTimeoutMs: r.duration('bodyTimeout', 60_000, 100),
+  };
+  if (cfg.clientCertificatePath) cfg.clientCertificatePath = path.resolve(baseDir, cfg.clientCertificatePath);
+  r.done();
+  return cfg;
+}
+
+/** A secret from VAR, or from the file named by VAR_FILE (Docker and Kubernetes secrets). */
+function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const file = env[`${name}_FILE`];
+  if (file) {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE`, `cannot read "${file}": ${(err as Error).message}`);
+    }
+  }
+  return env[name] || undefined;
+}
+
+/** Builds and validates the configuration from parsed YAML (or {}) and the environment. */
+export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): RelayConfig {
+  if (rawYaml !== null && rawYaml !== undefined && (typeof rawYaml !== 'object' || Array.isArray(rawYaml))) {
+    throw new ConfigError('(top level)', 'the configuration file must be a YAML mapping');
+  }
+  const root = new Reader((rawYaml ?? {}) as Raw, '');
+  const hostname = env.RELAY_HOSTNAME || root.str('hostname', 'smtp-graph-relay.localdomain');
+  if (!/^[a-z0-9.-]+$/i.test(hostname)) throw new ConfigError('hostname', `"${hostname}" is not a host name`);
+
+  const listeners = readListeners(root);
+  if (env.RELAY_SMTP_PORT) {
+    const port = Number(env.RELAY_SMTP_PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('RELAY_SMTP_PORT', `must be a port number (got "${env.RELAY_SMTP_PORT}")`);
+    listeners[0]!.port = port;
+  }
+  if (env.RELAY_SMTP_HOST) listeners[0]!.host = env.RELAY_SMTP_HOST;
+  if (env.RELAY_ALLOWED_NETWORKS) {
+    listeners[0]!.allowedNetworks = env.RELAY_ALLOWED_NETWORKS.split(/[\s,]+/).filter(Boolean);
+    listeners[0]!.allowedNetworks.forEach((c) => validateCidr('RELAY_ALLOWED_NETWORKS', c));
+  }
+
+  const graph = readGraph(root.section('graph'), env, baseDir);
+  const maxForMime = maxRawForRequest(graph.maxRequestBytes) - ADDED_HEADER_ALLOWANCE;
+  const lim = root.section('limits');
+  const limits = {
+    maxMessageSize: lim.size('maxMessageSize', maxForMime, 1024, maxForMime),
+    maxRecipients: lim.int('maxRecipients', 500, 1, 500),
+    maxReceivedHeaders: lim.int('maxReceivedHeaders', 50, 1, 1000),
+  };
+  lim.done();
+
+  const sp = root.section('spool');
+  const spool = { directory: path.resolve(baseDir, env.RELAY_SPOOL_DIR || sp.str('directory', './spool')) };
+  sp.done();
+
+  const d = root.section('delivery');
+  const delivery: DeliveryConfig = {
+    mode: (env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined) ?? d.oneOf('mode', ['graph', 'capture'] as const, 'graph'),
+    captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
+    headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject'] as const, 'deliver'),
+    perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
+    globalConcurrency: d.int('globalConcurrency', 32, 1, 1024),
+    messagesPerMinute: d.int('messagesPerMinute', 0, 0, 10_000),
+    retry: readRetry(d.section('retry')),
+  };
+  if (delivery.mode !== 'graph' && delivery.mode !== 'capture') throw new ConfigError('RELAY_DELIVERY', `must be graph or capture (got "${delivery.mode}")`);
+  d.done();
+
+  const mailboxes = readMailboxes(root.section('mailboxes'));
+  if (env.RELAY_FALLBACK_MAILBOX) {
+    if (!isAddress(env.RELAY_FALLBACK_MAILBOX)) throw new ConfigError('RELAY_FALLBACK_MAILBOX', `must be a mailbox UPN (got "${env.RELAY_FALLBACK_MAILBOX}")`);
+    mailboxes.fallback = env.RELAY_FALLBACK_MAILBOX;
+  }
+
+  const lg = root.section('log');
+  const log = { level: (env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined) ?? lg.oneOf('level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info') };
+  lg.done();
+  root.done();
+
+  const cfg: RelayConfig = { hostname, listeners, limits, spool, delivery, mailboxes, graph, log };
+  if (delivery.mode === 'graph') requireCredentials(cfg.graph);
+  return cfg;
+}
+
+/** Production mode never falls back to capture: missing credentials stop the relay here. */
+function requireCredentials(g: GraphConfig): void {
+  if (!g.tenantId) throw new ConfigError('graph.tenantId', 'is required when delivery.mode is graph (or set AZURE_TENANT_ID)');
+  if (!g.clientId) throw new ConfigError('graph.clientId', 'is required when delivery.mode is graph (or set AZURE_CLIENT_ID)');
+  if (!g.clientSecret && !g.clientCertificatePath) {
+    throw new ConfigError('graph.clientSecret', 'a client secret or a certificate (graph.clientCertificatePath) is required when delivery.mode is graph (or set AZURE_CLIENT_SECRET, AZURE_CLIENT_SECRET_FILE or AZURE_CLIENT_CERTIFICATE_PATH)');
+  }
+}
+
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  if (!file) return buildConfig({}, env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read "${file}": ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, `is not valid YAML: ${(err as Error).message}`);
+  }
+  return buildConfig(raw, env);
+}
+
+/** The effective configuration with secrets replaced, for check-config and the start log line. */
+export function redactConfig(cfg: RelayConfig): RelayConfig {
+  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null } };
+}

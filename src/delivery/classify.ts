@@ -1,0 +1,83 @@
+/** Every delivery failure is classified here, and only here: permanent or transient, and why. */
+
+import type { GraphNetworkError, GraphResponse } from '../graph/client.js';
+
+export type Verdict =
+  | { kind: 'delivered' }
+  | {
+      kind: 'transient';
+      reason: string;
+      /** 429/503: the whole mailbox waits (Retry-After when given, else backoff). */
+      throttle?: { retryAfterMs: number | null };
+      /** Quota or submission block on the mailbox: a long pause and an error log. */
+      mailboxBlocked?: boolean;
+      /** Graph may have sent the message although we saw no answer. */
+      possibleDuplicate?: boolean;
+      /** 401: get one fresh token and try once more before deferring. */
+      refreshToken?: boolean;
+    }
+  | { kind: 'permanent'; reason: string };
+
+/** Graph error codes that decide the outcome whatever the HTTP status. */
+const BY_CODE: Record<string, Verdict> = {
+  ErrorInvalidRecipients: { kind: 'permanent', reason: 'invalid-recipients' },
+  ErrorSendAsDenied: { kind: 'permanent', reason: 'send-as-denied' },
+  ErrorAccessDenied: { kind: 'permanent', reason: 'access-denied' },
+  ErrorInvalidUser: { kind: 'permanent', reason: 'invalid-user' },
+  MailboxNotEnabledForRESTAPI: { kind: 'permanent', reason: 'mailbox-not-enabled' },
+  ResourceNotFound: { kind: 'permanent', reason: 'invalid-user' },
+  ErrorMessageSizeExceeded: { kind: 'permanent', reason: 'message-too-big' },
+  RequestEntityTooLarge: { kind: 'permanent', reason: 'message-too-big' },
+  ErrorMimeContentInvalidBase64String: { kind: 'permanent', reason: 'invalid-mime' },
+  ErrorMimeContentInvalid: { kind: 'permanent', reason: 'invalid-mime' },
+  ErrorMimeContentConversionFailed: { kind: 'permanent', reason: 'invalid-mime' },
+  Authorization_RequestDenied: { kind: 'permanent', reason: 'access-denied' },
+  ApplicationThrottled: { kind: 'transient', reason: 'throttled', throttle: { retryAfterMs: null } },
+  TooManyRequests: { kind: 'transient', reason: 'throttled', throttle: { retryAfterMs: null } },
+  ErrorQuotaExceeded: { kind: 'transient', reason: 'mailbox-quota-exceeded', mailboxBlocked: true },
+  ErrorSubmissionQuotaExceeded: { kind: 'transient', reason: 'submission-quota-exceeded', mailboxBlocked: true },
+  ErrorMessageSubmissionBlocked: { kind: 'transient', reason: 'submission-blocked', mailboxBlocked: true },
+  ErrorServerBusy: { kind: 'transient', reason: 'throttled', throttle: { retryAfterMs: null } },
+  InvalidAuthenticationToken: { kind: 'transient', reason: 'unauthorized', refreshToken: true },
+};
+
+/** HTTP statuses, used when the error code is absent or not in BY_CODE. */
+function byStatus(status: number): Verdict {
+  if (status >= 200 && status < 300) return { kind: 'delivered' };
+  switch (status) {
+    case 401:
+      return { kind: 'transient', reason: 'unauthorized', refreshToken: true };
+    case 429:
+    case 503:
+      return { kind: 'transient', reason: status === 429 ? 'throttled' : 'service-unavailable', throttle: { retryAfterMs: null } };
+    case 408:
+    case 500:
+    case 502:
+    case 504:
+    case 507:
+      return { kind: 'transient', reason: `http-${status}` };
+    case 413:
+      return { kind: 'permanent', reason: 'message-too-big' };
+  }
+  if (status >= 500) return { kind: 'transient', reason: `http-${status}` };
+  return { kind: 'permanent', reason: `http-${status}` };
+}
+
+export function classifyResponse(res: Pick<GraphResponse, 'status' | 'error' | 'retryAfterMs'>): Verdict {
+  const base = (res.error && BY_CODE[res.error.code]) || byStatus(res.status);
+  if (base.kind === 'transient' && base.throttle) return { ...base, throttle: { retryAfterMs: res.retryAfterMs } };
+  // A 503 or 5xx that names a Retry-After is asking for a pause as much as a 429 is.
+  if (base.kind === 'transient' && res.retryAfterMs !== null && !base.refreshToken) return { ...base, throttle: { retryAfterMs: res.retryAfterMs } };
+  return base;
+}
+
+/** No HTTP answer: transient always; ambiguous when the whole body had been sent. */
+export function classifyNetworkError(err: GraphNetworkError): Verdict {
+  if (err.bodySent) return { kind: 'transient', reason: `network-${err.code}`, possibleDuplicate: true };
+  return { kind: 'transient', reason: `network-${err.code}` };
+}
+
+/** A token that cannot be had is the relay's problem, never the message's: always transient. */
+export function classifyTokenError(): Verdict {
+  return { kind: 'transient', reason: 'token-unavailable' };
+}

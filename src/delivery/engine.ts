@@ -1,0 +1,130 @@
+/** One delivery attempt: read the envelope, send, and record the outcome in the spool and the log. */
+
+import type { DeliveryConfig } from '../config/config.js';
+import type { Logger } from '../observability/logger.js';
+import type { AttemptOutcome, Scheduled } from '../scheduler/scheduler.js';
+import type { Envelope, LastError, Spool } from '../spool/spool.js';
+import type { Verdict } from './classify.js';
+import type { SendResult, Sender } from './senders.js';
+
+export interface DeliveryEvents {
+  delivered(env: Envelope, r: SendResult, latencyMs: number): void;
+  deferred(env: Envelope, r: SendResult): void;
+  deadLettered(env: Envelope, reason: string): void;
+  graphResponse(r: SendResult): void;
+}
+
+const noop: DeliveryEvents = { delivered() {}, deferred() {}, deadLettered() {}, graphResponse() {} };
+
+export class DeliveryEngine {
+  events: DeliveryEvents = noop;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly sender: Sender,
+    private readonly cfg: DeliveryConfig,
+    private readonly log: Logger,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** The scheduler's runner: never throws; whatever happens, the message stays owned by the spool. */
+  attempt = async (msg: Scheduled): Promise<AttemptOutcome> => {
+    let env: Envelope;
+    try {
+      env = await this.spool.readEnvelope('queue', msg.id);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'done' }; // deleted by a queue tool
+      this.log.error({ qid: msg.id, err }, 'cannot read envelope; retrying later');
+      return { kind: 'retry', dueAt: Date.now() + 60_000 };
+    }
+    env.attempts++;
+    let r: SendResult;
+    try {
+      r = await this.sender.send(env, this.spool.dataPath('queue', env.id));
+    } catch (err) {
+      // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
+      this.log.error({ qid: env.id, err }, 'delivery attempt failed locally');
+      r = { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
+    }
+    if (r.status !== undefined || r.code !== undefined) this.events.graphResponse(r);
+    try {
+      return await this.record(env, r);
+    } catch (err) {
+      this.log.error({ qid: env.id, err }, 'cannot record delivery outcome; retrying later');
+      return { kind: 'retry', dueAt: Date.now() + 60_000 };
+    }
+  };
+
+  private logFields(env: Envelope, r: SendResult): Record<string, unknown> {
+    return {
+      qid: env.id,
+      mailbox: env.mailbox,
+      rcpts: env.rcptTo.length,
+      size: env.size,
+      attempt: env.attempts,
+      route: r.route,
+      status: r.status,
+      code: r.code,
+      requestId: r.requestId,
+      clientRequestId: r.clientRequestId,
+    };
+  }
+
+  private lastError(v: Exclude<Verdict, { kind: 'delivered' }>, r: SendResult): LastError {
+    const e: LastError = { at: new Date().toISOString(), kind: v.kind, reason: v.reason, message: r.message ?? v.reason };
+    if (r.status !== undefined) e.status = r.status;
+    if (r.code !== undefined) e.code = r.code;
+    if (r.requestId) e.requestId = r.requestId;
+    return e;
+  }
+
+  private async record(env: Envelope, r: SendResult): Promise<AttemptOutcome> {
+    const v = r.verdict;
+    const now = Date.now();
+    if (v.kind === 'delivered') {
+      await this.spool.remove('queue', env.id);
+      const latencyMs = now - Date.parse(env.receivedAt);
+      this.log.info({ ...this.logFields(env, r), event: 'delivered', latencyMs, possibleDuplicate: env.possibleDuplicate }, 'message delivered');
+      this.events.delivered(env, r, latencyMs);
+      return { kind: 'done' };
+    }
+    env.lastError = this.lastError(v, r);
+    if (v.kind === 'permanent') return this.deadLetter(env, r, v.reason);
+
+    if (v.possibleDuplicate) {
+      env.possibleDuplicate = true;
+      this.log.warn({ ...this.logFields(env, r), event: 'possible-duplicate' }, 'no answer after the whole message was sent: Graph may have sent it; retrying may deliver it twice');
+    }
+    let outcome: AttemptOutcome;
+    let delayMs: number;
+    if (v.mailboxBlocked) {
+      delayMs = this.cfg.retry.mailboxBlockedDelayMs;
+      outcome = { kind: 'blocked', until: now + delayMs };
+      this.log.error({ ...this.logFields(env, r), event: 'mailbox-blocked' }, `mailbox ${env.mailbox} cannot send (${v.reason}); pausing it for ${Math.round(delayMs / 60000)} min`);
+    } else if (v.throttle) {
+      delayMs = v.throttle.retryAfterMs ?? this.cfg.retry.throttleBackoffBaseMs;
+      outcome = { kind: 'throttled', retryAfterMs: v.throttle.retryAfterMs };
+    } else {
+      const schedule = this.cfg.retry.scheduleMs;
+      const base = schedule[Math.min(env.attempts - 1, schedule.length - 1)]!;
+      delayMs = Math.round(base * (0.9 + 0.2 * this.random()));
+      outcome = { kind: 'retry', dueAt: now + delayMs };
+    }
+    if (now + delayMs - Date.parse(env.receivedAt) > this.cfg.retry.maxQueueLifetimeMs) {
+      env.lastError = { ...env.lastError, kind: 'permanent', reason: 'expired', message: `still undeliverable after ${env.attempts} attempts in the maximum queue lifetime; last error: ${env.lastError.message}` };
+      return this.deadLetter(env, r, 'expired');
+    }
+    env.nextAttemptAt = new Date(now + delayMs).toISOString();
+    await this.spool.updateEnvelope('queue', env);
+    this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, retryInMs: delayMs, error: r.message }, 'delivery deferred');
+    this.events.deferred(env, r);
+    return outcome;
+  }
+
+  private async deadLetter(env: Envelope, r: SendResult, reason: string): Promise<AttemptOutcome> {
+    await this.spool.move('queue', 'dead', env);
+    this.log.error({ ...this.logFields(env, r), event: 'dead-lettered', reason, error: env.lastError?.message }, 'message moved to the dead-letter folder');
+    this.events.deadLettered(env, reason);
+    return { kind: 'done' };
+  }
+}

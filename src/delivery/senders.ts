@@ -1,0 +1,105 @@
+/** The two ways a message leaves the relay: Graph MIME sendMail, or capture files for trying it out. */
+
+import { createReadStream } from 'node:fs';
+import { mkdir, open, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { TokenProvider } from '../auth/token-provider.js';
+import { TokenError } from '../auth/token-provider.js';
+import { GraphNetworkError, type GraphClient } from '../graph/client.js';
+import type { Envelope } from '../spool/spool.js';
+import { classifyNetworkError, classifyResponse, classifyTokenError, type Verdict } from './classify.js';
+import { base64Length, base64Stream, bccHeader } from './compose.js';
+
+export interface SendResult {
+  verdict: Verdict;
+  route: 'mime' | 'capture';
+  status?: number;
+  code?: string;
+  message?: string;
+  requestId?: string | null;
+  clientRequestId?: string;
+}
+
+export interface Sender {
+  send(env: Envelope, dataPath: string): Promise<SendResult>;
+}
+
+export class GraphMimeSender implements Sender {
+  constructor(
+    private readonly client: GraphClient,
+    private readonly tokens: TokenProvider,
+  ) {}
+
+  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
+    const { size } = await stat(dataPath);
+    const length = base64Length(prefix.length + size);
+    // A 401 gets exactly one fresh token and one more try; a second 401 is deferred like any transient.
+    for (let tryNo = 0; ; tryNo++) {
+      let token: string;
+      try {
+        token = await this.tokens.getToken(tryNo > 0);
+      } catch (err) {
+        if (!(err instanceof TokenError)) throw err;
+        return { verdict: classifyTokenError(), route: 'mime', code: err.errorCode, message: err.message };
+      }
+      let bodyDone = false;
+      try {
+        const res = await this.client.sendMime(env.mailbox, token, base64Stream(prefix, dataPath, () => (bodyDone = true)), length, () => bodyDone);
+        const verdict = classifyResponse(res);
+        if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
+        return {
+          verdict,
+          route: 'mime',
+          status: res.status,
+          code: res.error?.code,
+          message: res.error?.message,
+          requestId: res.error?.requestId ?? res.requestId,
+          clientRequestId: res.clientRequestId,
+        };
+      } catch (err) {
+        if (!(err instanceof GraphNetworkError)) throw err;
+        return { verdict: classifyNetworkError(err), route: 'mime', code: err.code, message: err.message, clientRequestId: err.clientRequestId };
+      }
+    }
+  }
+}
+
+/** Writes what would be sent: <id>.eml (the exact MIME) and <id>.json (mailbox, request, recipients). */
+export class CaptureSender implements Sender {
+  constructor(
+    private readonly directory: string,
+    private readonly graphUrl: string,
+  ) {}
+
+  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+    await mkdir(this.directory, { recursive: true });
+    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
+    const emlPath = path.join(this.directory, `${env.id}.eml`);
+    const out = await open(emlPath, 'w');
+    try {
+      await out.write(prefix);
+      for await (const chunk of createReadStream(dataPath) as AsyncIterable<Buffer>) await out.write(chunk);
+    } finally {
+      await out.close();
+    }
+    const { size } = await stat(emlPath);
+    const record = {
+      queueId: env.id,
+      mailbox: env.mailbox,
+      request: {
+        method: 'POST',
+        url: `${this.graphUrl}/v1.0/users/${encodeURIComponent(env.mailbox)}/sendMail`,
+        headers: { 'Content-Type': 'text/plain', 'Content-Length': base64Length(size) },
+        body: `base64 of ${path.basename(emlPath)} (${size} bytes)`,
+      },
+      envelope: { mailFrom: env.mailFrom, rcptTo: env.rcptTo },
+      bccAdded: env.bcc,
+      client: { address: env.clientAddress, helo: env.helo, listener: env.listener },
+      receivedAt: env.receivedAt,
+      capturedAt: new Date().toISOString(),
+    };
+    await writeFile(path.join(this.directory, `${env.id}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    return { verdict: { kind: 'delivered' }, route: 'capture', status: 202 };
+  }
+}

@@ -1,0 +1,31 @@
+/** Mailbox resolution: which /users/{upn} sends a message, decided from its envelope sender. */
+
+import type { MailboxConfig } from '../config/config.js';
+
+export type MailboxResolution =
+  | { ok: true; mailbox: string; rule: 'map-address' | 'map-domain' | 'map-null-sender' | 'envelope-sender' | 'fallback' }
+  | { ok: false; reason: string };
+
+/** Rules in order: explicit address mapping, "@domain" mapping, the sender itself, the fallback mailbox. */
+export function resolveMailbox(mailFrom: string, cfg: MailboxConfig): MailboxResolution {
+  const sender = mailFrom.trim().toLowerCase();
+  if (sender === '') {
+    const mapped = cfg.map['<>'];
+    if (mapped) return { ok: true, mailbox: mapped, rule: 'map-null-sender' };
+    if (cfg.fallback) return { ok: true, mailbox: cfg.fallback, rule: 'fallback' };
+    return { ok: false, reason: 'the null sender <> has no mailbox: map "<>" or set mailboxes.fallback' };
+  }
+  const byAddress = cfg.map[sender];
+  if (byAddress) return { ok: true, mailbox: byAddress, rule: 'map-address' };
+  const domain = sender.slice(sender.lastIndexOf('@') + 1);
+  const byDomain = cfg.map[`@${domain}`];
+  if (byDomain) return { ok: true, mailbox: byDomain, rule: 'map-domain' };
+  if (cfg.useEnvelopeSender && (cfg.senderDomains.length === 0 || cfg.senderDomains.includes(domain))) {
+    return { ok: true, mailbox: sender, rule: 'envelope-sender' };
+  }
+  if (cfg.fallback) return { ok: true, mailbox: cfg.fallback, rule: 'fallback' };
+  const why = !cfg.useEnvelopeSender
+    ? 'mailboxes.useEnvelopeSender is off'
+    : `its domain is not in mailboxes.senderDomains (${cfg.senderDomains.join(', ')})`;
+  return { ok: false, reason: `no mailbox for sender <${mailFrom}>: it matches no mailboxes.map entry, ${why}, and no mailboxes.fallback is set` };
+}

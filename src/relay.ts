@@ -1,0 +1,121 @@
+/** Wires the parts together: spool, SMTP listeners, scheduler and delivery; starts and stops them. */
+
+import { MsalTokenProvider } from './auth/token-provider.js';
+import type { RelayConfig } from './config/config.js';
+import { DeliveryEngine } from './delivery/engine.js';
+import { CaptureSender, GraphMimeSender, type Sender } from './delivery/senders.js';
+import { GraphClient } from './graph/client.js';
+import type { Logger } from './observability/logger.js';
+import { Scheduler } from './scheduler/scheduler.js';
+import { SmtpListener } from './smtp/server.js';
+import { Spool, type Envelope } from './spool/spool.js';
+
+const LOAD_BATCH = 256;
+
+export class Relay {
+  readonly spool: Spool;
+  readonly scheduler: Scheduler;
+  readonly engine: DeliveryEngine;
+  readonly listeners: SmtpListener[];
+  readonly tokens: MsalTokenProvider | null;
+  private readonly graph: GraphClient | null;
+  private stopping: Promise<void> | null = null;
+  /** Addresses the listeners are bound to, in config order (port 0 picks a free port). */
+  bound: { name: string; address: string; port: number }[] = [];
+
+  constructor(
+    readonly cfg: RelayConfig,
+    readonly log: Logger,
+  ) {
+    this.spool = new Spool(cfg.spool.directory);
+    let sender: Sender;
+    if (cfg.delivery.mode === 'capture') {
+      this.graph = null;
+      this.tokens = null;
+      sender = new CaptureSender(cfg.delivery.captureDirectory, cfg.graph.graphUrl);
+    } else {
+      this.graph = new GraphClient(cfg.graph.graphUrl, {
+        connectTimeoutMs: cfg.graph.connectTimeoutMs,
+        headersTimeoutMs: cfg.graph.headersTimeoutMs,
+        bodyTimeoutMs: cfg.graph.bodyTimeoutMs,
+        connections: cfg.delivery.globalConcurrency,
+      });
+      this.tokens = new MsalTokenProvider(cfg.graph, log);
+      sender = new GraphMimeSender(this.graph, this.tokens);
+    }
+    this.engine = new DeliveryEngine(this.spool, sender, cfg.delivery, log);
+    this.scheduler = new Scheduler(
+      {
+        perMailboxConcurrency: cfg.delivery.perMailboxConcurrency,
+        globalConcurrency: cfg.delivery.globalConcurrency,
+        messagesPerMinute: cfg.delivery.messagesPerMinute,
+        throttleBackoffBaseMs: cfg.delivery.retry.throttleBackoffBaseMs,
+        throttleBackoffMaxMs: cfg.delivery.retry.throttleBackoffMaxMs,
+      },
+      this.engine.attempt,
+    );
+    this.scheduler.onPause = (mailbox, ms, reason) => log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);
+    this.listeners = cfg.listeners.map(
+      (l) =>
+        new SmtpListener(l, cfg, this.spool, log, {
+          accepted: (env) => this.scheduler.add(env.id, env.mailbox, Date.now()),
+          rejected: () => undefined,
+        }),
+    );
+  }
+
+  async start(): Promise<void> {
+    const report = await this.spool.open();
+    if (report.removedTmp || report.removedOrphans || report.completedMoves) {
+      this.log.info({ event: 'spool-recovered', ...report, missingData: report.missingData.length }, 'spool recovered after an unclean stop');
+    }
+    for (const id of report.missingData) this.log.error({ qid: id }, 'envelope without message data in queue/; left in place for inspection');
+    for (const l of this.listeners) {
+      const addr = await l.listen();
+      const name = this.cfg.listeners[this.listeners.indexOf(l)]!.name;
+      this.bound.push({ name, ...addr });
+      this.log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
+    }
+    const missing = new Set(report.missingData);
+    const loaded = await this.loadQueue(missing);
+    this.log.info({ event: 'started', queued: loaded, delivery: this.cfg.delivery.mode }, 'relay started');
+  }
+
+  /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */
+  private async loadQueue(skip: Set<string>): Promise<number> {
+    const ids = (await this.spool.ids('queue')).filter((id) => !skip.has(id));
+    const now = Date.now();
+    for (let i = 0; i < ids.length; i += LOAD_BATCH) {
+      const batch = ids.slice(i, i + LOAD_BATCH);
+      const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
+      envs.forEach((env, j) => {
+        if (env instanceof Error) this.log.error({ qid: batch[j], err: env }, 'unreadable envelope; left in place for inspection');
+        else this.scheduler.add(env.id, env.mailbox, now);
+      });
+    }
+    return ids.length;
+  }
+
+  /** Graceful stop: no new sessions, transactions and attempts in progress finish within the grace period. */
+  stop(graceMs = 30_000): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info({ event: 'stopping', graceMs }, 'stopping: no new connections');
+      const closing = Promise.all(this.listeners.map((l) => l.close()));
+      const draining = this.scheduler.stop();
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = setTimeout(() => resolve('expired'), graceMs);
+        timer.unref();
+      });
+      const res = await Promise.race([Promise.all([closing, draining]).then(() => 'done' as const), expired]);
+      clearTimeout(timer);
+      if (res === 'expired') this.log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
+      await this.graph?.close().catch(() => undefined);
+      await this.spool.close();
+      this.log.info({ event: 'stopped', queued: this.scheduler.size() }, 'relay stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+export type { Envelope };

@@ -1,0 +1,294 @@
+/** The scheduler: when each queued message is tried, within per-mailbox and global in-flight limits. */
+
+import { MinHeap } from './heap.js';
+
+export interface Scheduled {
+  id: string;
+  /** Lower-case mailbox UPN: the unit Graph throttles by. */
+  mailbox: string;
+  dueAt: number;
+}
+
+/** What one attempt asks of the scheduler next. */
+export type AttemptOutcome =
+  | { kind: 'done' }
+  | { kind: 'retry'; dueAt: number }
+  /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
+  | { kind: 'throttled'; retryAfterMs: number | null }
+  /** The mailbox is blocked for a long time (quota): pause it until `until`. */
+  | { kind: 'blocked'; until: number };
+
+export interface SchedulerOptions {
+  perMailboxConcurrency: number;
+  globalConcurrency: number;
+  /** 0 = no pacing. */
+  messagesPerMinute: number;
+  throttleBackoffBaseMs: number;
+  throttleBackoffMaxMs: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface MailboxStatus {
+  mailbox: string;
+  queued: number;
+  inFlight: number;
+  pausedUntil: number;
+  window: number;
+}
+
+interface MailboxState {
+  name: string;
+  ready: MinHeap<Scheduled>;
+  inFlight: number;
+  pausedUntil: number;
+  /** Allowed in flight now; drops to 1 after a throttle and grows back by one per success (slow start). */
+  window: number;
+  consecutiveThrottles: number;
+  nextStartAt: number;
+  /** Time spent paused by throttling, for metrics. */
+  pausedMsTotal: number;
+}
+
+export type AttemptRunner = (msg: Scheduled) => Promise<AttemptOutcome>;
+
+export class Scheduler {
+  private readonly mailboxes = new Map<string, MailboxState>();
+  private readonly byId = new Map<string, Scheduled>();
+  private readonly inFlightIds = new Set<string>();
+  private globalInFlight = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private pumpQueued = false;
+  private stopped = false;
+  private rr = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  private readonly now: () => number;
+  private readonly random: () => number;
+  readonly intervalMs: number;
+  /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
+  onPause: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void = () => undefined;
+
+  constructor(
+    private readonly opts: SchedulerOptions,
+    private readonly run: AttemptRunner,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
+  }
+
+  private mailbox(name: string): MailboxState {
+    let m = this.mailboxes.get(name);
+    if (!m) {
+      m = {
+        name,
+        ready: new MinHeap<Scheduled>((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1)),
+        inFlight: 0,
+        pausedUntil: 0,
+        window: this.opts.perMailboxConcurrency,
+        consecutiveThrottles: 0,
+        nextStartAt: 0,
+        pausedMsTotal: 0,
+      };
+      this.mailboxes.set(name, m);
+    }
+    return m;
+  }
+
+  /** Adds (or re-adds) a message. A message already known is left where it is. */
+  add(id: string, mailbox: string, dueAt: number): void {
+    if (this.byId.has(id)) return;
+    const msg: Scheduled = { id, mailbox: mailbox.toLowerCase(), dueAt };
+    this.byId.set(id, msg);
+    this.mailbox(msg.mailbox).ready.push(msg);
+    this.schedulePump();
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  /** Forgets a waiting message (deleted by a queue tool). One in flight finishes its attempt. */
+  remove(id: string): boolean {
+    const msg = this.byId.get(id);
+    if (!msg || this.inFlightIds.has(id)) return false;
+    this.mailbox(msg.mailbox).ready.remove((m) => m.id === id);
+    this.byId.delete(id);
+    return true;
+  }
+
+  /** Makes waiting messages due now and lifts pauses of their mailboxes ("retry now"). */
+  retryNow(filter: (msg: Scheduled) => boolean): number {
+    let n = 0;
+    const now = this.now();
+    for (const m of this.mailboxes.values()) {
+      const all = m.ready.toArray();
+      const hits = all.filter(filter);
+      if (hits.length === 0) continue;
+      for (const msg of hits) msg.dueAt = now;
+      n += hits.length;
+      m.ready.replaceAll(all);
+      m.pausedUntil = 0;
+    }
+    this.schedulePump();
+    return n;
+  }
+
+  size(): number {
+    return this.byId.size;
+  }
+
+  inFlight(): number {
+    return this.globalInFlight;
+  }
+
+  status(): MailboxStatus[] {
+    return [...this.mailboxes.values()].map((m) => ({ mailbox: m.name, queued: m.ready.size + m.inFlight, inFlight: m.inFlight, pausedUntil: m.pausedUntil, window: m.window }));
+  }
+
+  pausedMsTotal(): number {
+    let t = 0;
+    for (const m of this.mailboxes.values()) t += m.pausedMsTotal;
+    return t;
+  }
+
+  /** Stops starting attempts; resolves when the ones in flight have finished. */
+  stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    return this.idle();
+  }
+
+  idle(): Promise<void> {
+    if (this.globalInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private schedulePump(): void {
+    if (this.pumpQueued || this.stopped) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
+  private setTimer(at: number): void {
+    if (at === Infinity || this.stopped) return;
+    if (this.timer && at >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Infinity;
+        this.pump();
+      },
+      Math.max(0, at - this.now()),
+    );
+  }
+
+  /** Starts every attempt that is due and allowed, round-robin across mailboxes; sets the next wake-up. */
+  private pump(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    let wake = Infinity;
+    const boxes = [...this.mailboxes.values()];
+    if (boxes.length === 0) return;
+    let progressed = true;
+    // Round-robin, one start per mailbox per pass, so a mailbox with 10,000 due messages cannot
+    // take the global slots from one with a single message.
+    while (progressed && this.globalInFlight < this.opts.globalConcurrency) {
+      progressed = false;
+      for (let k = 0; k < boxes.length && this.globalInFlight < this.opts.globalConcurrency; k++) {
+        const m = boxes[(this.rr + k) % boxes.length]!;
+        const head = m.ready.peek();
+        if (!head) continue;
+        if (m.pausedUntil > now) {
+          wake = Math.min(wake, m.pausedUntil);
+          continue;
+        }
+        if (m.inFlight >= Math.min(m.window, this.opts.perMailboxConcurrency)) continue;
+        if (head.dueAt > now) {
+          wake = Math.min(wake, head.dueAt);
+          continue;
+        }
+        if (this.intervalMs > 0 && m.nextStartAt > now) {
+          wake = Math.min(wake, m.nextStartAt);
+          continue;
+        }
+        m.ready.pop();
+        this.start(m, head, now);
+        progressed = true;
+      }
+    }
+    this.rr = (this.rr + 1) % Math.max(1, boxes.length);
+    // Forget idle mailboxes so the map stays as small as the work.
+    for (const m of boxes) {
+      if (m.ready.size === 0 && m.inFlight === 0 && m.pausedUntil <= now) this.mailboxes.delete(m.name);
+    }
+    this.setTimer(wake);
+  }
+
+  private start(m: MailboxState, msg: Scheduled, now: number): void {
+    m.inFlight++;
+    this.globalInFlight++;
+    this.inFlightIds.add(msg.id);
+    if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
+    this.run(msg)
+      .catch((): AttemptOutcome => ({ kind: 'retry', dueAt: this.now() + 60_000 }))
+      .then((outcome) => this.finish(m, msg, outcome));
+  }
+
+  private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome): void {
+    m.inFlight--;
+    this.globalInFlight--;
+    this.inFlightIds.delete(msg.id);
+    const now = this.now();
+    if (!this.mailboxes.has(m.name)) this.mailboxes.set(m.name, m);
+    switch (outcome.kind) {
+      case 'done':
+        this.byId.delete(msg.id);
+        m.consecutiveThrottles = 0;
+        if (m.window < this.opts.perMailboxConcurrency) m.window++;
+        break;
+      case 'retry':
+        msg.dueAt = outcome.dueAt;
+        m.ready.push(msg);
+        break;
+      case 'throttled': {
+        m.consecutiveThrottles++;
+        const backoff = Math.min(this.opts.throttleBackoffMaxMs, this.opts.throttleBackoffBaseMs * 2 ** (m.consecutiveThrottles - 1));
+        const ms = outcome.retryAfterMs ?? Math.round(backoff * (0.5 + this.random()));
+        this.pauseMailbox(m, now + ms, outcome.retryAfterMs !== null ? 'retry-after' : 'backoff');
+        m.window = 1;
+        msg.dueAt = m.pausedUntil;
+        m.ready.push(msg);
+        break;
+      }
+      case 'blocked':
+        this.pauseMailbox(m, outcome.until, 'blocked');
+        m.window = 1;
+        msg.dueAt = outcome.until;
+        m.ready.push(msg);
+        break;
+    }
+    if (this.globalInFlight === 0) this.idleWaiters.splice(0).forEach((w) => w());
+    this.schedulePump();
+  }
+
+  private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked'): void {
+    const now = this.now();
+    if (until <= m.pausedUntil) return;
+    m.pausedMsTotal += until - Math.max(now, m.pausedUntil);
+    m.pausedUntil = until;
+    this.onPause(m.name, until - now, reason);
+  }
+
+  /** When this message is due according to the scheduler (after a throttle, the mailbox's pause end). */
+  dueAt(id: string): number | undefined {
+    return this.byId.get(id)?.dueAt;
+  }
+}
