@@ -1,0 +1,140 @@
+/** Starts the built relay (dist/cli.js) as a real child process with a YAML config, and reads its JSON log. */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { stringify } from 'yaml';
+
+export const REPO = path.resolve(import.meta.dirname, '../..');
+export const CLI = path.join(REPO, 'dist/cli.js');
+
+export type LogLine = Record<string, unknown> & { event?: string; msg?: string; qid?: string; level?: string };
+
+export interface RelayProcess {
+  child: ChildProcess;
+  dir: string;
+  spoolDir: string;
+  captureDir: string;
+  configPath: string;
+  smtpPort: number;
+  /** Bound ports of every listener by name. */
+  ports: Record<string, number>;
+  logs: LogLine[];
+  stderr: string[];
+  /** Resolves with the first log line (past or future) that matches. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Resolves when `n` lines match. */
+  waitForLogs(pred: (l: LogLine) => boolean, n: number, timeoutMs?: number): Promise<LogLine[]>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export interface StartOptions {
+  /** The YAML configuration as an object; spool and capture folders default to the test's own folder. */
+  config: Record<string, unknown>;
+  env?: Record<string, string>;
+  /** Reuse a folder (restart after a kill). */
+  dir?: string;
+  /** Wait for the "started" log line (default) or not (for start-up failures). */
+  waitStarted?: boolean;
+}
+
+export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
+  const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'relay-test-'));
+  const spoolDir = path.join(dir, 'spool');
+  const captureDir = path.join(dir, 'capture');
+  const config = structuredClone(opts.config);
+  config.spool ??= { directory: spoolDir };
+  const delivery = (config.delivery ??= {}) as Record<string, unknown>;
+  delivery.captureDirectory ??= captureDir;
+  config.listeners ??= [{ name: 'default', host: '127.0.0.1', port: 0 }];
+  const configPath = path.join(dir, 'relay.yaml');
+  writeFileSync(configPath, stringify(config));
+
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+  for (const k of Object.keys(env)) if (k.startsWith('AZURE_') || k.startsWith('RELAY_')) if (!(opts.env && k in opts.env)) delete env[k];
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: LogLine[] = [];
+  const stderr: string[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; n: number; hits: LogLine[]; resolve: (v: LogLine[]) => void }[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const feed = (l: LogLine): void => {
+    logs.push(l);
+    for (const w of [...waiters]) {
+      if (w.pred(l)) {
+        w.hits.push(l);
+        if (w.hits.length >= w.n) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(w.hits);
+        }
+      }
+    }
+  };
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      feed(JSON.parse(line) as LogLine);
+    } catch {
+      feed({ msg: line, raw: true });
+    }
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+
+  const waitForLogs = (pred: (l: LogLine) => boolean, n: number, timeoutMs = 30_000): Promise<LogLine[]> => {
+    const hits = logs.filter(pred);
+    if (hits.length >= n) return Promise.resolve(hits.slice(0, n));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`timed out waiting for ${n} log lines (got ${w.hits.length}); last lines:\n${logs.slice(-8).map((x) => JSON.stringify(x)).join('\n')}\nstderr:\n${stderr.join('\n')}`));
+      }, timeoutMs);
+      const w = {
+        pred,
+        n,
+        hits,
+        resolve: (v: LogLine[]) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+      };
+      waiters.push(w);
+    });
+  };
+  const waitForLog = async (pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine> => (await waitForLogs(pred, 1, timeoutMs))[0]!;
+
+  const proc: RelayProcess = {
+    child,
+    dir,
+    spoolDir,
+    captureDir,
+    configPath,
+    smtpPort: 0,
+    ports: {},
+    logs,
+    stderr,
+    waitForLog,
+    waitForLogs,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+  if (opts.waitStarted === false) return proc;
+  await Promise.race([
+    waitForLog((l) => l.event === 'started'),
+    exited.then((code) => {
+      throw new Error(`relay exited with ${code} before starting:\n${stderr.join('\n')}`);
+    }),
+  ]);
+  for (const l of logs.filter((x) => x.event === 'listening')) proc.ports[String(l.listener)] = Number(l.port);
+  proc.smtpPort = Object.values(proc.ports)[0] ?? 0;
+  return proc;
+}
