@@ -45,6 +45,8 @@ interface MailboxState {
   /** Allowed in flight now; drops to 1 after a throttle and grows back by one per success (slow start). */
   window: number;
   consecutiveThrottles: number;
+  /** When the last throttle answer came: only attempts started after it may grow the window again. */
+  throttledAt: number;
   nextStartAt: number;
   /** Time spent paused by throttling, for metrics. */
   pausedMsTotal: number;
@@ -88,6 +90,7 @@ export class Scheduler {
         pausedUntil: 0,
         window: this.opts.perMailboxConcurrency,
         consecutiveThrottles: 0,
+        throttledAt: 0,
         nextStartAt: 0,
         pausedMsTotal: 0,
       };
@@ -239,10 +242,10 @@ export class Scheduler {
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
     this.run(msg)
       .catch((): AttemptOutcome => ({ kind: 'retry', dueAt: this.now() + 60_000 }))
-      .then((outcome) => this.finish(m, msg, outcome));
+      .then((outcome) => this.finish(m, msg, outcome, now));
   }
 
-  private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome): void {
+  private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome, startedAt: number): void {
     m.inFlight--;
     this.globalInFlight--;
     this.inFlightIds.delete(msg.id);
@@ -251,8 +254,11 @@ export class Scheduler {
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);
-        m.consecutiveThrottles = 0;
-        if (m.window < this.opts.perMailboxConcurrency) m.window++;
+        // Successes of attempts sent before the throttle prove nothing about the mailbox now.
+        if (startedAt >= m.throttledAt) {
+          m.consecutiveThrottles = 0;
+          if (m.window < this.opts.perMailboxConcurrency) m.window++;
+        }
         break;
       case 'retry':
         msg.dueAt = outcome.dueAt;
@@ -264,6 +270,7 @@ export class Scheduler {
         const ms = outcome.retryAfterMs ?? Math.round(backoff * (0.5 + this.random()));
         this.pauseMailbox(m, now + ms, outcome.retryAfterMs !== null ? 'retry-after' : 'backoff');
         m.window = 1;
+        m.throttledAt = now;
         msg.dueAt = m.pausedUntil;
         m.ready.push(msg);
         break;
@@ -271,6 +278,7 @@ export class Scheduler {
       case 'blocked':
         this.pauseMailbox(m, outcome.until, 'blocked');
         m.window = 1;
+        m.throttledAt = now;
         msg.dueAt = outcome.until;
         m.ready.push(msg);
         break;

@@ -1,0 +1,52 @@
+/** What is added to the message: the Received header and the Bcc header, and the base64 stream. */
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { base64Length, base64Stream, bccHeader } from '../../src/delivery/compose.js';
+import { planRecipients } from '../../src/policy/recipients.js';
+import { receivedHeader } from '../../src/smtp/received.js';
+
+describe('added headers', () => {
+  it('folds a long Bcc header under 78 characters a line', () => {
+    const addrs = Array.from({ length: 12 }, (_, i) => `recipient-${i}@fabrikam.example`);
+    const h = bccHeader(addrs);
+    expect(h.endsWith('\r\n')).toBe(true);
+    for (const line of h.split('\r\n').filter(Boolean)) expect(line.length).toBeLessThanOrEqual(78);
+    expect(h.replace(/\r\n/g, '').replace(/^Bcc:/, '').split(',').map((s) => s.trim())).toEqual(addrs);
+    expect(bccHeader([])).toBe('');
+  });
+
+  it('names client, relay and queue id in Received, and the recipient only when there is one', () => {
+    const date = new Date(Date.UTC(2026, 10, 28, 9, 5, 7));
+    const one = receivedHeader({ helo: 'printer', clientAddress: '::ffff:10.1.2.3', byHost: 'relay.example', protocol: 'ESMTP', queueId: 'ABC', recipients: ['x@y.example'], date });
+    expect(one).toBe('Received: from printer ([10.1.2.3])\r\n\tby relay.example (smtp-graph-relay) with ESMTP id ABC\r\n\tfor <x@y.example>;\r\n\tSat, 28 Nov 2026 09:05:07 +0000\r\n');
+    const two = receivedHeader({ helo: 'bad\r\nInjected: 1', clientAddress: '2001:db8::1', byHost: 'r', protocol: 'ESMTP', queueId: 'Q', recipients: ['a@b.example', 'c@d.example'], date });
+    expect(two).not.toContain('for <');
+    expect(two).toContain('[IPv6:2001:db8::1]');
+    expect(two.split('\r\n').filter((l) => l.startsWith('Injected'))).toEqual([]);
+  });
+
+  it('plans Bcc for envelope-only recipients and reports header-only ones', () => {
+    expect(planRecipients(['A@x.example', 'b@x.example', 'c@x.example'], ['a@x.example'], ['b@x.example'], [])).toEqual({ bcc: ['c@x.example'], headerOnly: [] });
+    expect(planRecipients(['a@x.example'], ['a@x.example', 'list@x.example'], [], [])).toEqual({ bcc: [], headerOnly: ['list@x.example'] });
+  });
+
+  it('streams prefix + file as one continuous base64 string of the announced length', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'b64-'));
+    for (const size of [0, 1, 2, 3, 200_000, 1_000_001]) {
+      const data = Buffer.alloc(size, 0).map((_, i) => (i * 7919) % 251);
+      const file = path.join(dir, `m${size}`);
+      writeFileSync(file, data);
+      const prefix = Buffer.from('Bcc: z@y.example\r\n');
+      let done = false;
+      const chunks: Buffer[] = [];
+      for await (const c of base64Stream(prefix, file, () => (done = true))) chunks.push(c);
+      const out = Buffer.concat(chunks).toString('latin1');
+      expect(out).toBe(Buffer.concat([prefix, data]).toString('base64'));
+      expect(out.length).toBe(base64Length(prefix.length + size));
+      expect(done).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,86 @@
+/** Configuration: defaults, environment, *_FILE secrets, clouds, and errors that name the key. */
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildConfig, ConfigError, redactConfig } from '../../src/config/config.js';
+import { parseDuration, parseSize } from '../../src/config/units.js';
+
+const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's3cret' };
+
+function configError(raw: unknown, env: NodeJS.ProcessEnv = creds): string {
+  try {
+    buildConfig(raw, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('has conservative defaults: loopback only, port 2525, 4 per mailbox, 5 days in the queue', () => {
+    const c = buildConfig({}, creds);
+    expect(c.listeners).toHaveLength(1);
+    expect(c.listeners[0]).toMatchObject({ name: 'default', host: '127.0.0.1', port: 2525, allowedNetworks: ['127.0.0.0/8', '::1/128'] });
+    expect(c.graph.graphUrl).toBe('https://graph.microsoft.com');
+    expect(c.graph.authorityHost).toBe('https://login.microsoftonline.com');
+    expect(c.delivery.retry.maxQueueLifetimeMs).toBe(5 * 86_400_000);
+    expect(c.delivery.perMailboxConcurrency).toBe(4);
+  });
+
+  it.each([
+    ['usgov', 'https://graph.microsoft.us', 'https://login.microsoftonline.us'],
+    ['usgov-dod', 'https://dod-graph.microsoft.us', 'https://login.microsoftonline.us'],
+    ['china', 'https://microsoftgraph.chinacloudapi.cn', 'https://login.partner.microsoftonline.cn'],
+  ])('selects the %s cloud endpoints', (cloud, graphUrl, authorityHost) => {
+    const c = buildConfig({ graph: { cloud } }, creds);
+    expect([c.graph.graphUrl, c.graph.authorityHost]).toEqual([graphUrl, authorityHost]);
+  });
+
+  it('lets explicit URLs and AZURE_AUTHORITY_HOST override the cloud', () => {
+    const c = buildConfig({ graph: { cloud: 'china', graphUrl: 'https://127.0.0.1:8443' } }, { ...creds, AZURE_AUTHORITY_HOST: 'https://login.example.test/' });
+    expect(c.graph.graphUrl).toBe('https://127.0.0.1:8443');
+    expect(c.graph.authorityHost).toBe('https://login.example.test');
+  });
+
+  it('reads secrets from *_FILE and never prints them', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+    writeFileSync(path.join(dir, 'secret'), 'from-file\n');
+    const c = buildConfig({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET_FILE: path.join(dir, 'secret') });
+    expect(c.graph.clientSecret).toBe('from-file');
+    expect(JSON.stringify(redactConfig(c))).not.toContain('from-file');
+  });
+
+  it('accepts sizes and durations with units', () => {
+    expect(parseSize('35MB')).toBe(35 * 1024 * 1024);
+    expect(parseSize('512k')).toBe(512 * 1024);
+    expect(parseSize('12 parsecs')).toBeUndefined();
+    expect(parseDuration('5d')).toBe(5 * 86_400_000);
+    expect(parseDuration(30)).toBe(30_000);
+    expect(parseDuration('250ms')).toBe(250);
+  });
+
+  it.each([
+    [{ listeners: [{ prot: 25 }] }, /^listeners\[0\]\.prot: unknown setting/],
+    [{ listeners: [{ port: 70000 }] }, /^listeners\[0\]\.port: must be a whole number from 0 to 65535/],
+    [{ listeners: [{ allowedNetworks: ['10.0.0.0/33'] }] }, /^listeners\[0\]\.allowedNetworks\[0\]: "10\.0\.0\.0\/33" has a prefix length over 32/],
+    [{ listeners: [{ allowedNetworks: ['printers'] }] }, /^listeners\[0\]\.allowedNetworks\[0\]: "printers" is not an IP address/],
+    [{ delivery: { mode: 'grpah' } }, /^delivery\.mode: must be one of graph, capture \(got "grpah"\)/],
+    [{ graph: { cloud: 'mars' } }, /^graph\.cloud: must be one of global, usgov, usgov-dod, china/],
+    [{ graph: { graphUrl: 'http://graph.example' } }, /^graph\.graphUrl: must be an https:\/\/ URL/],
+    [{ limits: { maxMessageSize: '5GB' } }, /^limits\.maxMessageSize: must be between 1024 and \d+ bytes/],
+    [{ mailboxes: { map: { 'scanner@printer.local': 'not a mailbox' } } }, /^mailboxes\.map\.scanner@printer\.local: the mailbox must be a UPN/],
+    [{ delivery: { retry: { schedule: ['soon'] } } }, /^delivery\.retry\.schedule\[0\]: must be a duration/],
+    [{ spool: { dir: '/x' } }, /^spool\.dir: unknown setting/],
+  ])('names the key at fault: %j', (raw, re) => {
+    expect(configError(raw)).toMatch(re);
+  });
+
+  it('refuses graph mode without credentials instead of falling back to capture', () => {
+    expect(configError({}, { AZURE_CLIENT_SECRET: 'x', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.tenantId: is required when delivery\.mode is graph/);
+    expect(configError({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.\w+: .*client secret.*certificate/);
+    expect(buildConfig({ delivery: { mode: 'capture' } }, {}).delivery.mode).toBe('capture');
+  });
+});

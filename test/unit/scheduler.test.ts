@@ -1,0 +1,127 @@
+/** The scheduler: in-flight limits per mailbox and overall, throttle pauses, slow start, pacing. */
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Scheduler, type AttemptOutcome, type Scheduled, type SchedulerOptions } from '../../src/scheduler/scheduler.js';
+
+const base: SchedulerOptions = { perMailboxConcurrency: 4, globalConcurrency: 100, messagesPerMinute: 0, throttleBackoffBaseMs: 1000, throttleBackoffMaxMs: 60_000, random: () => 0.5 };
+
+/** A runner whose attempts finish when the test says so, recording starts and concurrency. */
+function harness(opts: Partial<SchedulerOptions> = {}, decide: (m: Scheduled, n: number) => AttemptOutcome = () => ({ kind: 'done' }), holdMs = 100) {
+  const inFlight = new Map<string, number>();
+  const maxInFlight = new Map<string, number>();
+  let total = 0;
+  let maxTotal = 0;
+  const starts: { id: string; mailbox: string; at: number }[] = [];
+  const attempts = new Map<string, number>();
+  const s = new Scheduler({ ...base, ...opts }, async (m) => {
+    const n = (attempts.get(m.id) ?? 0) + 1;
+    attempts.set(m.id, n);
+    starts.push({ id: m.id, mailbox: m.mailbox, at: Date.now() });
+    inFlight.set(m.mailbox, (inFlight.get(m.mailbox) ?? 0) + 1);
+    maxInFlight.set(m.mailbox, Math.max(maxInFlight.get(m.mailbox) ?? 0, inFlight.get(m.mailbox)!));
+    maxTotal = Math.max(maxTotal, ++total);
+    await new Promise((r) => setTimeout(r, holdMs));
+    inFlight.set(m.mailbox, inFlight.get(m.mailbox)! - 1);
+    total--;
+    return decide(m, n);
+  });
+  return { s, starts, maxInFlight, maxTotal: () => maxTotal, attempts };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 1_000_000 });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('scheduler', () => {
+  it('never has more than the per-mailbox limit in flight, and drains at that rate', async () => {
+    const h = harness();
+    for (let i = 0; i < 40; i++) h.s.add(`a${String(i).padStart(3, '0')}`, 'A@contoso.example', Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.starts).toHaveLength(40);
+    expect(h.maxInFlight.get('a@contoso.example')).toBe(4);
+    expect(h.starts[39]!.at - h.starts[0]!.at).toBe(900);
+  });
+
+  it('respects the global limit across mailboxes and shares it round-robin', async () => {
+    const h = harness({ globalConcurrency: 6 });
+    for (const mb of ['a', 'b', 'c']) for (let i = 0; i < 10; i++) h.s.add(`${mb}${i}`, `${mb}@x.example`, Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.starts.map((s) => s.mailbox[0]).sort().join('')).toBe('aabbcc');
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(h.maxTotal()).toBe(6);
+    expect(h.starts).toHaveLength(30);
+  });
+
+  it('pauses the whole mailbox on a throttle until Retry-After, without holding back other mailboxes', async () => {
+    const h = harness({}, (m, n) => (m.id === 'a0' && n === 1 ? { kind: 'throttled', retryAfterMs: 5000 } : { kind: 'done' }));
+    h.s.add('a0', 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 1; i < 6; i++) h.s.add(`a${i}`, 'a@x.example', Date.now());
+    for (let i = 0; i < 8; i++) h.s.add(`b${i}`, 'b@x.example', Date.now());
+    const t0 = Date.now();
+    await vi.advanceTimersByTimeAsync(100); // a0 answers 429 at t0+100
+    await vi.advanceTimersByTimeAsync(1000);
+    const aStartsDuringPause = h.starts.filter((s) => s.mailbox === 'a@x.example' && s.at > t0 + 100 && s.at < t0 + 5100);
+    // Three more a-messages started alongside a0 before the 429 came back; none after it until the pause ends.
+    expect(aStartsDuringPause).toHaveLength(0);
+    expect(h.starts.filter((s) => s.mailbox === 'b@x.example')).toHaveLength(8);
+    await vi.advanceTimersByTimeAsync(5000);
+    const after = h.starts.filter((s) => s.mailbox === 'a@x.example' && s.at >= t0 + 5100);
+    expect(after.length).toBeGreaterThan(0);
+    expect(after[0]!.at).toBe(t0 + 5100);
+    // Slow start: one at a time right after the pause, then the window grows back.
+    expect(after.filter((s) => s.at === t0 + 5100)).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(h.s.size()).toBe(0);
+    expect(h.attempts.get('a0')).toBe(2);
+  });
+
+  it('backs off exponentially when a throttle has no Retry-After', async () => {
+    let throttles = 0;
+    const h = harness({ perMailboxConcurrency: 1 }, () => (throttles++ < 3 ? { kind: 'throttled', retryAfterMs: null } : { kind: 'done' }), 0);
+    h.s.add('m', 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(20_000);
+    const gaps = h.starts.slice(1).map((s, i) => s.at - h.starts[i]!.at);
+    // Each pause is counted from the 429; the attempt itself takes a tick of the fake clock.
+    expect(gaps.map((g) => Math.round(g / 100) * 100)).toEqual([1000, 2000, 4000]);
+  });
+
+  it('paces starts per mailbox when messagesPerMinute is set', async () => {
+    const h = harness({ messagesPerMinute: 30 }, undefined, 10);
+    for (let i = 0; i < 4; i++) h.s.add(`m${i}`, 'a@x.example', Date.now());
+    h.s.add('other', 'b@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(10_000);
+    const a = h.starts.filter((s) => s.mailbox === 'a@x.example').map((s) => s.at - h.starts[0]!.at);
+    expect(a).toEqual([0, 2000, 4000, 6000]);
+    expect(h.starts.find((s) => s.mailbox === 'b@x.example')!.at).toBe(h.starts[0]!.at);
+  });
+
+  it('retries at the due time a deferral asks for, and retry-now makes it due at once', async () => {
+    const h = harness({}, (_m, n) => (n === 1 ? { kind: 'retry', dueAt: Date.now() + 60_000 } : { kind: 'done' }), 0);
+    h.s.add('m', 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(h.attempts.get('m')).toBe(1);
+    expect(h.s.retryNow((m) => m.id === 'm')).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.attempts.get('m')).toBe(2);
+    expect(h.s.size()).toBe(0);
+  });
+
+  it('stop() waits for attempts in flight and starts no new ones', async () => {
+    const h = harness();
+    for (let i = 0; i < 8; i++) h.s.add(`m${i}`, 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    const stopped = h.s.stop();
+    let done = false;
+    void stopped.then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(50);
+    expect(done).toBe(false);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(done).toBe(true);
+    expect(h.starts).toHaveLength(4);
+  });
+});
