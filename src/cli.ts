@@ -5,12 +5,14 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, redactConfig } from './config/config.js';
 import { createLogger } from './observability/logger.js';
 import { Relay } from './relay.js';
+import { hashPasswordCommand } from './auth/hash-password-command.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [--config FILE]
 
 commands:
   run            run the relay (SMTP listeners and delivery)
   check-config   validate the configuration and print it, secrets redacted
+  hash-password  read a password from stdin, print its hash for users[].passwordHash
 
 options:
   -c, --config FILE   YAML configuration (default: $RELAY_CONFIG, else built-in defaults + environment)
@@ -32,6 +34,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (command === 'hash-password') return hashPasswordCommand();
   const configFile = values.config ?? process.env.RELAY_CONFIG;
   let cfg;
   try {

@@ -2,10 +2,17 @@
 
 import { MsalTokenProvider } from './auth/token-provider.js';
 import type { RelayConfig } from './config/config.js';
+import { Bouncer } from './delivery/bounce.js';
 import { DeliveryEngine } from './delivery/engine.js';
-import { CaptureSender, GraphMimeSender, type Sender } from './delivery/senders.js';
+import { CaptureSender, GraphMimeSender, GraphSender, type Sender } from './delivery/senders.js';
 import { GraphClient } from './graph/client.js';
+import { LargeMessageRoute } from './graph/large-message.js';
+import { GraphRest } from './graph/rest.js';
+import { UploadBudget } from './graph/upload-budget.js';
+import { AdminServer } from './observability/admin.js';
 import type { Logger } from './observability/logger.js';
+import { RelayMetrics } from './observability/metrics.js';
+import { ReadinessCheck } from './observability/readiness.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { SmtpListener } from './smtp/server.js';
 import { Spool, type Envelope } from './spool/spool.js';
@@ -19,7 +26,10 @@ export class Relay {
   readonly listeners: SmtpListener[];
   readonly tokens: MsalTokenProvider | null;
   private readonly graph: GraphClient | null;
+  private readonly rest: GraphRest | null = null;
   private stopping: Promise<void> | null = null;
+  readonly metrics = new RelayMetrics();
+  private readonly admin: AdminServer | null;
   /** Addresses the listeners are bound to, in config order (port 0 picks a free port). */
   bound: { name: string; address: string; port: number }[] = [];
 
@@ -40,10 +50,22 @@ export class Relay {
         bodyTimeoutMs: cfg.graph.bodyTimeoutMs,
         connections: cfg.delivery.globalConcurrency,
       });
-      this.tokens = new MsalTokenProvider(cfg.graph, log);
-      sender = new GraphMimeSender(this.graph, this.tokens);
+      this.tokens = new MsalTokenProvider(cfg.graph, log, (ok) => this.metrics.tokenResult(ok));
+      const clientOpts = { connectTimeoutMs: cfg.graph.connectTimeoutMs, headersTimeoutMs: cfg.graph.headersTimeoutMs, bodyTimeoutMs: cfg.graph.bodyTimeoutMs, connections: cfg.delivery.globalConcurrency };
+      this.rest = new GraphRest(cfg.graph.graphUrl, clientOpts);
+      const large = cfg.delivery.largeMessages
+        ? new LargeMessageRoute({ rest: this.rest, tokens: this.tokens, budget: new UploadBudget(cfg.graph.uploadBudgetBytes, cfg.graph.uploadBudgetWindowMs), tmpDir: this.spool.tmpDir, maxRequestBytes: cfg.graph.maxRequestBytes })
+        : null;
+      sender = new GraphSender(new GraphMimeSender(this.graph, this.tokens), this.rest, this.tokens, large, { maxRequestBytes: cfg.graph.maxRequestBytes, sentItems: cfg.delivery.sentItems, mailboxes: cfg.mailboxes }, log);
     }
     this.engine = new DeliveryEngine(this.spool, sender, cfg.delivery, log);
+    this.engine.events = this.metrics.deliveryEvents;
+    if (cfg.bounces.postmaster) {
+      this.engine.bouncer = new Bouncer(this.spool, cfg.bounces, cfg.hostname, (dsn) => {
+        this.metrics.queued(dsn);
+        this.scheduler.add(dsn.id, dsn.mailbox, Date.now());
+      });
+    }
     this.scheduler = new Scheduler(
       {
         perMailboxConcurrency: cfg.delivery.perMailboxConcurrency,
@@ -54,12 +76,22 @@ export class Relay {
       },
       this.engine.attempt,
     );
-    this.scheduler.onPause = (mailbox, ms, reason) => log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);
+    this.metrics.attach({ has: (id) => this.scheduler.has(id), deadDir: this.spool.deadDir });
+    const readiness = new ReadinessCheck({ probeDir: this.spool.tmpDir, tokens: this.tokens, stopping: () => this.stopping !== null });
+    this.admin = cfg.admin.enabled ? new AdminServer(this.metrics, readiness, log) : null;
+    this.scheduler.onPause = (mailbox, ms, reason) => {
+      this.metrics.paused(mailbox, ms);
+      log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);
+    };
     this.listeners = cfg.listeners.map(
       (l) =>
         new SmtpListener(l, cfg, this.spool, log, {
-          accepted: (env) => this.scheduler.add(env.id, env.mailbox, Date.now()),
-          rejected: () => undefined,
+          accepted: (env) => {
+            this.metrics.accepted(env);
+            this.scheduler.add(env.id, env.mailbox, Date.now());
+          },
+          rejected: (reason) => this.metrics.rejected(reason),
+          session: (listener) => this.metrics.session(listener),
         }),
     );
   }
@@ -70,6 +102,11 @@ export class Relay {
       this.log.info({ event: 'spool-recovered', ...report, missingData: report.missingData.length }, 'spool recovered after an unclean stop');
     }
     for (const id of report.missingData) this.log.error({ qid: id }, 'envelope without message data in queue/; left in place for inspection');
+    if (this.admin) {
+      // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
+      const a = await this.admin.listen(this.cfg.admin.host, this.cfg.admin.port);
+      this.log.info({ event: 'admin-listening', address: a.address, port: a.port }, `admin HTTP (/healthz /readyz /metrics) on ${a.address}:${a.port}`);
+    }
     for (const l of this.listeners) {
       const addr = await l.listen();
       const name = this.cfg.listeners[this.listeners.indexOf(l)]!.name;
@@ -90,7 +127,10 @@ export class Relay {
       const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
       envs.forEach((env, j) => {
         if (env instanceof Error) this.log.error({ qid: batch[j], err: env }, 'unreadable envelope; left in place for inspection');
-        else this.scheduler.add(env.id, env.mailbox, now);
+        else {
+          this.metrics.queued(env);
+          this.scheduler.add(env.id, env.mailbox, now);
+        }
       });
     }
     return ids.length;
@@ -111,7 +151,11 @@ export class Relay {
       clearTimeout(timer);
       if (res === 'expired') this.log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
       await this.graph?.close().catch(() => undefined);
+      await this.rest?.close();
       await this.spool.close();
+      // Last: /healthz answers and /readyz says "shutting down" for the whole drain.
+      await this.admin?.close();
+      this.metrics.close();
       this.log.info({ event: 'stopped', queued: this.scheduler.size() }, 'relay stopped');
     })();
     return this.stopping;

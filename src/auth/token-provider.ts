@@ -1,8 +1,11 @@
-/** App-only Graph tokens from Entra ID with msal-node (client credentials: secret or certificate). */
+/** App-only Graph tokens from Entra ID with msal-node (secret, certificate, workload identity or managed identity). */
 
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfidentialClientApplication, LogLevel, type Configuration } from '@azure/msal-node';
+import { ConfidentialClientApplication, LogLevel, type Configuration, type NodeSystemOptions } from '@azure/msal-node';
+import { selectCredential, type CredentialKind } from './credential-selection.js';
+import { managedIdentityAcquirer, type AcquireToken } from './managed-identity.js';
+import { federatedAssertion } from './workload-identity.js';
 import type { GraphConfig } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { isWellKnownAuthorityHost } from '../graph/clouds.js';
@@ -59,15 +62,33 @@ export function readCertificateCredential(file: string): CertificateCredential {
 }
 
 export class MsalTokenProvider implements TokenProvider {
-  private readonly app: ConfidentialClientApplication;
-  private readonly scope: string;
+  private readonly acquire: AcquireToken;
+  readonly credential: CredentialKind;
   lastSuccessAt: number | null = null;
 
+  /** `onResult` hears every token that came from Entra ID (not msal's cache) and every failure: for metrics. */
   constructor(
     cfg: GraphConfig,
     private readonly log: Logger,
     private readonly onResult: (ok: boolean) => void = () => undefined,
+    env: NodeJS.ProcessEnv = process.env,
   ) {
+    const sel = selectCredential(cfg, env);
+    if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
+    this.credential = sel.kind;
+    const system: NodeSystemOptions = {
+      loggerOptions: {
+        piiLoggingEnabled: false,
+        logLevel: LogLevel.Warning,
+        loggerCallback: (level, message) => {
+          if (level <= LogLevel.Warning) log.warn({ component: 'msal' }, message);
+        },
+      },
+    };
+    if (sel.kind === 'managed-identity') {
+      this.acquire = managedIdentityAcquirer(cfg.graphUrl, cfg.clientId, system);
+      return;
+    }
     if (!cfg.tenantId || !cfg.clientId) throw new ConfigError('graph.tenantId', 'tenant and client id are required');
     const auth: Configuration['auth'] = {
       clientId: cfg.clientId,
@@ -76,36 +97,28 @@ export class MsalTokenProvider implements TokenProvider {
       // must be trusted explicitly, or msal asks the global cloud's instance discovery about it.
       knownAuthorities: isWellKnownAuthorityHost(cfg.authorityHost) ? [] : [new URL(cfg.authorityHost).host],
     };
-    if (cfg.clientCertificatePath) {
+    if (sel.kind === 'certificate' && cfg.clientCertificatePath) {
       const c = readCertificateCredential(cfg.clientCertificatePath);
       auth.clientCertificate = { thumbprintSha256: c.thumbprintSha256, privateKey: c.privateKey, x5c: c.x5c };
+    } else if (sel.kind === 'workload-identity' && cfg.federatedTokenFile) {
+      auth.clientAssertion = federatedAssertion(cfg.federatedTokenFile);
     } else if (cfg.clientSecret) {
       auth.clientSecret = cfg.clientSecret;
     }
-    this.app = new ConfidentialClientApplication({
-      auth,
-      system: {
-        loggerOptions: {
-          piiLoggingEnabled: false,
-          logLevel: LogLevel.Warning,
-          loggerCallback: (level, message) => {
-            if (level <= LogLevel.Warning) log.warn({ component: 'msal' }, message);
-          },
-        },
-      },
-    });
-    this.scope = `${cfg.graphUrl}/.default`;
+    const app = new ConfidentialClientApplication({ auth, system });
+    const scope = `${cfg.graphUrl}/.default`;
+    this.acquire = (fresh) => app.acquireTokenByClientCredential({ scopes: [scope], skipCache: fresh });
   }
 
   async getToken(fresh = false): Promise<string> {
     try {
-      const res = await this.app.acquireTokenByClientCredential({ scopes: [this.scope], skipCache: fresh });
+      const res = await this.acquire(fresh);
       if (!res?.accessToken) throw new TokenError('Entra ID returned no access token', 'no_token');
       if (fresh || res.fromCache === false) {
-        this.log.info({ event: 'token', fresh, expiresOn: res.expiresOn?.toISOString() }, 'Graph token acquired');
+        this.log.info({ event: 'token', credential: this.credential, fresh, expiresOn: res.expiresOn?.toISOString() }, 'Graph token acquired');
+        this.onResult(true);
       }
       this.lastSuccessAt = Date.now();
-      this.onResult(true);
       return res.accessToken;
     } catch (err) {
       this.onResult(false);

@@ -6,8 +6,12 @@ import { BlockList, isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { CLOUDS, CLOUD_NAMES, type CloudName } from '../graph/clouds.js';
 import { parseDuration, parseSize } from './units.js';
+import type { BounceConfig } from '../delivery/bounce.js';
+import { readFrontDoorLimits, readListenerSecurity, readPolicy, readUsers, type FrontDoorLimits, type ListenerSecurity, type PolicyConfig, type UserConfig } from './front-door.js';
+import { CREDENTIAL_SETTINGS, selectCredential, type CredentialSetting } from '../auth/credential-selection.js';
 
-export interface ListenerConfig {
+/** A listener; its TLS, AUTH and PROXY settings are described in src/config/front-door.ts. */
+export interface ListenerConfig extends ListenerSecurity {
   name: string;
   host: string;
   port: number;
@@ -36,11 +40,19 @@ export interface DeliveryConfig {
   /** Optional pacing per mailbox, messages per minute; 0 = off. */
   messagesPerMinute: number;
   retry: RetryConfig;
+  /** Messages too big for one sendMail request go through a draft and attachment uploads (needs Mail.ReadWrite). */
+  largeMessages: boolean;
+  /** keep: Graph saves a copy in Sent Items (MIME sendMail); discard: JSON sendMail with saveToSentItems false. */
+  sentItems: SentItemsMode;
 }
+
+export type SentItemsMode = 'keep' | 'discard';
 
 export interface MailboxConfig {
   /** Sender address or "@domain" (lower-case) → mailbox UPN. "<>" maps the null sender. */
   map: Record<string, string>;
+  /** Per-mapping Sent Items override, same keys as `map`; absent keys use delivery.sentItems. */
+  sentItems: Record<string, SentItemsMode>;
   useEnvelopeSender: boolean;
   /** When set, the envelope sender is used as the mailbox only for these domains. */
   senderDomains: string[];
@@ -55,7 +67,14 @@ export interface GraphConfig {
   clientId: string | null;
   clientSecret: string | null;
   clientCertificatePath: string | null;
+  /** Which credential gets Graph tokens; `auto` lets the inputs present decide (see src/auth/credential-selection.ts). */
+  credential: CredentialSetting;
+  /** Workload identity federation: a projected service-account token, read afresh for every token request. */
+  federatedTokenFile: string | null;
   maxRequestBytes: number;
+  /** Graph's attachment upload budget per mailbox (150 MB per 5 minutes); the large route defers instead of exceeding it. */
+  uploadBudgetBytes: number;
+  uploadBudgetWindowMs: number;
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
@@ -68,12 +87,19 @@ export interface RelayConfig {
     maxMessageSize: number;
     maxRecipients: number;
     maxReceivedHeaders: number;
-  };
+  } & FrontDoorLimits;
+  /** SMTP AUTH users and sender policy (src/config/front-door.ts). */
+  users: UserConfig[];
+  policy: PolicyConfig;
   spool: { directory: string };
   delivery: DeliveryConfig;
   mailboxes: MailboxConfig;
   graph: GraphConfig;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
+  /** Delivery status notifications to senders (src/delivery/bounce.ts). */
+  bounces: BounceConfig;
+  /** Health, readiness and Prometheus metrics over HTTP (src/observability/admin.ts). */
+  admin: { enabled: boolean; host: string; port: number };
 }
 
 export class ConfigError extends Error {
@@ -96,10 +122,15 @@ export const ADDED_HEADER_ALLOWANCE = 64 * 1024;
 
 const DEFAULT_MAX_REQUEST_BYTES = 4_000_000;
 
+const MB = 1024 * 1024;
+/** Exchange Online's default maximum message size, and the most Graph's large-message route can carry. */
+export const DEFAULT_MAX_LARGE_MESSAGE = 35 * MB;
+export const MAX_LARGE_MESSAGE = 150 * MB;
+
 type Raw = Record<string, unknown>;
 
 /** Walks the raw YAML, consuming keys, so that unknown keys and bad values are named by their path. */
-class Reader {
+export class Reader {
   private readonly seen = new Set<string>();
   constructor(
     private readonly obj: Raw,
@@ -216,7 +247,7 @@ export function validateCidr(key: string, cidr: string): void {
   }
 }
 
-function readListeners(root: Reader): ListenerConfig[] {
+function readListeners(root: Reader, baseDir: string, hasUsers: boolean): ListenerConfig[] {
   const raw = root.list('listeners', [{}]);
   if (raw.length === 0) throw new ConfigError('listeners', 'at least one listener is needed');
   const names = new Set<string>();
@@ -233,6 +264,7 @@ function readListeners(root: Reader): ListenerConfig[] {
         validateCidr(key, c);
         return c;
       }),
+      ...readListenerSecurity(r, baseDir, hasUsers),
     };
     if (isIP(l.host) === 0 && l.host !== 'localhost') throw new ConfigError(r.key('host'), `"${l.host}" is not an IP address to listen on`);
     if (names.has(l.name)) throw new ConfigError(r.key('name'), `duplicate listener name "${l.name}"`);
@@ -262,11 +294,21 @@ function readRetry(r: Reader): RetryConfig {
 
 function readMailboxes(r: Reader): MailboxConfig {
   const map: Record<string, string> = {};
-  for (const [k, v] of Object.entries(r.map('map'))) {
+  const sentItems: Record<string, SentItemsMode> = {};
+  for (const [k, raw] of Object.entries(r.map('map'))) {
     const key = `${r.key('map')}.${k}`;
     const from = k.trim().toLowerCase();
     if (from !== '<>' && !isAddress(from) && !/^@[^\s@<>]+$/.test(from)) {
       throw new ConfigError(key, 'the key must be a sender address, "@domain" or "<>"');
+    }
+    // A value is a UPN, or { mailbox, sentItems } when the mapping overrides delivery.sentItems.
+    let v: unknown = raw;
+    if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+      const m = new Reader(raw as Raw, key);
+      v = m.str('mailbox', '');
+      const si = m.oneOf('sentItems', ['keep', 'discard'] as const, 'keep');
+      if (m.raw('sentItems') !== undefined) sentItems[from] = si;
+      m.done();
     }
     if (typeof v !== 'string' || !isAddress(v)) throw new ConfigError(key, `the mailbox must be a UPN such as scans@contoso.com (got ${JSON.stringify(v)})`);
     map[from] = v;
@@ -277,7 +319,7 @@ function readMailboxes(r: Reader): MailboxConfig {
     if (typeof d !== 'string' || !/^[a-z0-9.-]+$/i.test(d)) throw new ConfigError(`${r.key('senderDomains')}[${i}]`, 'must be a domain name');
     return d.toLowerCase();
   });
-  const cfg: MailboxConfig = { map, useEnvelopeSender: r.bool('useEnvelopeSender', true), senderDomains, fallback };
+  const cfg: MailboxConfig = { map, sentItems, useEnvelopeSender: r.bool('useEnvelopeSender', true), senderDomains, fallback };
   r.done();
   return cfg;
 }
@@ -303,12 +345,21 @@ function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphCon
     clientId: env.AZURE_CLIENT_ID || r.str('clientId', null),
     clientSecret: secret(env, 'AZURE_CLIENT_SECRET') ?? r.str('clientSecret', null),
     clientCertificatePath: env.AZURE_CLIENT_CERTIFICATE_PATH || r.str('clientCertificatePath', null),
+    credential: r.oneOf('credential', CREDENTIAL_SETTINGS, 'auto'),
+    federatedTokenFile: env.AZURE_FEDERATED_TOKEN_FILE || r.str('federatedTokenFile', null),
     maxRequestBytes: r.size('maxRequestBytes', DEFAULT_MAX_REQUEST_BYTES, 64 * 1024, 4 * 1024 * 1024),
+    uploadBudgetBytes: r.size('uploadBudget', MAX_LARGE_MESSAGE, 1 * MB, 10 * MAX_LARGE_MESSAGE),
+    uploadBudgetWindowMs: r.duration('uploadBudgetWindow', 5 * 60_000, 1000),
     connectTimeoutMs: r.duration('connectTimeout', 10_000, 100),
     headersTimeoutMs: r.duration('headersTimeout', 60_000, 100),
     bodyTimeoutMs: r.duration('bodyTimeout', 60_000, 100),
   };
+  if (env.RELAY_CREDENTIAL) {
+    if (!(CREDENTIAL_SETTINGS as readonly string[]).includes(env.RELAY_CREDENTIAL)) throw new ConfigError('RELAY_CREDENTIAL', `must be one of ${CREDENTIAL_SETTINGS.join(', ')} (got "${env.RELAY_CREDENTIAL}")`);
+    cfg.credential = env.RELAY_CREDENTIAL as CredentialSetting;
+  }
   if (cfg.clientCertificatePath) cfg.clientCertificatePath = path.resolve(baseDir, cfg.clientCertificatePath);
+  if (cfg.federatedTokenFile) cfg.federatedTokenFile = path.resolve(baseDir, cfg.federatedTokenFile);
   r.done();
   return cfg;
 }
@@ -335,7 +386,8 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const hostname = env.RELAY_HOSTNAME || root.str('hostname', 'smtp-graph-relay.localdomain');
   if (!/^[a-z0-9.-]+$/i.test(hostname)) throw new ConfigError('hostname', `"${hostname}" is not a host name`);
 
-  const listeners = readListeners(root);
+  const users = readUsers(root);
+  const listeners = readListeners(root, baseDir, users.length > 0);
   if (env.RELAY_SMTP_PORT) {
     const port = Number(env.RELAY_SMTP_PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('RELAY_SMTP_PORT', `must be a port number (got "${env.RELAY_SMTP_PORT}")`);
@@ -349,11 +401,16 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
 
   const graph = readGraph(root.section('graph'), env, baseDir);
   const maxForMime = maxRawForRequest(graph.maxRequestBytes) - ADDED_HEADER_ALLOWANCE;
+  const d = root.section('delivery');
+  // Read first: it decides how big a message may be.
+  const largeMessages = d.bool('largeMessages', true);
+  const maxSize = largeMessages ? MAX_LARGE_MESSAGE : maxForMime;
   const lim = root.section('limits');
   const limits = {
-    maxMessageSize: lim.size('maxMessageSize', maxForMime, 1024, maxForMime),
+    maxMessageSize: lim.size('maxMessageSize', largeMessages ? DEFAULT_MAX_LARGE_MESSAGE : maxForMime, 1024, maxSize),
     maxRecipients: lim.int('maxRecipients', 500, 1, 500),
     maxReceivedHeaders: lim.int('maxReceivedHeaders', 50, 1, 1000),
+    ...readFrontDoorLimits(lim),
   };
   lim.done();
 
@@ -361,7 +418,6 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const spool = { directory: path.resolve(baseDir, env.RELAY_SPOOL_DIR || sp.str('directory', './spool')) };
   sp.done();
 
-  const d = root.section('delivery');
   const delivery: DeliveryConfig = {
     mode: (env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined) ?? d.oneOf('mode', ['graph', 'capture'] as const, 'graph'),
     captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
@@ -370,6 +426,8 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     globalConcurrency: d.int('globalConcurrency', 32, 1, 1024),
     messagesPerMinute: d.int('messagesPerMinute', 0, 0, 10_000),
     retry: readRetry(d.section('retry')),
+    largeMessages,
+    sentItems: d.oneOf('sentItems', ['keep', 'discard'] as const, 'keep'),
   };
   if (delivery.mode !== 'graph' && delivery.mode !== 'capture') throw new ConfigError('RELAY_DELIVERY', `must be graph or capture (got "${delivery.mode}")`);
   d.done();
@@ -380,23 +438,39 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     mailboxes.fallback = env.RELAY_FALLBACK_MAILBOX;
   }
 
+  const b = root.section('bounces');
+  const bounces: BounceConfig = {
+    postmaster: env.RELAY_POSTMASTER || b.str('postmaster', null),
+    delayWarningAfterMs: b.raw('delayWarningAfter') === undefined || b.raw('delayWarningAfter') === null ? null : b.duration('delayWarningAfter', 0, 60_000),
+  };
+  if (bounces.postmaster !== null && !isAddress(bounces.postmaster)) throw new ConfigError('bounces.postmaster', `must be a mailbox UPN such as postmaster@contoso.com (got "${bounces.postmaster}")`);
+  b.done();
+
   const lg = root.section('log');
   const log = { level: (env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined) ?? lg.oneOf('level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info') };
   lg.done();
+  const policy = readPolicy(root.section('policy'));
+
+  const ad = root.section('admin');
+  const admin = { enabled: ad.bool('enabled', true), host: ad.str('host', '127.0.0.1'), port: ad.int('port', 8025, 0, 65535) };
+  if (env.RELAY_ADMIN_PORT) {
+    const port = Number(env.RELAY_ADMIN_PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('RELAY_ADMIN_PORT', `must be a port number (got "${env.RELAY_ADMIN_PORT}")`);
+    admin.port = port;
+  }
+  if (isIP(admin.host) === 0 && admin.host !== 'localhost') throw new ConfigError(ad.key('host'), `"${admin.host}" is not an IP address to listen on`);
+  ad.done();
   root.done();
 
-  const cfg: RelayConfig = { hostname, listeners, limits, spool, delivery, mailboxes, graph, log };
-  if (delivery.mode === 'graph') requireCredentials(cfg.graph);
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, admin };
+  if (delivery.mode === 'graph') requireCredentials(cfg.graph, env);
   return cfg;
 }
 
 /** Production mode never falls back to capture: missing credentials stop the relay here. */
-function requireCredentials(g: GraphConfig): void {
-  if (!g.tenantId) throw new ConfigError('graph.tenantId', 'is required when delivery.mode is graph (or set AZURE_TENANT_ID)');
-  if (!g.clientId) throw new ConfigError('graph.clientId', 'is required when delivery.mode is graph (or set AZURE_CLIENT_ID)');
-  if (!g.clientSecret && !g.clientCertificatePath) {
-    throw new ConfigError('graph.clientSecret', 'a client secret or a certificate (graph.clientCertificatePath) is required when delivery.mode is graph (or set AZURE_CLIENT_SECRET, AZURE_CLIENT_SECRET_FILE or AZURE_CLIENT_CERTIFICATE_PATH)');
-  }
+function requireCredentials(g: GraphConfig, env: NodeJS.ProcessEnv): void {
+  const sel = selectCredential(g, env);
+  if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
 }
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): RelayConfig {
@@ -418,5 +492,5 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
 
 /** The effective configuration with secrets replaced, for check-config and the start log line. */
 export function redactConfig(cfg: RelayConfig): RelayConfig {
-  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null } };
+  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null }, users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) };
 }

@@ -15,6 +15,8 @@ export type Verdict =
       possibleDuplicate?: boolean;
       /** 401: get one fresh token and try once more before deferring. */
       refreshToken?: boolean;
+      /** The relay itself knows when to try again (the upload budget frees up then); overrides the retry schedule. */
+      retryAfterMs?: number;
     }
   | { kind: 'permanent'; reason: string };
 
@@ -80,4 +82,23 @@ export function classifyNetworkError(err: GraphNetworkError): Verdict {
 /** A token that cannot be had is the relay's problem, never the message's: always transient. */
 export function classifyTokenError(): Verdict {
   return { kind: 'transient', reason: 'token-unavailable' };
+}
+
+/** Graph's answer on the large-message route (draft, attachments, upload, send, delete). */
+export function classifyDraftResponse(res: Pick<GraphResponse, 'status' | 'error' | 'retryAfterMs'>): Verdict {
+  // Drafts need Mail.ReadWrite on top of Mail.Send: a 403 here is a missing permission, named by the caller.
+  if (res.status === 403) return { kind: 'permanent', reason: 'large-route-forbidden' };
+  // The draft we just made is gone (deleted by someone, or a replica lag): start over later.
+  if (res.status === 404 && res.error?.code === 'ErrorItemNotFound') return { kind: 'transient', reason: 'draft-not-found' };
+  return classifyResponse(res);
+}
+
+/** The mailbox's upload budget is spent for now: wait until the window frees enough, without a Graph call. */
+export function classifyUploadBudget(retryAfterMs: number): Verdict {
+  return { kind: 'transient', reason: 'upload-budget', retryAfterMs };
+}
+
+/** The message cannot be carried by any route (e.g. its body alone exceeds one request). */
+export function classifyUnsendable(reason: 'message-too-big' | 'invalid-mime'): Verdict {
+  return { kind: 'permanent', reason };
 }

@@ -4,6 +4,7 @@ import type { DeliveryConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { AttemptOutcome, Scheduled } from '../scheduler/scheduler.js';
 import type { Envelope, LastError, Spool } from '../spool/spool.js';
+import type { Bouncer } from './bounce.js';
 import type { Verdict } from './classify.js';
 import type { SendResult, Sender } from './senders.js';
 
@@ -11,13 +12,16 @@ export interface DeliveryEvents {
   delivered(env: Envelope, r: SendResult, latencyMs: number): void;
   deferred(env: Envelope, r: SendResult): void;
   deadLettered(env: Envelope, reason: string): void;
+  bounced(env: Envelope, dsn: Envelope): void;
   graphResponse(r: SendResult): void;
 }
 
-const noop: DeliveryEvents = { delivered() {}, deferred() {}, deadLettered() {}, graphResponse() {} };
+const noop: DeliveryEvents = { delivered() {}, deferred() {}, deadLettered() {}, bounced() {}, graphResponse() {} };
 
 export class DeliveryEngine {
   events: DeliveryEvents = noop;
+  /** Set by the relay when bounces are configured. */
+  bouncer: Bouncer | null = null;
 
   constructor(
     private readonly spool: Spool,
@@ -107,7 +111,7 @@ export class DeliveryEngine {
     } else {
       const schedule = this.cfg.retry.scheduleMs;
       const base = schedule[Math.min(env.attempts - 1, schedule.length - 1)]!;
-      delayMs = Math.round(base * (0.9 + 0.2 * this.random()));
+      delayMs = v.retryAfterMs ?? Math.round(base * (0.9 + 0.2 * this.random()));
       outcome = { kind: 'retry', dueAt: now + delayMs };
     }
     if (now + delayMs - Date.parse(env.receivedAt) > this.cfg.retry.maxQueueLifetimeMs) {
@@ -115,15 +119,37 @@ export class DeliveryEngine {
       return this.deadLetter(env, r, 'expired');
     }
     env.nextAttemptAt = new Date(now + delayMs).toISOString();
+    const warning = await this.bouncer?.delayed(env, now).catch((err: unknown) => {
+      this.log.error({ qid: env.id, err }, 'could not queue the delay notice');
+      return null;
+    });
+    if (warning) this.log.info({ qid: env.id, event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
     await this.spool.updateEnvelope('queue', env);
     this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, retryInMs: delayMs, error: r.message }, 'delivery deferred');
     this.events.deferred(env, r);
     return outcome;
   }
 
+  /**
+   * Permanent failure or expiry: the message goes to dead/ first (so nothing is lost whatever happens
+   * next); then, when a notice is owed and possible, it is bounced and the original removed, as Postfix does.
+   */
   private async deadLetter(env: Envelope, r: SendResult, reason: string): Promise<AttemptOutcome> {
     await this.spool.move('queue', 'dead', env);
-    this.log.error({ ...this.logFields(env, r), event: 'dead-lettered', reason, error: env.lastError?.message }, 'message moved to the dead-letter folder');
+    let dsn: Envelope | null = null;
+    try {
+      dsn = (await this.bouncer?.failed(env, 'dead')) ?? null;
+    } catch (err) {
+      this.log.error({ qid: env.id, err }, 'could not queue the bounce; the message stays in the dead-letter folder');
+    }
+    if (dsn) {
+      await this.spool.remove('dead', env.id);
+      this.log.warn({ ...this.logFields(env, r), event: 'bounced', reason, dsnQid: dsn.id, to: env.mailFrom, error: env.lastError?.message }, 'message failed; delivery status notification queued for the sender');
+      this.events.bounced(env, dsn);
+      return { kind: 'done' };
+    }
+    const why = env.isBounce ? 'a bounce is never bounced' : env.mailFrom === '' ? 'null sender <>' : this.bouncer ? 'no bounces.postmaster mailbox' : 'bounces off';
+    this.log.error({ ...this.logFields(env, r), event: 'dead-lettered', reason, noBounce: why, error: env.lastError?.message }, 'message moved to the dead-letter folder');
     this.events.deadLettered(env, reason);
     return { kind: 'done' };
   }

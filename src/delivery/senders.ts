@@ -1,4 +1,4 @@
-/** The two ways a message leaves the relay: Graph MIME sendMail, or capture files for trying it out. */
+/** How a message leaves the relay: Graph (MIME sendMail, JSON sendMail, or the large-message route), or capture files. */
 
 import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, writeFile } from 'node:fs/promises';
@@ -6,13 +6,19 @@ import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
 import { GraphNetworkError, type GraphClient } from '../graph/client.js';
+import type { MailboxConfig, SentItemsMode } from '../config/config.js';
+import { buildJsonSendMail, postJsonSendMail } from '../graph/json-sendmail.js';
+import type { LargeMessageRoute } from '../graph/large-message.js';
+import type { GraphRest } from '../graph/rest.js';
+import type { Logger } from '../observability/logger.js';
+import { resolveMailbox } from '../policy/mailbox.js';
 import type { Envelope } from '../spool/spool.js';
 import { classifyNetworkError, classifyResponse, classifyTokenError, type Verdict } from './classify.js';
 import { base64Length, base64Stream, bccHeader } from './compose.js';
 
 export interface SendResult {
   verdict: Verdict;
-  route: 'mime' | 'capture';
+  route: 'mime' | 'capture' | 'json' | 'large';
   status?: number;
   code?: string;
   message?: string;
@@ -62,6 +68,56 @@ export class GraphMimeSender implements Sender {
         return { verdict: classifyNetworkError(err), route: 'mime', code: err.code, message: err.message, clientRequestId: err.clientRequestId };
       }
     }
+  }
+}
+
+export interface RouteOptions {
+  maxRequestBytes: number;
+  sentItems: SentItemsMode;
+  mailboxes: MailboxConfig;
+}
+
+/**
+ * Picks the route per message: JSON sendMail when the mailbox discards Sent Items and the request fits;
+ * MIME sendMail when the base64 request fits; otherwise the large route (null when delivery.largeMessages
+ * is off, and then the message cannot be carried: SMTP ingest keeps such messages out in that case).
+ */
+export class GraphSender implements Sender {
+  constructor(
+    private readonly mime: GraphMimeSender,
+    private readonly rest: GraphRest,
+    private readonly tokens: TokenProvider,
+    private readonly large: LargeMessageRoute | null,
+    private readonly opts: RouteOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
+  private sentItemsFor(env: Envelope): SentItemsMode {
+    const res = resolveMailbox(env.mailFrom, this.opts.mailboxes);
+    return (res.ok && res.sentItems) || this.opts.sentItems;
+  }
+
+  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
+    const { size } = await stat(dataPath);
+    const fitsMime = base64Length(prefix.length + size) <= this.opts.maxRequestBytes;
+    const discard = this.sentItemsFor(env) === 'discard';
+    if (discard && size <= this.opts.maxRequestBytes) {
+      const body = await buildJsonSendMail(dataPath, env.bcc, this.opts.maxRequestBytes);
+      if (body) return { ...(await postJsonSendMail(this.rest, this.tokens, env.mailbox, body)), route: 'json' };
+    }
+    if (discard) {
+      this.log.warn({ qid: env.id, mailbox: env.mailbox, size, event: 'sent-items-kept' }, 'sentItems is discard, but the message is too big for JSON sendMail: Graph keeps its copy in Sent Items');
+    }
+    if (fitsMime) return this.mime.send(env, dataPath);
+    if (!this.large) {
+      return { verdict: { kind: 'permanent', reason: 'message-too-big' }, route: 'mime', message: `the message (${size} bytes) exceeds one Graph request and delivery.largeMessages is off` };
+    }
+    const r = await this.large.send({ id: env.id, mailbox: env.mailbox, bcc: env.bcc, prefix, dataPath, size });
+    const { draft, attachments, ...rest } = r;
+    this.log.debug({ qid: env.id, draft, attachments }, 'large-message route');
+    return { ...rest, route: 'large' };
   }
 }
 

@@ -1,9 +1,15 @@
 /** Mailbox resolution: which /users/{upn} sends a message, decided from its envelope sender. */
 
-import type { MailboxConfig } from '../config/config.js';
+import type { MailboxConfig, SentItemsMode } from '../config/config.js';
 
 export type MailboxResolution =
-  | { ok: true; mailbox: string; rule: 'map-address' | 'map-domain' | 'map-null-sender' | 'envelope-sender' | 'fallback' }
+  | {
+      ok: true;
+      mailbox: string;
+      rule: 'map-address' | 'map-domain' | 'map-null-sender' | 'envelope-sender' | 'fallback';
+      /** The matched mapping's Sent Items override; absent means delivery.sentItems applies. */
+      sentItems?: SentItemsMode;
+    }
   | { ok: false; reason: string };
 
 /** Rules in order: explicit address mapping, "@domain" mapping, the sender itself, the fallback mailbox. */
@@ -11,15 +17,15 @@ export function resolveMailbox(mailFrom: string, cfg: MailboxConfig): MailboxRes
   const sender = mailFrom.trim().toLowerCase();
   if (sender === '') {
     const mapped = cfg.map['<>'];
-    if (mapped) return { ok: true, mailbox: mapped, rule: 'map-null-sender' };
+    if (mapped) return withSentItems({ ok: true, mailbox: mapped, rule: 'map-null-sender' }, cfg, '<>');
     if (cfg.fallback) return { ok: true, mailbox: cfg.fallback, rule: 'fallback' };
     return { ok: false, reason: 'the null sender <> has no mailbox: map "<>" or set mailboxes.fallback' };
   }
   const byAddress = cfg.map[sender];
-  if (byAddress) return { ok: true, mailbox: byAddress, rule: 'map-address' };
+  if (byAddress) return withSentItems({ ok: true, mailbox: byAddress, rule: 'map-address' }, cfg, sender);
   const domain = sender.slice(sender.lastIndexOf('@') + 1);
   const byDomain = cfg.map[`@${domain}`];
-  if (byDomain) return { ok: true, mailbox: byDomain, rule: 'map-domain' };
+  if (byDomain) return withSentItems({ ok: true, mailbox: byDomain, rule: 'map-domain' }, cfg, `@${domain}`);
   if (cfg.useEnvelopeSender && (cfg.senderDomains.length === 0 || cfg.senderDomains.includes(domain))) {
     return { ok: true, mailbox: sender, rule: 'envelope-sender' };
   }
@@ -28,4 +34,9 @@ export function resolveMailbox(mailFrom: string, cfg: MailboxConfig): MailboxRes
     ? 'mailboxes.useEnvelopeSender is off'
     : `its domain is not in mailboxes.senderDomains (${cfg.senderDomains.join(', ')})`;
   return { ok: false, reason: `no mailbox for sender <${mailFrom}>: it matches no mailboxes.map entry, ${why}, and no mailboxes.fallback is set` };
+}
+
+function withSentItems<T extends MailboxResolution & { ok: true }>(res: T, cfg: MailboxConfig, key: string): T {
+  const mode = cfg.sentItems?.[key];
+  return mode ? { ...res, sentItems: mode } : res;
 }

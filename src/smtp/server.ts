@@ -1,6 +1,11 @@
 /** The SMTP front door: accepts a message only once the spool owns it (RFC 5321 section 6.1). */
 
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
+import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule } from '../policy/senders.js';
+import { frontDoorShared, type FrontDoorShared } from './shared.js';
+import { LineEndingGuard } from './line-endings.js';
+import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
 import type { ListenerConfig, RelayConfig } from '../config/config.js';
 import { maxRawForRequest } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
@@ -28,13 +33,23 @@ export interface SmtpEvents {
   /** Called after the spool commit, before the 250 goes out. */
   accepted(env: Envelope): void;
   rejected(reason: string, session: SMTPServerSession): void;
+  /** A client connected to this listener (before any check), for session metrics. */
+  session?(listener: string): void;
 }
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$|^[^\s@<>]+@\[[0-9a-f:.]+\]$/i;
 
 export class SmtpListener {
   readonly server: SMTPServer;
+  /** Clients that may relay without AUTH. */
   private readonly networks: NetworkList;
+  /** Clients that may connect to authenticate. */
+  private readonly authNetworks: NetworkList;
+  private readonly networkRules: NetworkRules;
+  private readonly shared: FrontDoorShared;
+  private readonly certs: CertificateWatcher | null;
+  /** Per-session counters, by session id; removed in onClose. */
+  private readonly sessions = new Map<string, { counted: boolean; messages: number }>();
   private closing = false;
 
   constructor(
@@ -45,8 +60,28 @@ export class SmtpListener {
     private readonly events: SmtpEvents,
   ) {
     installEnhancedCodePassthrough();
-    this.networks = new NetworkList(listener.allowedNetworks);
-    this.server = new SMTPServer({
+    this.networks = new NetworkList(listener.auth === 'required' ? [] : listener.allowedNetworks);
+    this.authNetworks = new NetworkList(listener.auth === 'none' ? [] : listener.authNetworks);
+    this.networkRules = new NetworkRules(cfg.policy.networks);
+    this.shared = frontDoorShared(cfg);
+    const index = cfg.listeners.indexOf(listener);
+    const tls = listener.tls.mode === 'none' ? {} : loadTlsOptions(listener, index);
+    if (isLegacyTls(listener)) {
+      this.log.warn({ event: 'legacy-tls', listener: listener.name, minVersion: listener.tls.minVersion }, `listener ${listener.name} accepts ${listener.tls.minVersion}, which is obsolete and weak (RFC 8996); allow it only for devices that cannot do TLSv1.2`);
+    }
+    const disabled = [];
+    if (listener.tls.mode !== 'starttls') disabled.push('STARTTLS');
+    // Without TLS, AUTH would send passwords in clear: it is not even offered unless allowInsecureAuth says so.
+    if (listener.auth === 'none' || (listener.tls.mode === 'none' && !listener.allowInsecureAuth)) disabled.push('AUTH');
+    const options: SMTPServerOptions = {
+      ...(tls as Partial<SMTPServerOptions>),
+      secure: listener.tls.mode === 'implicit',
+      allowInsecureAuth: listener.allowInsecureAuth,
+      authMethods: ['PLAIN', 'LOGIN'],
+      maxClients: cfg.limits.maxConnections,
+      socketTimeout: cfg.limits.idleTimeoutMs,
+      onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
+      onClose: (session) => this.onClose(session),
       name: cfg.hostname,
       banner: 'smtp-graph-relay ready',
       size: cfg.limits.maxMessageSize,
@@ -56,8 +91,9 @@ export class SmtpListener {
       hide8BITMIME: false,
       hideSMTPUTF8: false,
       disableReverseLookup: true,
+      // Who must authenticate is decided in onMailFrom, which can say which rule applies.
       authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
+      disabledCommands: disabled,
       logger: false,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onMailFrom: (address, session, cb) => cb(this.checkSender(address.address, session)),
@@ -68,7 +104,16 @@ export class SmtpListener {
           (err: unknown) => cb(err instanceof SmtpReply ? err : this.internalError(err, session)),
         );
       },
-    });
+    };
+    // Not in the typings of smtp-server 3.21, but read by its command parser.
+    (options as { maxCommandLength?: number }).maxCommandLength = cfg.limits.maxCommandLength;
+    this.server = new SMTPServer(options);
+    if (listener.proxyProtocol) {
+      // smtp-server's useProxy trusts exact addresses only; the relay's rule is CIDR ranges, so its check is replaced.
+      const trusted = new NetworkList(listener.proxyProtocol.trustedProxies);
+      (this.server as unknown as { _expectsProxyHeader(s: { remoteAddress?: string }): boolean })._expectsProxyHeader = (s) => trusted.contains(s.remoteAddress ?? '');
+    }
+    this.certs = listener.tls.mode === 'none' ? null : new CertificateWatcher(listener, index, this.server, log);
     this.server.on('error', (err) => this.log.error({ err, listener: listener.name }, 'smtp server error'));
   }
 
@@ -79,6 +124,7 @@ export class SmtpListener {
       this.server.listen(this.listener.port, this.listener.host, () => {
         this.server.off('error', onError);
         const addr = this.server.server.address();
+        this.certs?.start();
         if (addr && typeof addr === 'object') resolve({ address: addr.address, port: addr.port });
         else reject(new Error('listener has no address'));
       });
@@ -88,6 +134,7 @@ export class SmtpListener {
   /** Stops accepting; sessions in progress may finish their transaction. */
   close(): Promise<void> {
     this.closing = true;
+    this.certs?.stop();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -98,21 +145,95 @@ export class SmtpListener {
   }
 
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    this.events.session?.(this.listener.name);
     if (this.closing) return cb(new SmtpReply(421, '4.3.2 Service shutting down, try again later'));
-    if (!this.networks.contains(session.remoteAddress)) {
-      return cb(
-        this.reject(session, 'network', new SmtpReply(554, `5.7.1 Client host [${session.remoteAddress}] is not allowed to relay: not in the allowed networks of listener "${this.listener.name}"`)),
-      );
+    const client = session.remoteAddress;
+    if (!this.networks.contains(client) && !this.authNetworks.contains(client)) {
+      const how = this.listener.auth === 'none' ? 'allowedNetworks' : this.listener.auth === 'required' ? 'authNetworks' : 'allowedNetworks or authNetworks';
+      return cb(this.reject(session, 'network', new SmtpReply(554, `5.7.1 Client host [${client}] is not allowed to use listener "${this.listener.name}": not in its ${how}`)));
     }
+    const admission = this.shared.connections.admit(client);
+    if (!admission.ok) {
+      const who = admission.limit === 'maxConnections' ? 'in total' : `from [${client}]`;
+      return cb(this.reject(session, 'connection-limit', new SmtpReply(421, `4.7.0 Too many connections ${who}: at most ${admission.max} (limits.${admission.limit}), try again later`)));
+    }
+    this.sessions.set(session.id, { counted: true, messages: 0 });
     cb();
   }
 
+  private onClose(session: SMTPServerSession): void {
+    const state = this.sessions.get(session.id);
+    if (state?.counted) this.shared.connections.release(session.remoteAddress);
+    this.sessions.delete(session.id);
+  }
+
+  /** The rights of this session: its user's, else the network rule of its address (null: no sender restriction). */
+  private ruleFor(session: SMTPServerSession): SenderRule | null {
+    if (session.user) return userRule(this.cfg.users, String(session.user));
+    return this.networkRules.find(session.remoteAddress);
+  }
+
+  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
+    const client = session.remoteAddress;
+    if (!session.secure && !this.listener.allowInsecureAuth) {
+      return cb(this.reject(session, 'auth-insecure', new SmtpReply(538, '5.7.11 Encryption required for requested authentication mechanism: issue STARTTLS first')));
+    }
+    const locked = this.shared.auth.lockedFor(client);
+    if (locked > 0) {
+      return cb(this.reject(session, 'auth-locked', new SmtpReply(454, `4.7.0 Too many failed logins from [${client}]; try again in ${Math.ceil(locked / 1000)} s (limits.authLockout)`)));
+    }
+    const index = this.cfg.users.findIndex((u) => u.username === auth.username);
+    const user = index < 0 ? null : this.cfg.users[index]!;
+    // An unknown user costs the same scrypt as a wrong password, so timing does not reveal user names.
+    verifyPassword(auth.password ?? '', user ? parsePasswordHash(user.passwordHash) : DUMMY_HASH).then(
+      (match) => {
+        if (match && user) {
+          this.shared.auth.success(client);
+          this.log.info({ event: 'auth', listener: this.listener.name, client, user: user.username, method: auth.method }, 'smtp authenticated');
+          return cb(null, { user: user.username });
+        }
+        const f = this.shared.auth.failure(client);
+        // The user name is logged (it helps find a misconfigured device); the password never is.
+        this.log.warn({ event: 'auth-failed', listener: this.listener.name, client, user: String(auth.username ?? '').slice(0, 256), failures: f.failures, locked: f.locked }, 'smtp authentication failed');
+        this.events.rejected('auth', session);
+        const reply = f.locked
+          ? new SmtpReply(454, `4.7.0 Too many failed logins from [${client}]; locked out for ${Math.ceil(this.cfg.limits.authLockoutMs / 1000)} s (limits.authFailuresBeforeLockout)`)
+          : new SmtpReply(535, '5.7.8 Authentication credentials invalid');
+        const timer = setTimeout(() => cb(reply), f.delayMs);
+        timer.unref();
+      },
+      (err: unknown) => {
+        this.log.error({ err, client }, 'password check failed');
+        cb(new SmtpReply(454, '4.7.0 Temporary authentication failure'));
+      },
+    );
+  }
+
   private checkSender(address: string, session: SMTPServerSession): SmtpReply | null {
+    const client = session.remoteAddress;
+    if (this.listener.requireTls && !session.secure) {
+      return this.reject(session, 'tls-required', new SmtpReply(530, `5.7.0 Must issue a STARTTLS command first (listener "${this.listener.name}" has requireTls)`));
+    }
+    const state = this.sessions.get(session.id);
+    if (state && state.messages >= this.cfg.limits.maxMessagesPerSession) {
+      // 421 closes the session; the client reconnects for the rest.
+      return this.reject(session, 'session-limit', new SmtpReply(421, `4.7.0 Too many messages in one session: at most ${this.cfg.limits.maxMessagesPerSession} (limits.maxMessagesPerSession), reconnect to send more`));
+    }
+    if (!session.user && !this.networks.contains(client)) {
+      const why = this.listener.auth === 'required' ? `listener "${this.listener.name}" has auth: required` : `client host [${client}] is not in allowedNetworks of listener "${this.listener.name}"`;
+      return this.reject(session, 'auth-required', new SmtpReply(530, `5.7.0 Authentication required: ${why}`));
+    }
     if (address !== '' && !ADDRESS_RE.test(address)) {
       return this.reject(session, 'sender-syntax', new SmtpReply(553, `5.1.7 Sender address <${address}> is not a valid internet address`));
     }
-    const res = resolveMailbox(address, this.cfg.mailboxes);
-    if (!res.ok) return this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${res.reason}`));
+    const rule = this.ruleFor(session);
+    const verdict = checkEnvelopeSender(address, rule);
+    if (!verdict.ok) return this.reject(session, 'sender-policy', new SmtpReply(550, `5.7.1 ${verdict.reason}`));
+    if (!rule?.mailbox) {
+      const res = resolveMailbox(address, this.cfg.mailboxes);
+      if (!res.ok) return this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${res.reason}`));
+    }
+    if (state) state.messages++;
     return null;
   }
 
@@ -124,6 +245,8 @@ export class SmtpListener {
       // 452 per RFC 5321 section 4.5.3.1.10: the client sends the rest in another transaction.
       return this.reject(session, 'too-many-recipients', new SmtpReply(452, `4.5.3 Too many recipients: at most ${this.cfg.limits.maxRecipients} per message`));
     }
+    const verdict = checkRecipient(address, this.ruleFor(session), this.cfg.policy);
+    if (!verdict.ok) return this.reject(session, 'recipient-policy', new SmtpReply(550, `5.7.1 ${verdict.reason}`));
     return null;
   }
 
@@ -157,14 +280,22 @@ export class SmtpListener {
     }
     // The stream is always read to its end: smtp-server answers only then, and a write error must
     // not leave the client's data unread.
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    const guard = new LineEndingGuard(this.cfg.limits.bareLineEndings, this.cfg.limits.maxLineLength);
+    for await (const raw of stream as AsyncIterable<Buffer>) {
       if (failure || stream.sizeExceeded) continue;
+      const chunk = guard.push(raw);
+      if (!chunk) continue;
       headers.push(chunk);
       try {
         await writer.write(chunk);
       } catch (err) {
         failure = err;
       }
+    }
+    const tail = failure ? null : guard.end();
+    if (tail) await writer.write(tail).catch((err: unknown) => (failure = err));
+    if (!failure && !stream.sizeExceeded && guard.violation) {
+      failure = this.reject(session, 'line-endings', new SmtpReply(550, `5.6.0 Message refused: ${guard.violation}`));
     }
     if (failure || stream.sizeExceeded) {
       await writer.abort();
@@ -178,6 +309,9 @@ export class SmtpListener {
       if (facts.receivedCount > this.cfg.limits.maxReceivedHeaders) {
         throw this.reject(session, 'loop', new SmtpReply(554, `5.4.6 Mail loop detected: ${facts.receivedCount} Received headers, the limit is ${this.cfg.limits.maxReceivedHeaders}`));
       }
+      const rule = this.ruleFor(session);
+      const fromVerdict = checkHeaderFrom(facts.from, rule, this.cfg.policy);
+      if (!fromVerdict.ok) throw this.reject(session, 'header-from-policy', new SmtpReply(550, `5.7.1 ${fromVerdict.reason}`));
       const plan = planRecipients(rcptTo, facts.to, facts.cc, facts.bcc);
       if (plan.headerOnly.length > 0 && this.cfg.delivery.headerOnlyRecipients === 'reject') {
         throw this.reject(
@@ -188,10 +322,11 @@ export class SmtpListener {
       }
       const outgoing = writer.bytes + Buffer.byteLength(bccHeader(plan.bcc));
       const maxRaw = maxRawForRequest(this.cfg.graph.maxRequestBytes);
-      if (outgoing > maxRaw) {
+      // With the large-message route, size is bounded by limits.maxMessageSize alone (checked while receiving).
+      if (!this.cfg.delivery.largeMessages && outgoing > maxRaw) {
         throw this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: with its ${rcptTo.length} recipients it exceeds what one Graph request carries (${maxRaw} bytes)`));
       }
-      const resolution = resolveMailbox(mailFrom, this.cfg.mailboxes);
+      const resolution = mailboxForSession(mailFrom, rule, this.cfg.mailboxes);
       if (!resolution.ok) throw this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${resolution.reason}`));
       const env: Envelope = {
         version: 1,

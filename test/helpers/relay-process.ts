@@ -51,6 +51,8 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
   const delivery = (config.delivery ??= {}) as Record<string, unknown>;
   delivery.captureDirectory ??= captureDir;
   config.listeners ??= [{ name: 'default', host: '127.0.0.1', port: 0 }];
+  // Tests run in parallel: the admin listener takes a free port unless a test asks for one.
+  config.admin ??= { port: 0 };
   const configPath = path.join(dir, 'relay.yaml');
   writeFileSync(configPath, stringify(config));
 

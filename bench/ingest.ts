@@ -1,0 +1,124 @@
+/**
+ * Ingest: how fast the relay accepts 10 KB messages (250 after its fsync'd spool commit), against a bare
+ * smtp-server that fsyncs each message into a spool folder before its 250, started by this script.
+ *
+ *   npx tsx bench/ingest.ts [--n 2000] [--sessions 20] [--size 10240] [--rounds 1] [--profile] [--dir DIR]
+ *
+ * Rows, each the median of --rounds, reference and relay alternating so that machine noise hits both:
+ *   reuse        --sessions persistent sessions, MAIL/RCPT/DATA pipelined
+ *   per-message  one connection per message, --sessions at a time; the ceiling is sessions / 0.1 s because
+ *                smtp-server waits 100 ms before its greeting (early-talker detection)
+ * The relay runs in graph mode against the emulator (own process). "graph held" keeps every sendMail
+ * unanswered (10 min latency), so only acceptance is measured, as for the reference; "graph instant" lets
+ * the relay deliver while it accepts (emulator answers at once), which is the steady state.
+ */
+
+import path from 'node:path';
+import {
+  args,
+  cleanup,
+  ingest,
+  machine,
+  num,
+  pct,
+  procFigures,
+  startBareServer,
+  startEmulatorChild,
+  startRelay,
+  summarizeProfiles,
+  table,
+  verdict,
+  type IngestResult,
+} from './lib.js';
+
+const a = args({ n: 2000 }, ['sessions', 'size', 'rounds', 'warmup']);
+const sessions = num(a.values.sessions, 20);
+const size = num(a.values.size, 10 * 1024);
+const rounds = Math.max(1, num(a.values.rounds, 1));
+const warmup = num(a.values.warmup, Math.min(200, Math.ceil(a.n / 10)));
+const profileDir = a.profile ? path.join(a.dir, 'profiles') : null;
+const from = (i: number): string => `sender${i % 10}@bench.example`;
+
+process.stdout.write(`ingest: ${a.n} messages of ${size} B, ${sessions} concurrent; ${machine()}\n`);
+
+const emu = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 4 });
+const bare = await startBareServer(path.join(a.dir, 'bare-spool'));
+const held = await startRelay({ dir: path.join(a.dir, 'relay-held'), graph: emu.graph, profileDir });
+let instant: Awaited<ReturnType<typeof startRelay>> | null = null;
+
+type Mode = 'reuse' | 'per-message';
+type Target = 'bare' | 'held' | 'instant';
+const results: Record<string, IngestResult[]> = {};
+const cpu: Record<string, number[]> = {};
+let offset = 0;
+
+async function run(target: Target, mode: Mode, n: number, measured: boolean): Promise<void> {
+  const port = target === 'bare' ? bare.port : target === 'held' ? held.port : instant!.port;
+  const pid = target === 'bare' ? bare.pid : target === 'held' ? held.pid : instant!.pid;
+  // Held: every sendMail hangs, so the relay spends nothing on delivery while it accepts.
+  await emu.setFaults({ latencyMs: target === 'instant' ? 0 : 600_000 });
+  const c0 = procFigures(pid).cpuS;
+  const r = await ingest({ port, n, concurrency: sessions, mode, from, size, offset });
+  const c1 = procFigures(pid).cpuS;
+  offset += n;
+  if (!measured) return;
+  const key = `${target}/${mode}`;
+  (results[key] ??= []).push(r);
+  (cpu[key] ??= []).push((c1 - c0) / (r.ms / 1000));
+  if (r.failed) process.stdout.write(`  ${key}: ${r.failed} failed (replies ${JSON.stringify(r.replies)}) ${r.errors.join('; ')}\n`);
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+};
+const rate = (key: string): number => median((results[key] ?? []).map((r) => r.rate));
+
+try {
+  // Warm-up: JIT and connection pools of both servers, not timed.
+  await run('bare', 'reuse', warmup, false);
+  await run('held', 'reuse', warmup, false);
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of ['reuse', 'per-message'] as const) {
+      await run('bare', mode, a.n, true);
+      await run('held', mode, a.n, true);
+    }
+  }
+  // The steady state: accepting while delivering. A fresh relay so that the held attempts do not count.
+  await emu.setFaults({ latencyMs: 0 });
+  instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emu.graph });
+  await run('instant', 'reuse', warmup, false);
+  for (let round = 0; round < rounds; round++) await run('instant', 'reuse', a.n, true);
+  const delivered = instant.counts.delivered ?? 0;
+
+  const bareReuse = rate('bare/reuse');
+  const barePer = rate('bare/per-message');
+  const ceiling = sessions / 0.1;
+  const rows = [
+    { server: 'bare smtp-server + fsync (reference)', connections: `${sessions} sessions reused`, 'msgs/s': bareReuse, 'server CPU': pct(median(cpu['bare/reuse'] ?? [])), 'vs reference': '100%' },
+    { server: 'relay, graph held (acceptance only)', connections: `${sessions} sessions reused`, 'msgs/s': rate('held/reuse'), 'server CPU': pct(median(cpu['held/reuse'] ?? [])), 'vs reference': pct(rate('held/reuse') / bareReuse) },
+    { server: 'relay, graph instant (delivering too)', connections: `${sessions} sessions reused`, 'msgs/s': rate('instant/reuse'), 'server CPU': pct(median(cpu['instant/reuse'] ?? [])), 'vs reference': pct(rate('instant/reuse') / bareReuse) },
+    { server: 'ceiling: sessions / 0.1 s greeting delay', connections: `1 per message, ${sessions} at once`, 'msgs/s': ceiling, 'server CPU': '', 'vs reference': '100%' },
+    { server: 'bare smtp-server + fsync (reference)', connections: `1 per message, ${sessions} at once`, 'msgs/s': barePer, 'server CPU': pct(median(cpu['bare/per-message'] ?? [])), 'vs reference': pct(barePer / ceiling) },
+    { server: 'relay, graph held (acceptance only)', connections: `1 per message, ${sessions} at once`, 'msgs/s': rate('held/per-message'), 'server CPU': pct(median(cpu['held/per-message'] ?? [])), 'vs reference': pct(rate('held/per-message') / ceiling) },
+  ];
+  process.stdout.write(`\n${table(rows)}\n`);
+  process.stdout.write(`(server CPU: user+system CPU of the server process over the timed window; 100% = one core. instant relay delivered ${delivered} while measured.)\n`);
+  // The emulator goes first: closing it ends the held requests, so the relays stop at once (and write
+  // their CPU profile when --profile is on).
+  await emu.stop();
+  await Promise.all([held.stop(), instant.stop()]);
+  instant = null;
+  await summarizeProfiles(profileDir);
+  const reuseRatio = rate('held/reuse') / bareReuse;
+  const perRatio = rate('held/per-message') / ceiling;
+  process.stdout.write(
+    `\nSUMMARY ingest: reused ${rate('held/reuse').toFixed(0)} msgs/s = ${pct(reuseRatio)} of bare fsync'd smtp-server ${bareReuse.toFixed(0)} msgs/s (target >= 85%: ${verdict(reuseRatio >= 0.85)}); ` +
+      `one connection per message ${rate('held/per-message').toFixed(0)} msgs/s = ${pct(perRatio)} of ${ceiling.toFixed(0)} (target >= 90%: ${verdict(perRatio >= 0.9)}); ` +
+      `delivering too ${rate('instant/reuse').toFixed(0)} msgs/s = ${pct(rate('instant/reuse') / bareReuse)}\n`,
+  );
+} finally {
+  await emu.stop();
+  await Promise.all([held.stop(), instant?.stop(), bare.stop()]);
+  cleanup(a.dir, a.keep || a.profile);
+}

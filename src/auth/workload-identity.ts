@@ -1,0 +1,30 @@
+/** Workload identity federation: the projected service-account token is the client assertion. */
+
+import { readFile } from 'node:fs/promises';
+
+export class FederatedTokenError extends Error {
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(message);
+    this.name = 'FederatedTokenError';
+  }
+}
+
+/**
+ * msal calls this for every token request that reaches Entra ID. The kubelet rotates the file
+ * (about hourly, tokens valid ~24 h), so it is read each time, never cached.
+ */
+export function federatedAssertion(file: string): () => Promise<string> {
+  return async () => {
+    let token: string;
+    try {
+      token = (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      throw new FederatedTokenError(`cannot read the federated token file "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file);
+    }
+    if (!token) throw new FederatedTokenError(`the federated token file "${file}" is empty`, file);
+    return token;
+  };
+}

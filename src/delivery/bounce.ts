@@ -1,0 +1,200 @@
+/** Delivery status notifications (RFC 3464): the message that tells a sender their mail failed. */
+
+import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { rfc5322Date } from '../smtp/received.js';
+import { newQueueId } from '../spool/queue-id.js';
+import type { Envelope, Spool, SpoolState } from '../spool/spool.js';
+
+export interface BounceConfig {
+  /** Mailbox (UPN) that sends notifications; null = no bounces, failed mail stays in dead/ only. */
+  postmaster: string | null;
+  /** Send a "delayed" notice once a message has waited this long (null = never). */
+  delayWarningAfterMs: number | null;
+}
+
+export type DsnKind = 'failed' | 'delayed';
+
+/** RFC 3463 status for a last error: what the sender's mail client shows. */
+export function dsnStatus(env: Envelope, kind: DsnKind): string {
+  const e = env.lastError;
+  if (kind === 'delayed') return '4.4.1';
+  switch (e?.reason) {
+    case 'expired':
+      return '4.4.7';
+    case 'invalid-recipients':
+      return '5.1.1';
+    case 'invalid-user':
+    case 'mailbox-not-enabled':
+      return '5.1.8';
+    case 'message-too-big':
+      return '5.3.4';
+    case 'invalid-mime':
+      return '5.6.0';
+    case 'send-as-denied':
+    case 'access-denied':
+    case 'large-route-forbidden':
+      return '5.7.1';
+    default:
+      return '5.0.0';
+  }
+}
+
+const MAX_ORIGINAL_HEADERS = 64 * 1024;
+
+/** The original's header section, read from the spool without reading the body. */
+export async function readHeaderSection(file: string): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_ORIGINAL_HEADERS);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const data = buf.subarray(0, bytesRead);
+    const end = data.indexOf('\r\n\r\n');
+    return end === -1 ? data : data.subarray(0, end + 2);
+  } finally {
+    await fh.close();
+  }
+}
+
+function wrap(text: string): string {
+  return text.replace(/(.{1,76})(\s+|$)/g, '$1\r\n').trimEnd();
+}
+
+export interface DsnInput {
+  env: Envelope;
+  kind: DsnKind;
+  postmaster: string;
+  reportingMta: string;
+  originalHeaders: Buffer;
+  now?: Date;
+}
+
+export function buildDsn({ env, kind, postmaster, reportingMta, originalHeaders, now = new Date() }: DsnInput): Buffer {
+  const boundary = `dsn-${randomBytes(12).toString('hex')}`;
+  const status = dsnStatus(env, kind);
+  const e = env.lastError;
+  const graphDetail = e ? [e.status && `HTTP ${e.status}`, e.code, e.message].filter(Boolean).join(' ') : 'no detail';
+  const subject = kind === 'failed' ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)';
+  const intro =
+    kind === 'failed'
+      ? `This is the mail relay at ${reportingMta}. Your message could not be delivered to the recipients below, and it will not be retried.`
+      : `This is the mail relay at ${reportingMta}. Your message has not been delivered yet. It is still being retried; you do not need to send it again.`;
+  const human = [
+    wrap(intro),
+    '',
+    ...env.rcptTo.map((r) => `<${r}>: ${graphDetail.replace(/[\r\n]+/g, ' ')}`),
+    '',
+    wrap(`Queue id ${env.id}, sending mailbox ${env.mailbox}, ${env.attempts} delivery attempt(s) since ${env.receivedAt}.`),
+  ].join('\r\n');
+  const perRecipient = env.rcptTo
+    .map((r) =>
+      [
+        `Final-Recipient: rfc822; ${r}`,
+        `Original-Recipient: rfc822; ${r}`,
+        `Action: ${kind}`,
+        `Status: ${status}`,
+        `Diagnostic-Code: X-Graph; ${graphDetail.replace(/[\r\n]+/g, ' ').slice(0, 900)}`,
+        `Last-Attempt-Date: ${rfc5322Date(e ? new Date(e.at) : now)}`,
+      ].join('\r\n'),
+    )
+    .join('\r\n\r\n');
+  const parts = [
+    `From: Mail Delivery System <${postmaster}>`,
+    `To: <${env.mailFrom}>`,
+    `Subject: ${subject}`,
+    `Date: ${rfc5322Date(now)}`,
+    `Message-ID: <${env.id}.${kind}.${now.getTime()}@${reportingMta}>`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="${boundary}"`,
+    '',
+    'This is a MIME-encapsulated delivery status notification.',
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    'Content-Description: Notification',
+    '',
+    human,
+    '',
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    'Content-Description: Delivery report',
+    '',
+    `Reporting-MTA: dns; ${reportingMta}`,
+    `X-Relay-Queue-ID: ${env.id}`,
+    `Arrival-Date: ${rfc5322Date(new Date(env.receivedAt))}`,
+    '',
+    perRecipient,
+    '',
+    `--${boundary}`,
+    'Content-Type: text/rfc822-headers',
+    'Content-Description: Undelivered message headers',
+    '',
+  ].join('\r\n');
+  return Buffer.concat([Buffer.from(`${parts}\r\n`, 'utf8'), originalHeaders, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+}
+
+/** Whether a failed message may be bounced at all: never to <>, never a bounce. */
+export function mayBounce(env: Envelope): boolean {
+  return env.mailFrom !== '' && !env.isBounce;
+}
+
+/** Writes a notification into the spool as a message of its own, so it is delivered (and retried) like any other. */
+export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, kind: DsnKind, postmaster: string, reportingMta: string): Promise<Envelope> {
+  const originalHeaders = await readHeaderSection(spool.dataPath(state, env.id));
+  const dsn = buildDsn({ env, kind, postmaster, reportingMta, originalHeaders });
+  const id = newQueueId();
+  const writer = await spool.beginMessage(id);
+  await writer.write(dsn);
+  const now = new Date().toISOString();
+  const bounce: Envelope = {
+    version: 1,
+    id,
+    mailFrom: '',
+    rcptTo: [env.mailFrom],
+    mailbox: postmaster,
+    bcc: [],
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: reportingMta,
+    listener: 'bounce',
+    receivedAt: now,
+    size: writer.bytes,
+    attempts: 0,
+    nextAttemptAt: now,
+    lastError: null,
+    isBounce: true,
+  };
+  await spool.commit(writer, bounce);
+  return bounce;
+}
+
+/** Sends notifications for the engine: decides whether one is owed, spools it, and hands it to the scheduler. */
+export class Bouncer {
+  constructor(
+    private readonly spool: Spool,
+    private readonly cfg: BounceConfig,
+    private readonly reportingMta: string,
+    private readonly enqueue: (dsn: Envelope) => void,
+  ) {}
+
+  /** The notice for a message that failed for good; null when none is owed or possible (the caller logs why). */
+  async failed(env: Envelope, state: SpoolState): Promise<Envelope | null> {
+    if (!this.cfg.postmaster || !mayBounce(env)) return null;
+    const dsn = await spoolDsn(this.spool, state, env, 'failed', this.cfg.postmaster, this.reportingMta);
+    this.enqueue(dsn);
+    return dsn;
+  }
+
+  /** A one-time "still trying" notice once a message has waited delayWarningAfter. */
+  async delayed(env: Envelope, now: number): Promise<Envelope | null> {
+    const after = this.cfg.delayWarningAfterMs;
+    if (after === null || !this.cfg.postmaster || env.delayWarned || !mayBounce(env)) return null;
+    if (now - Date.parse(env.receivedAt) < after) return null;
+    const dsn = await spoolDsn(this.spool, 'queue', env, 'delayed', this.cfg.postmaster, this.reportingMta);
+    env.delayWarned = true;
+    this.enqueue(dsn);
+    return dsn;
+  }
+}

@@ -1,0 +1,69 @@
+/** JSON sendMail with saveToSentItems false: the one Graph form that leaves no copy in Sent Items. */
+
+import type { TokenProvider } from '../auth/token-provider.js';
+import { TokenError } from '../auth/token-provider.js';
+import { classifyNetworkError, classifyResponse, classifyTokenError } from '../delivery/classify.js';
+import { GraphNetworkError } from './client.js';
+import { buildJsonMessage } from './json-message.js';
+import { describeMessage } from './mime-attachments.js';
+import { MimeScanError, scanMime } from './mime-tree.js';
+import { partToBuffer } from './part-body.js';
+import type { RouteOutcome } from './large-message.js';
+import type { GraphRest } from './rest.js';
+
+/**
+ * The whole request body, attachments included, or null when it would exceed `maxRequestBytes` (the
+ * caller then takes the large route). Only called for messages whose raw size is near that limit, so
+ * holding it in memory is bounded by one request.
+ */
+export async function buildJsonSendMail(dataPath: string, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
+  let root;
+  try {
+    root = await scanMime(dataPath);
+  } catch (err) {
+    if (err instanceof MimeScanError) return null;
+    throw err;
+  }
+  const parts = describeMessage(root);
+  const message = await buildJsonMessage(dataPath, root, parts, { extraBcc: bcc });
+  const attachments: Record<string, unknown>[] = [];
+  let total = Buffer.byteLength(JSON.stringify(message));
+  for (const a of parts.attachments) {
+    const bytes = await partToBuffer(dataPath, a.part);
+    total += Math.ceil(bytes.length / 3) * 4 + 256;
+    if (total > maxRequestBytes) return null;
+    attachments.push({
+      '@odata.type': '#microsoft.graph.fileAttachment',
+      name: a.name,
+      contentType: a.contentType,
+      isInline: a.isInline,
+      ...(a.contentId ? { contentId: a.contentId } : {}),
+      contentBytes: bytes.toString('base64'),
+    });
+  }
+  if (attachments.length) message['attachments'] = attachments;
+  const body = Buffer.from(JSON.stringify({ message, saveToSentItems: false }), 'utf8');
+  return body.length <= maxRequestBytes ? body : null;
+}
+
+export async function postJsonSendMail(rest: GraphRest, tokens: TokenProvider, mailbox: string, body: Buffer): Promise<RouteOutcome> {
+  for (let tryNo = 0; ; tryNo++) {
+    let token: string;
+    try {
+      token = await tokens.getToken(tryNo > 0);
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      return { verdict: classifyTokenError(), code: err.errorCode, message: err.message };
+    }
+    try {
+      const res = await rest.call('POST', `/v1.0/users/${encodeURIComponent(mailbox)}/sendMail`, token, 'application/json', body, body.length);
+      const verdict = classifyResponse(res);
+      if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
+      return { verdict, status: res.status, code: res.error?.code, message: res.error?.message, requestId: res.error?.requestId ?? res.requestId, clientRequestId: res.clientRequestId };
+    } catch (err) {
+      if (!(err instanceof GraphNetworkError)) throw err;
+      // Buffer bodies are handed over whole: a network error after the request went out may have sent the mail.
+      return { verdict: classifyNetworkError(err), code: err.code, message: err.message, clientRequestId: err.clientRequestId };
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/** A MIME part's body, read from its byte range in the spool file and decoded (base64, quoted-printable) as it streams. */
+
+import { createReadStream, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { MimePart } from './mime-tree.js';
+
+function rawRange(file: string, part: MimePart): AsyncIterable<Buffer> {
+  if (part.bodyEnd <= part.bodyStart) return (async function* () {})();
+  return createReadStream(file, { start: part.bodyStart, end: part.bodyEnd - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>;
+}
+
+const B64_CHAR = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') B64_CHAR[c.charCodeAt(0)] = 1;
+
+/** Base64 in any line layout: non-alphabet bytes are skipped and a remainder of under 4 characters is carried. */
+async function* base64Decode(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let carry = '';
+  for await (const chunk of src) {
+    const clean = Buffer.allocUnsafe(chunk.length);
+    let n = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      if (B64_CHAR[c]) clean[n++] = c;
+      else if (c === 61) break; // '=' padding: the data ends here
+    }
+    const text = carry + clean.toString('latin1', 0, n);
+    const cut = text.length - (text.length % 4);
+    if (cut > 0) yield Buffer.from(text.slice(0, cut), 'base64');
+    carry = text.slice(cut);
+  }
+  if (carry.length > 1) yield Buffer.from(carry, 'base64');
+}
+
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/** Quoted-printable (RFC 2045 section 6.7), line by line: soft breaks joined, =XX decoded, hard breaks as CRLF. */
+async function* qpDecode(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let carry = '';
+  const decodeLine = (line: string, hardBreak: boolean): Buffer => {
+    let l = line.replace(/[ \t\r]+$/, '');
+    let soft = false;
+    if (l.endsWith('=')) {
+      soft = true;
+      l = l.slice(0, -1);
+    }
+    const out: number[] = [];
+    for (let i = 0; i < l.length; i++) {
+      const c = l.charCodeAt(i);
+      const hex = l.slice(i + 1, i + 3);
+      if (c === 61 && HEX.test(hex)) {
+        out.push(parseInt(hex, 16));
+        i += 2;
+      } else out.push(c & 0xff);
+    }
+    if (hardBreak && !soft) out.push(13, 10);
+    return Buffer.from(out);
+  };
+  for await (const chunk of src) {
+    const text = carry + chunk.toString('latin1');
+    const lines = text.split('\n');
+    carry = lines.pop()!;
+    if (lines.length) yield Buffer.concat(lines.map((l) => decodeLine(l, true)));
+  }
+  if (carry) yield decodeLine(carry, false);
+}
+
+/** The decoded body of a leaf part; 7bit, 8bit, binary and unknown encodings pass through unchanged. */
+export function partBody(file: string, part: MimePart): AsyncIterable<Buffer> {
+  const raw = rawRange(file, part);
+  if (part.transferEncoding === 'base64') return base64Decode(raw);
+  if (part.transferEncoding === 'quoted-printable') return qpDecode(raw);
+  return raw;
+}
+
+export async function partToBuffer(file: string, part: MimePart): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of partBody(file, part)) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+/** Decodes to a file (for upload in ranges) and returns the decoded size. */
+export async function partToFile(file: string, part: MimePart, dest: string): Promise<number> {
+  const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
+  let size = 0;
+  try {
+    for await (const c of partBody(file, part)) {
+      size += c.length;
+      if (!out.write(c)) await once(out, 'drain');
+    }
+  } finally {
+    out.end();
+    await once(out, 'close');
+  }
+  return size;
+}

@@ -1,0 +1,73 @@
+/** The admin HTTP listener: /healthz, /readyz and /metrics on their own port, apart from SMTP. */
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './logger.js';
+import type { RelayMetrics } from './metrics.js';
+import type { ReadinessCheck } from './readiness.js';
+
+export class AdminServer {
+  private readonly server: Server;
+
+  constructor(
+    private readonly metrics: RelayMetrics,
+    private readonly readiness: ReadinessCheck,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.error({ err, path: req.url }, 'admin request failed');
+        if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ status: 'error' }));
+        else res.destroy();
+      });
+    });
+    // Probes and scrapers open a connection per request; keep idle ones from holding a stop.
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  listen(host: string, port: number): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        const a = this.server.address() as AddressInfo;
+        resolve({ address: a.address, port: a.port });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, 'application/json', JSON.stringify({ status: 'method not allowed' }));
+    }
+    switch (path) {
+      case '/healthz':
+        return send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
+      case '/readyz': {
+        const r = await this.readiness.check();
+        return send(res, r.ready ? 200 : 503, 'application/json', JSON.stringify(r.ready ? { status: 'ready', checks: r.checks } : { status: 'not ready', reason: r.reason, checks: r.checks }));
+      }
+      case '/metrics': {
+        const m = await this.metrics.render();
+        return send(res, 200, m.contentType, m.body);
+      }
+      default:
+        return send(res, 404, 'application/json', JSON.stringify({ status: 'not found', paths: ['/healthz', '/readyz', '/metrics'] }));
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

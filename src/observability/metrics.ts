@@ -1,0 +1,171 @@
+/** The relay's Prometheus metrics (prom-client): counters fed by events, queue gauges computed per scrape. */
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DeliveryEvents } from '../delivery/engine.js';
+import type { SendResult } from '../delivery/senders.js';
+import type { Envelope } from '../spool/spool.js';
+import { QueueTracker, deadLetterStats } from './queue-stats.js';
+
+/** Mailbox labels: this many mailboxes by queue size, then "other", so a bad day cannot explode the series count. */
+export const TOP_MAILBOXES = 20;
+/** Any label fed by outside values (Graph error codes, reasons) keeps at most this many distinct values. */
+const MAX_LABEL_VALUES = 50;
+
+/** accepted → 202, from 50 ms (an idle relay) to a day (a message that waited out a long outage). */
+const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400];
+
+/** What a scrape reads from the running relay. */
+export interface QueueSource {
+  /** Is this id still scheduled? (queue tools may delete a message behind the relay's back) */
+  has(id: string): boolean;
+  deadDir: string;
+}
+
+class BoundedLabel {
+  private readonly seen = new Set<string>();
+  value(v: string): string {
+    if (this.seen.has(v)) return v;
+    if (this.seen.size >= MAX_LABEL_VALUES) return 'other';
+    this.seen.add(v);
+    return v;
+  }
+}
+
+const live = new Set<RelayMetrics>();
+
+/** For the SMTP AUTH code: one failed AUTH attempt, counted by every running relay in this process. */
+export function recordSmtpAuthFailure(): void {
+  for (const m of live) m.smtpAuthFailures.inc();
+}
+
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly queue = new QueueTracker();
+  private source: QueueSource | null = null;
+  /** Each paused mailbox's pause end, so an extended pause counts only the extension. */
+  private readonly pausedUntil = new Map<string, number>();
+  private readonly labels = { reason: new BoundedLabel(), deadReason: new BoundedLabel(), code: new BoundedLabel(), rejection: new BoundedLabel(), listener: new BoundedLabel() };
+
+  private readonly c = (name: string, help: string, labelNames: string[] = []): Counter => new Counter({ name, help, labelNames, registers: [this.registry] });
+  private readonly g = (name: string, help: string, labelNames: string[] = []): Gauge => new Gauge({ name, help, labelNames, registers: [this.registry] });
+
+  readonly received = this.c('relay_messages_received_total', 'Messages accepted over SMTP and committed to the spool');
+  readonly delivered = this.c('relay_messages_delivered_total', 'Messages Graph accepted (202), by route', ['route']);
+  readonly deferred = this.c('relay_messages_deferred_total', 'Delivery attempts that ended in a retry later, by reason', ['reason']);
+  readonly bounced = this.c('relay_messages_bounced_total', 'Messages that failed permanently or expired and were returned to their sender with a delivery status notification');
+  readonly deadLettered = this.c('relay_messages_dead_lettered_total', 'Messages moved to the dead-letter folder, by reason', ['reason']);
+  readonly queueMessages = this.g('relay_queue_messages', 'Messages in the spool, by state (queued, dead)', ['state']);
+  readonly queueOldest = this.g('relay_queue_oldest_message_age_seconds', 'Age of the oldest message in the spool, by state (0 when empty)', ['state']);
+  readonly mailboxMessages = this.g('relay_queue_mailbox_messages', `Queued messages per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
+  readonly mailboxOldest = this.g('relay_queue_mailbox_oldest_age_seconds', `Age of the oldest queued message per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
+  readonly latency = new Histogram({ name: 'relay_delivery_latency_seconds', help: 'Time from SMTP acceptance to Graph 202', buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly graphResponses = this.c('relay_graph_responses_total', 'Graph sendMail answers, by HTTP status and Graph error code', ['status', 'code']);
+  readonly graphThrottled = this.c('relay_graph_throttled_total', 'Graph answers that asked the relay to slow down (429, 503, throttling codes)');
+  readonly graphPaused = this.c('relay_graph_paused_seconds_total', 'Seconds mailboxes have been paused because of throttling or blocks');
+  readonly tokens = this.c('relay_token_acquisitions_total', 'Graph tokens obtained from Entra ID or the managed identity endpoint (not cache hits), by result', ['result']);
+  readonly smtpSessions = this.c('relay_smtp_sessions_total', 'SMTP connections, by listener', ['listener']);
+  readonly smtpRejections = this.c('relay_smtp_rejections_total', 'SMTP commands or messages the relay refused, by reason', ['reason']);
+  readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
+  readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Attempts that ended with no answer after the whole message was sent (Graph may have sent it)');
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    // Label values that must exist from the start, so that rate() and alerts see a zero, not nothing.
+    for (const state of ['queued', 'dead']) {
+      this.queueMessages.set({ state }, 0);
+      this.queueOldest.set({ state }, 0);
+    }
+    for (const result of ['success', 'failure']) this.tokens.inc({ result }, 0);
+    live.add(this);
+  }
+
+  /** The scheduler and spool the queue gauges read from; set once the relay has them. */
+  attach(source: QueueSource): void {
+    this.source = source;
+  }
+
+  close(): void {
+    live.delete(this);
+  }
+
+  queued(env: Pick<Envelope, 'id' | 'mailbox' | 'receivedAt'>): void {
+    this.queue.add(env.id, env.mailbox, env.receivedAt);
+  }
+
+  accepted(env: Envelope): void {
+    this.received.inc();
+    this.queued(env);
+  }
+
+  rejected(reason: string): void {
+    this.smtpRejections.inc({ reason: this.labels.rejection.value(reason) });
+  }
+
+  session(listener: string): void {
+    this.smtpSessions.inc({ listener: this.labels.listener.value(listener) });
+  }
+
+  /** From the scheduler's onPause: counted when the pause starts (as the scheduler's own total does). */
+  paused(mailbox: string, ms: number, now = Date.now()): void {
+    const until = now + ms;
+    const prev = this.pausedUntil.get(mailbox) ?? 0;
+    if (until <= prev) return;
+    this.graphPaused.inc((until - Math.max(now, prev)) / 1000);
+    this.pausedUntil.set(mailbox, until);
+    for (const [m, u] of this.pausedUntil) if (u <= now) this.pausedUntil.delete(m);
+  }
+
+  tokenResult(ok: boolean): void {
+    this.tokens.inc({ result: ok ? 'success' : 'failure' });
+  }
+
+  readonly deliveryEvents: DeliveryEvents = {
+    delivered: (env: Envelope, r: SendResult, latencyMs: number) => {
+      this.queue.remove(env.id);
+      this.delivered.inc({ route: r.route });
+      this.latency.observe(Math.max(0, latencyMs) / 1000);
+    },
+    // The DSN itself reaches the tracker through the bouncer's queueing callback (relay.ts).
+    bounced: (env: Envelope) => {
+      this.queue.remove(env.id);
+      this.bounced.inc();
+    },
+    deferred: (_env: Envelope, r: SendResult) => {
+      this.deferred.inc({ reason: this.labels.reason.value(r.verdict.kind === 'delivered' ? 'unknown' : r.verdict.reason) });
+      if (r.verdict.kind === 'transient' && r.verdict.possibleDuplicate) this.possibleDuplicates.inc();
+    },
+    deadLettered: (env: Envelope, reason: string) => {
+      this.queue.remove(env.id);
+      this.deadLettered.inc({ reason: this.labels.deadReason.value(reason) });
+    },
+    graphResponse: (r: SendResult) => {
+      this.graphResponses.inc({ status: r.status === undefined ? 'none' : String(r.status), code: this.labels.code.value(r.code ?? 'none') });
+      if (r.verdict.kind === 'transient' && r.verdict.throttle) this.graphThrottled.inc();
+    },
+  };
+
+  /** Sets the queue gauges from memory and one readdir of dead/; called right before each scrape. */
+  async refresh(now = Date.now()): Promise<void> {
+    const src = this.source;
+    if (!src) return;
+    this.queue.prune((id) => src.has(id));
+    const q = this.queue.snapshot(now, TOP_MAILBOXES);
+    const dead = await deadLetterStats(src.deadDir, now);
+    this.queueMessages.set({ state: 'queued' }, q.messages);
+    this.queueOldest.set({ state: 'queued' }, q.oldestAgeSeconds);
+    this.queueMessages.set({ state: 'dead' }, dead.messages);
+    this.queueOldest.set({ state: 'dead' }, dead.oldestAgeSeconds);
+    // Mailboxes come and go: start from empty so a drained mailbox's series disappears.
+    this.mailboxMessages.reset();
+    this.mailboxOldest.reset();
+    for (const m of q.mailboxes) {
+      this.mailboxMessages.set({ mailbox: m.mailbox }, m.messages);
+      this.mailboxOldest.set({ mailbox: m.mailbox }, m.oldestAgeSeconds);
+    }
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    await this.refresh();
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,77 @@
+/** SMTP smuggling defence for DATA: finds bare CR, bare LF, NUL and over-long lines; can repair line endings. */
+
+export type LineEndingMode = 'reject' | 'normalize';
+
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const CRLF = Buffer.from('\r\n');
+const CR_BUF = Buffer.from('\r');
+
+/**
+ * A bare LF or CR lets "\n.\n" end a message for one server and not for the next one (SMTP smuggling,
+ * CVE-2023-51764 and relatives). smtp-server itself ends DATA only at <CRLF>.<CRLF>, but the bytes go on
+ * to Exchange, so they must be clean: refused (like Postfix's smtpd_forbid_bare_newline) or turned into CRLF.
+ * NUL is always refused: without BINARYMIME it has no place in a message, and some servers drop it.
+ */
+export class LineEndingGuard {
+  /** What was wrong, once something was; later input is then ignored. */
+  violation: string | null = null;
+  /** A CR at the end of a chunk is held back until the next chunk shows whether an LF follows. */
+  private pendingCR = false;
+  private lineLength = 0;
+  private offset = 0;
+
+  constructor(
+    private readonly mode: LineEndingMode,
+    private readonly maxLineLength: number,
+  ) {}
+
+  /** Returns the bytes to store, or null (nothing to store now, or a violation: see `violation`). */
+  push(input: Buffer): Buffer | null {
+    if (this.violation) return null;
+    const chunk = this.pendingCR ? Buffer.concat([CR_BUF, input]) : input;
+    const base = this.offset - (this.pendingCR ? 1 : 0);
+    this.offset += input.length;
+    this.pendingCR = chunk.length > 0 && chunk[chunk.length - 1] === CR;
+    const end = this.pendingCR ? chunk.length - 1 : chunk.length;
+    let out: Buffer[] | null = null;
+    let from = 0;
+    for (let i = 0; i < end; i++) {
+      const b = chunk[i]!;
+      if (b === CR || b === LF) {
+        if (b === CR && i + 1 < end && chunk[i + 1] === LF) {
+          i++;
+        } else {
+          if (this.mode === 'reject') {
+            this.violation = `bare ${b === CR ? 'CR' : 'LF'} at offset ${base + i} (lines must end with CRLF; limits.bareLineEndings: reject)`;
+            return null;
+          }
+          (out ??= []).push(chunk.subarray(from, i), CRLF);
+          from = i + 1;
+        }
+        this.lineLength = 0;
+      } else if (b === NUL) {
+        this.violation = `NUL byte at offset ${base + i}`;
+        return null;
+      } else if (++this.lineLength > this.maxLineLength) {
+        this.violation = `a line longer than ${this.maxLineLength} bytes (limits.maxLineLength)`;
+        return null;
+      }
+    }
+    if (!out) return end === chunk.length ? chunk : chunk.subarray(0, end);
+    out.push(chunk.subarray(from, end));
+    return Buffer.concat(out);
+  }
+
+  /** At the end of the message: a CR still held back is bare. */
+  end(): Buffer | null {
+    if (this.violation || !this.pendingCR) return null;
+    this.pendingCR = false;
+    if (this.mode === 'reject') {
+      this.violation = `bare CR at offset ${this.offset - 1} (lines must end with CRLF; limits.bareLineEndings: reject)`;
+      return null;
+    }
+    return CRLF;
+  }
+}

@@ -1,0 +1,87 @@
+/** TLS for a listener: certificate and key from files, minimum version, reload when the files are rotated. */
+
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import type { SMTPServer } from 'smtp-server';
+import { ConfigError, type ListenerConfig } from '../config/config.js';
+import type { Logger } from '../observability/logger.js';
+
+export interface TlsOptions {
+  key: Buffer;
+  cert: Buffer;
+  minVersion: ListenerConfig['tls']['minVersion'];
+  ciphers?: string;
+}
+
+/** TLS 1.0/1.1 use SHA-1 signatures that OpenSSL 3 refuses at its default security level 1. */
+const LEGACY_CIPHERS = 'DEFAULT@SECLEVEL=0';
+
+export function isLegacyTls(l: ListenerConfig): boolean {
+  return l.tls.mode !== 'none' && (l.tls.minVersion === 'TLSv1' || l.tls.minVersion === 'TLSv1.1');
+}
+
+/** Reads the PEM files and proves that they make a context (a key that does not match its certificate fails here). */
+export function loadTlsOptions(l: ListenerConfig, index: number): TlsOptions {
+  const read = (file: string, name: 'certFile' | 'keyFile'): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`listeners[${index}].tls.${name}`, `cannot read "${file}": ${(err as Error).message}`);
+    }
+  };
+  const opts: TlsOptions = { cert: read(l.tls.certFile!, 'certFile'), key: read(l.tls.keyFile!, 'keyFile'), minVersion: l.tls.minVersion };
+  const ciphers = l.tls.ciphers ?? (isLegacyTls(l) ? LEGACY_CIPHERS : null);
+  if (ciphers) opts.ciphers = ciphers;
+  try {
+    createSecureContext(opts);
+  } catch (err) {
+    throw new ConfigError(`listeners[${index}].tls`, `the certificate and key do not make a usable TLS context: ${(err as Error).message}`);
+  }
+  return opts;
+}
+
+/**
+ * cert-manager and friends replace the files (often by swapping a symlink), so they are polled with
+ * watchFile, which follows the path rather than an inode. A new pair is used only once it parses and
+ * matches; sessions in progress keep their context, new handshakes get the new one.
+ */
+export class CertificateWatcher {
+  private readonly files: string[];
+  private reloading = false;
+
+  constructor(
+    private readonly l: ListenerConfig,
+    private readonly index: number,
+    private readonly server: SMTPServer,
+    private readonly log: Logger,
+  ) {
+    this.files = [l.tls.certFile!, l.tls.keyFile!];
+  }
+
+  start(): void {
+    for (const f of this.files) watchFile(f, { interval: this.l.tls.reloadCheckIntervalMs, persistent: false }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino || cur.size !== prev.size) this.reload();
+    });
+  }
+
+  stop(): void {
+    for (const f of this.files) unwatchFile(f);
+  }
+
+  /** Both files usually change together; reading them in the same tick after the last change keeps them a pair. */
+  private reload(): void {
+    if (this.reloading) return;
+    this.reloading = true;
+    setImmediate(() => {
+      this.reloading = false;
+      try {
+        const opts = loadTlsOptions(this.l, this.index);
+        this.server.updateSecureContext(opts as unknown as Parameters<SMTPServer['updateSecureContext']>[0]);
+        this.log.info({ event: 'tls-reloaded', listener: this.l.name }, `TLS certificate of listener ${this.l.name} reloaded`);
+      } catch (err) {
+        // Keep serving the old pair: a half-written rotation must not take the listener down.
+        this.log.warn({ event: 'tls-reload-failed', listener: this.l.name, err: (err as Error).message }, `TLS certificate of listener ${this.l.name} not reloaded; the previous one stays in use`);
+      }
+    });
+  }
+}

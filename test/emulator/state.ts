@@ -1,0 +1,187 @@
+/** Mutable emulator state shared by the Entra, Graph and control handlers: records, drafts, scripts, counters. */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Hash } from 'node:crypto';
+import type {
+  DownMode,
+  Draft,
+  EmulatorStats,
+  FaultSettings,
+  GraphOp,
+  MailboxStats,
+  RequestLogEntry,
+  ScriptStep,
+  SentRecord,
+  TokenRequestRecord,
+  TokenStep,
+} from './types.js';
+
+export interface UploadSession {
+  id: string;
+  authToken: string;
+  upn: string;
+  draftId: string;
+  name: string;
+  size: number;
+  contentType?: string;
+  isInline: boolean;
+  contentId?: string;
+  next: number;
+  chunks: Buffer[];
+  hash: Hash;
+  expirationDateTime: string;
+}
+
+export interface StateConfig {
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  clientCertPems: string[];
+  acceptedAssertions: Set<string>;
+  federatedTokens?: (assertion: string) => boolean;
+  tokenLifetimeSec: number;
+  /** Lower-cased known mailboxes; undefined means every user exists. */
+  mailboxes?: Set<string>;
+  maxBodyBytes: number;
+  faults: FaultSettings;
+}
+
+export const mailboxKey = (upn: string): string => upn.toLowerCase();
+
+export class EmulatorState extends EventEmitter {
+  /** https://127.0.0.1:PORT, known once the server listens. */
+  origin = '';
+  faults: FaultSettings;
+  down: DownMode = false;
+  /** Bumped by revokeTokens(); tokens carry the generation they were minted in. */
+  tokenGeneration = 0;
+  readonly tokenSecret = randomBytes(32);
+  readonly sent: SentRecord[] = [];
+  readonly sentDrafts: SentRecord[] = [];
+  readonly requests: RequestLogEntry[] = [];
+  readonly tokenRequests: TokenRequestRecord[] = [];
+  readonly drafts = new Map<string, Map<string, Draft>>();
+  readonly uploads = new Map<string, UploadSession>();
+  throttled429 = 0;
+  /** Aborted by close() so that pending latency/delay timers do not keep the process alive. */
+  readonly closing = new AbortController();
+
+  private readonly scripts = new Map<string, ScriptStep[]>();
+  private tokenScript: TokenStep[] = [];
+  private readonly inFlight = new Map<string, number>();
+  private readonly mailboxStats = new Map<string, Omit<MailboxStats, 'inFlight'>>();
+
+  constructor(readonly config: StateConfig) {
+    super();
+    this.faults = { ...config.faults };
+  }
+
+  addScript(upn: string, steps: ScriptStep[]): void {
+    const key = upn === '*' ? '*' : mailboxKey(upn);
+    const queue = this.scripts.get(key) ?? [];
+    queue.push(...steps);
+    this.scripts.set(key, queue);
+  }
+
+  /** The mailbox's own queue wins over the '*' queue; within a queue, the first step that fits `op`. */
+  takeStep(upn: string, op: GraphOp): ScriptStep | undefined {
+    for (const key of [mailboxKey(upn), '*']) {
+      const queue = this.scripts.get(key);
+      if (!queue) continue;
+      const index = queue.findIndex((step) => step.op === undefined || step.op === op);
+      if (index >= 0) return queue.splice(index, 1)[0];
+    }
+    return undefined;
+  }
+
+  addTokenScript(steps: TokenStep[]): void {
+    this.tokenScript.push(...steps);
+  }
+
+  takeTokenStep(): TokenStep | undefined {
+    return this.tokenScript.shift();
+  }
+
+  private stats(key: string): Omit<MailboxStats, 'inFlight'> {
+    let stats = this.mailboxStats.get(key);
+    if (!stats) {
+      stats = { accepted: 0, maxInFlight: 0, throttled: 0 };
+      this.mailboxStats.set(key, stats);
+    }
+    return stats;
+  }
+
+  inFlightFor(upn: string): number {
+    return this.inFlight.get(mailboxKey(upn)) ?? 0;
+  }
+
+  /** Admits the request unless the mailbox is at its concurrency limit. */
+  tryEnter(upn: string): boolean {
+    const key = mailboxKey(upn);
+    const current = this.inFlight.get(key) ?? 0;
+    if (current >= this.faults.mailboxConcurrency) return false;
+    this.inFlight.set(key, current + 1);
+    const stats = this.stats(key);
+    stats.maxInFlight = Math.max(stats.maxInFlight, current + 1);
+    return true;
+  }
+
+  leave(upn: string): void {
+    const key = mailboxKey(upn);
+    const next = (this.inFlight.get(key) ?? 1) - 1;
+    if (next <= 0) this.inFlight.delete(key);
+    else this.inFlight.set(key, next);
+  }
+
+  countThrottled(upn: string | undefined): void {
+    this.throttled429++;
+    if (upn !== undefined) this.stats(mailboxKey(upn)).throttled++;
+  }
+
+  recordSent(record: SentRecord): void {
+    this.stats(mailboxKey(record.upn)).accepted++;
+    this.sent.push(record);
+    if (record.via === 'draft') this.sentDrafts.push(record);
+    this.emit('sent', record);
+  }
+
+  mailboxDrafts(upn: string): Map<string, Draft> {
+    const key = mailboxKey(upn);
+    let drafts = this.drafts.get(key);
+    if (!drafts) {
+      drafts = new Map();
+      this.drafts.set(key, drafts);
+    }
+    return drafts;
+  }
+
+  /** Upload sessions die with their draft, as they do in Exchange. */
+  dropUploadsOf(draftId: string): void {
+    for (const [id, session] of this.uploads) if (session.draftId === draftId) this.uploads.delete(id);
+  }
+
+  snapshot(): EmulatorStats {
+    const perMailbox: Record<string, MailboxStats> = {};
+    const keys = new Set([...this.mailboxStats.keys(), ...this.inFlight.keys()]);
+    for (const key of keys) perMailbox[key] = { ...this.stats(key), inFlight: this.inFlight.get(key) ?? 0 };
+    return { perMailbox, throttled429: this.throttled429, requests: this.requests.length, tokenRequests: this.tokenRequests.length };
+  }
+
+  /** Forgets records, drafts, scripts and counters; live in-flight counts survive (their requests are still running). */
+  reset(): void {
+    this.sent.length = 0;
+    this.sentDrafts.length = 0;
+    this.requests.length = 0;
+    this.tokenRequests.length = 0;
+    this.drafts.clear();
+    this.uploads.clear();
+    this.scripts.clear();
+    this.tokenScript = [];
+    this.mailboxStats.clear();
+    for (const [key, n] of this.inFlight) this.stats(key).maxInFlight = n;
+    this.throttled429 = 0;
+    this.faults = { ...this.config.faults };
+    this.down = false;
+  }
+}
+

@@ -1,0 +1,140 @@
+/** Shared record and option types of the Graph + Entra ID emulator. */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** The Graph operations the emulator implements; scripted steps may target one of them. */
+export type GraphOp =
+  | 'sendMail'
+  | 'createDraft'
+  | 'addAttachment'
+  | 'createUploadSession'
+  | 'uploadChunk'
+  | 'cancelUpload'
+  | 'sendDraft'
+  | 'deleteDraft';
+
+/** Restricts a scripted step to one operation; without it the step matches any Graph operation. */
+interface StepTarget {
+  op?: GraphOp;
+}
+
+/**
+ * One scripted response, consumed FIFO by the next matching Graph request:
+ * - status: answer with a Graph error of that status (no side effect)
+ * - reset: read the body, then destroy the socket without answering (no side effect)
+ * - resetBeforeBody: destroy the socket as soon as the headers arrive
+ * - acceptThenReset: handle normally (the mail IS recorded), then destroy instead of answering
+ * - delayMs: handle normally, but answer that much later (the mail is recorded even if the client gave up)
+ * - accept: handle normally (placeholder to skip a request)
+ */
+export type ScriptStep = StepTarget &
+  (
+    | { status: number; code?: string; message?: string; retryAfter?: number | string }
+    | { reset: true }
+    | { resetBeforeBody: true }
+    | { acceptThenReset: true }
+    | { delayMs: number }
+    | { accept: true }
+  );
+
+/** Scripted answers of the token endpoint (Entra outages). */
+export type TokenStep =
+  | { status: number; error?: string; aadsts?: number; description?: string; retryAfter?: number | string }
+  | { reset: true }
+  | { delayMs: number }
+  | { accept: true };
+
+export interface FaultSettings {
+  latencyMs: number;
+  jitterMs: number;
+  /** 0..1: fraction of sendMail requests answered with 429 (Retry-After 1), 503 or a reset, chosen at random. */
+  randomFaultRate: number;
+  mailboxConcurrency: number;
+}
+
+export type DownMode = '503' | 'reset' | false;
+
+export interface Attachment {
+  id: string;
+  kind: 'file' | 'item';
+  via: 'direct' | 'uploadSession';
+  name: string;
+  contentType?: string;
+  size: number;
+  isInline: boolean;
+  contentId?: string;
+  bytes?: Buffer;
+  sha256?: string;
+  item?: unknown;
+}
+
+export interface Draft {
+  id: string;
+  upn: string;
+  createdAt: Date;
+  requestId: string;
+  contentType: string;
+  mime?: Buffer;
+  json?: Record<string, unknown>;
+  attachments: Attachment[];
+}
+
+/** A message Graph accepted for delivery: a sendMail call or a sent draft. */
+export interface SentRecord {
+  via: 'sendMail' | 'draft';
+  upn: string;
+  requestId: string;
+  clientRequestId?: string;
+  /** Media type of the sendMail body, or of the draft-creation body for drafts. */
+  contentType: string;
+  at: Date;
+  headers: IncomingHttpHeaders;
+  /** Decoded MIME (text/plain bodies). */
+  mime?: Buffer;
+  /** Parsed JSON body: the whole sendMail body, or the draft's message resource. */
+  json?: unknown;
+  /** To/Cc/Bcc addresses Graph would deliver to (MIME headers, or the JSON recipient lists). */
+  recipients: string[];
+  /** Bytes of the decoded MIME, or of the raw JSON body. */
+  size: number;
+  sha256: string;
+  draftId?: string;
+  attachments?: Attachment[];
+}
+
+export interface RequestLogEntry {
+  method: string;
+  path: string;
+  op?: GraphOp;
+  upn?: string;
+  requestId: string;
+  at: Date;
+  /** Requests already in flight for this mailbox when this one arrived. */
+  inFlightAtStart: number;
+  /** HTTP status sent; 0 while pending or when the connection was reset instead. */
+  status: number;
+  reset: boolean;
+}
+
+export interface TokenRequestRecord {
+  at: Date;
+  ok: boolean;
+  status: number;
+  credential?: 'secret' | 'certificate' | 'assertion';
+  /** The raw client_assertion, when one was sent. */
+  assertion?: string;
+  error?: string;
+}
+
+export interface MailboxStats {
+  accepted: number;
+  maxInFlight: number;
+  throttled: number;
+  inFlight: number;
+}
+
+export interface EmulatorStats {
+  perMailbox: Record<string, MailboxStats>;
+  throttled429: number;
+  requests: number;
+  tokenRequests: number;
+}
