@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-/** Command line: run the relay, check its configuration. */
+/** Command line: run the relay, check its configuration, inspect and repair the queue. */
 
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, redactConfig } from './config/config.js';
 import { createLogger } from './observability/logger.js';
 import { Relay } from './relay.js';
 import { hashPasswordCommand } from './auth/hash-password-command.js';
+import { QUEUE_USAGE, UsageError, queueCommand } from './spool/queue-command.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [--config FILE]
 
@@ -13,10 +14,12 @@ commands:
   run            run the relay (SMTP listeners and delivery)
   check-config   validate the configuration and print it, secrets redacted
   hash-password  read a password from stdin, print its hash for users[].passwordHash
+  queue ...      list, show, retry, delete and requeue messages (see below)
 
 options:
   -c, --config FILE   YAML configuration (default: $RELAY_CONFIG, else built-in defaults + environment)
-`;
+
+${QUEUE_USAGE}`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`smtp-graph-relay: ${message}\n`);
@@ -26,7 +29,14 @@ function fail(message: string, code = 2): never {
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      dead: { type: 'boolean' },
+      all: { type: 'boolean' },
+      mailbox: { type: 'string' },
+      json: { type: 'boolean' },
+    },
     allowPositionals: true,
   });
   const command = positionals[0];
@@ -38,7 +48,7 @@ async function main(argv: string[]): Promise<void> {
   const configFile = values.config ?? process.env.RELAY_CONFIG;
   let cfg;
   try {
-    cfg = loadConfig(configFile);
+    cfg = loadConfig(configFile, process.env, { requireCredentials: command !== 'queue' });
   } catch (err) {
     if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
     throw err;
@@ -49,6 +59,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'run':
       return run(cfg);
+    case 'queue':
+      try {
+        process.stdout.write(await queueCommand(cfg, positionals.slice(1), values));
+      } catch (err) {
+        if (err instanceof UsageError) fail(err.message);
+        fail((err as Error).message, 1);
+      }
+      return;
     default:
       fail(`unknown command "${command}"\n${USAGE}`);
   }
@@ -67,7 +85,7 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
   if (cfg.delivery.mode === 'capture') log.warn({ event: 'capture-mode', directory: cfg.delivery.captureDirectory }, 'capture mode: messages are written to the capture folder, NOT sent through Graph');
   const shutdown = (signal: string): void => {
     log.info({ event: 'signal', signal }, `received ${signal}`);
-    relay.stop(Number(process.env.RELAY_SHUTDOWN_GRACE_MS ?? 30_000)).then(
+    relay.stop(cfg.shutdownGraceMs).then(
       () => log.flush(() => process.exit(0)),
       (err: unknown) => {
         log.error({ err }, 'error while stopping');

@@ -15,7 +15,10 @@ import { RelayMetrics } from './observability/metrics.js';
 import { ReadinessCheck } from './observability/readiness.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { SmtpListener } from './smtp/server.js';
+import { ControlServer, SpoolLock, controlDir, type ControlRequest, type ControlResponse } from './spool/control.js';
+import { matches, requeued } from './spool/queue-tools.js';
 import { Spool, type Envelope } from './spool/spool.js';
+import path from 'node:path';
 
 const LOAD_BATCH = 256;
 
@@ -28,6 +31,8 @@ export class Relay {
   private readonly graph: GraphClient | null;
   private readonly rest: GraphRest | null = null;
   private stopping: Promise<void> | null = null;
+  private readonly lock: SpoolLock;
+  private readonly control: ControlServer;
   readonly metrics = new RelayMetrics();
   private readonly admin: AdminServer | null;
   /** Addresses the listeners are bound to, in config order (port 0 picks a free port). */
@@ -38,6 +43,8 @@ export class Relay {
     readonly log: Logger,
   ) {
     this.spool = new Spool(cfg.spool.directory);
+    this.lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
+    this.control = new ControlServer(controlDir(cfg.spool.directory), (req) => this.handleControl(req), (err) => log.error({ err }, 'queue control channel error'));
     let sender: Sender;
     if (cfg.delivery.mode === 'capture') {
       this.graph = null;
@@ -92,11 +99,14 @@ export class Relay {
           },
           rejected: (reason) => this.metrics.rejected(reason),
           session: (listener) => this.metrics.session(listener),
+          passthrough: l.passthrough ? (env, dataPath) => sender.send(env, dataPath) : undefined,
         }),
     );
   }
 
   async start(): Promise<void> {
+    await this.spool.ensureDirs();
+    await this.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) {
       this.log.info({ event: 'spool-recovered', ...report, missingData: report.missingData.length }, 'spool recovered after an unclean stop');
@@ -115,6 +125,7 @@ export class Relay {
     }
     const missing = new Set(report.missingData);
     const loaded = await this.loadQueue(missing);
+    await this.control.start();
     this.log.info({ event: 'started', queued: loaded, delivery: this.cfg.delivery.mode }, 'relay started');
   }
 
@@ -136,12 +147,55 @@ export class Relay {
     return ids.length;
   }
 
+  /** Queue tools' requests (spool/control/), handled here so that the scheduler's view stays true. */
+  private async handleControl(req: ControlRequest): Promise<ControlResponse> {
+    const skipped: Record<string, string> = {};
+    let count = 0;
+    switch (req.op) {
+      case 'retry':
+        count = this.scheduler.retryNow((m) => matches(m, req));
+        this.log.info({ event: 'queue-retry', count, request: req }, `queue tool: ${count} message(s) due now`);
+        return { ok: true, count, message: `${count} message(s) due now` };
+      case 'delete':
+        for (const id of req.ids) {
+          const state = req.dead ? 'dead' : 'queue';
+          if (!req.dead && this.scheduler.has(id) && !this.scheduler.remove(id)) {
+            skipped[id] = 'being delivered right now; try again in a moment';
+            continue;
+          }
+          if (!(await this.spool.exists(state, id))) {
+            skipped[id] = `not in ${state}`;
+            continue;
+          }
+          await this.spool.remove(state, id);
+          this.metrics.queue.remove(id);
+          this.log.warn({ event: 'queue-delete', qid: id, state }, 'message deleted by a queue tool');
+          count++;
+        }
+        return { ok: true, count, message: `${count} message(s) deleted`, skipped };
+      case 'requeue':
+        for (const id of req.all ? await this.spool.ids('dead') : (req.ids ?? [])) {
+          if (!(await this.spool.exists('dead', id))) {
+            skipped[id] = 'not in the dead-letter folder';
+            continue;
+          }
+          const env = requeued(await this.spool.readEnvelope('dead', id));
+          await this.spool.move('dead', 'queue', env);
+          this.metrics.queued(env);
+          this.scheduler.add(env.id, env.mailbox, Date.now());
+          this.log.info({ event: 'queue-requeue', qid: id, mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
+          count++;
+        }
+        return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };
+    }
+  }
+
   /** Graceful stop: no new sessions, transactions and attempts in progress finish within the grace period. */
   stop(graceMs = 30_000): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info({ event: 'stopping', graceMs }, 'stopping: no new connections');
-      const closing = Promise.all(this.listeners.map((l) => l.close()));
       const draining = this.scheduler.stop();
+      const closing = Promise.all(this.listeners.map((l) => l.close(graceMs, draining)));
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<'expired'>((resolve) => {
         timer = setTimeout(() => resolve('expired'), graceMs);
@@ -150,9 +204,11 @@ export class Relay {
       const res = await Promise.race([Promise.all([closing, draining]).then(() => 'done' as const), expired]);
       clearTimeout(timer);
       if (res === 'expired') this.log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
-      await this.graph?.close().catch(() => undefined);
+      await (res === 'expired' ? this.graph?.destroy() : this.graph?.close())?.catch(() => undefined);
       await this.rest?.close();
+      this.control.stop();
       await this.spool.close();
+      await this.lock.release();
       // Last: /healthz answers and /readyz says "shutting down" for the whole drain.
       await this.admin?.close();
       this.metrics.close();

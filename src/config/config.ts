@@ -17,6 +17,8 @@ export interface ListenerConfig extends ListenerSecurity {
   port: number;
   /** CIDR ranges whose clients may send through this listener. */
   allowedNetworks: string[];
+  /** No spool: Graph is called before the reply to DATA, and its answer becomes the SMTP answer. */
+  passthrough: boolean;
 }
 
 export interface RetryConfig {
@@ -98,6 +100,8 @@ export interface RelayConfig {
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
   /** Delivery status notifications to senders (src/delivery/bounce.ts). */
   bounces: BounceConfig;
+  /** How long a SIGTERM waits for SMTP transactions and Graph requests under way. */
+  shutdownGraceMs: number;
   /** Health, readiness and Prometheus metrics over HTTP (src/observability/admin.ts). */
   admin: { enabled: boolean; host: string; port: number };
 }
@@ -264,6 +268,7 @@ function readListeners(root: Reader, baseDir: string, hasUsers: boolean): Listen
         validateCidr(key, c);
         return c;
       }),
+      passthrough: r.bool('passthrough', false),
       ...readListenerSecurity(r, baseDir, hasUsers),
     };
     if (isIP(l.host) === 0 && l.host !== 'localhost') throw new ConfigError(r.key('host'), `"${l.host}" is not an IP address to listen on`);
@@ -346,7 +351,8 @@ function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphCon
     clientSecret: secret(env, 'AZURE_CLIENT_SECRET') ?? r.str('clientSecret', null),
     clientCertificatePath: env.AZURE_CLIENT_CERTIFICATE_PATH || r.str('clientCertificatePath', null),
     credential: r.oneOf('credential', CREDENTIAL_SETTINGS, 'auto'),
-    federatedTokenFile: env.AZURE_FEDERATED_TOKEN_FILE || r.str('federatedTokenFile', null),
+    // Read the key before the variable so that a file setting overridden by the environment is not an "unknown setting".
+    federatedTokenFile: ((yaml) => env.AZURE_FEDERATED_TOKEN_FILE || yaml)(r.str('federatedTokenFile', null)),
     maxRequestBytes: r.size('maxRequestBytes', DEFAULT_MAX_REQUEST_BYTES, 64 * 1024, 4 * 1024 * 1024),
     uploadBudgetBytes: r.size('uploadBudget', MAX_LARGE_MESSAGE, 1 * MB, 10 * MAX_LARGE_MESSAGE),
     uploadBudgetWindowMs: r.duration('uploadBudgetWindow', 5 * 60_000, 1000),
@@ -378,7 +384,12 @@ function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
 }
 
 /** Builds and validates the configuration from parsed YAML (or {}) and the environment. */
-export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): RelayConfig {
+export interface BuildOptions {
+  /** Queue tools only need the spool: they must work where the Graph credentials are not at hand. */
+  requireCredentials?: boolean;
+}
+
+export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd(), opts: BuildOptions = {}): RelayConfig {
   if (rawYaml !== null && rawYaml !== undefined && (typeof rawYaml !== 'object' || Array.isArray(rawYaml))) {
     throw new ConfigError('(top level)', 'the configuration file must be a YAML mapping');
   }
@@ -438,6 +449,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     mailboxes.fallback = env.RELAY_FALLBACK_MAILBOX;
   }
 
+  const shutdownGraceMs = root.duration('shutdownGrace', 30_000, 0, 3_600_000);
   const b = root.section('bounces');
   const bounces: BounceConfig = {
     postmaster: env.RELAY_POSTMASTER || b.str('postmaster', null),
@@ -462,8 +474,8 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   ad.done();
   root.done();
 
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, admin };
-  if (delivery.mode === 'graph') requireCredentials(cfg.graph, env);
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, shutdownGraceMs, admin };
+  if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireCredentials(cfg.graph, env);
   return cfg;
 }
 
@@ -473,8 +485,8 @@ function requireCredentials(g: GraphConfig, env: NodeJS.ProcessEnv): void {
   if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
 }
 
-export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): RelayConfig {
-  if (!file) return buildConfig({}, env);
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env, opts: BuildOptions = {}): RelayConfig {
+  if (!file) return buildConfig({}, env, undefined, opts);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -487,7 +499,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   } catch (err) {
     throw new ConfigError(file, `is not valid YAML: ${(err as Error).message}`);
   }
-  return buildConfig(raw, env);
+  return buildConfig(raw, env, undefined, opts);
 }
 
 /** The effective configuration with secrets replaced, for check-config and the start log line. */

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { rfc5322Date } from '../smtp/received.js';
+import { enhancedStatus } from './classify.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { Envelope, Spool, SpoolState } from '../spool/spool.js';
 
@@ -17,27 +18,8 @@ export type DsnKind = 'failed' | 'delayed';
 
 /** RFC 3463 status for a last error: what the sender's mail client shows. */
 export function dsnStatus(env: Envelope, kind: DsnKind): string {
-  const e = env.lastError;
   if (kind === 'delayed') return '4.4.1';
-  switch (e?.reason) {
-    case 'expired':
-      return '4.4.7';
-    case 'invalid-recipients':
-      return '5.1.1';
-    case 'invalid-user':
-    case 'mailbox-not-enabled':
-      return '5.1.8';
-    case 'message-too-big':
-      return '5.3.4';
-    case 'invalid-mime':
-      return '5.6.0';
-    case 'send-as-denied':
-    case 'access-denied':
-    case 'large-route-forbidden':
-      return '5.7.1';
-    default:
-      return '5.0.0';
-  }
+  return enhancedStatus(env.lastError?.reason ?? 'unknown', 'permanent');
 }
 
 const MAX_ORIGINAL_HEADERS = 64 * 1024;

@@ -102,3 +102,32 @@ export function classifyUploadBudget(retryAfterMs: number): Verdict {
 export function classifyUnsendable(reason: 'message-too-big' | 'invalid-mime'): Verdict {
   return { kind: 'permanent', reason };
 }
+
+/** RFC 3463 enhanced status for a failure reason: used in bounces and in passthrough replies. */
+export function enhancedStatus(reason: string, kind: 'transient' | 'permanent'): string {
+  if (kind === 'transient') {
+    if (reason === 'throttled' || reason === 'service-unavailable') return '4.7.0';
+    if (reason.startsWith('network-')) return '4.4.1';
+    if (reason === 'expired') return '4.4.7';
+    return '4.3.0';
+  }
+  switch (reason) {
+    case 'expired':
+      return '4.4.7';
+    case 'invalid-recipients':
+      return '5.1.1';
+    case 'invalid-user':
+    case 'mailbox-not-enabled':
+      return '5.1.8';
+    case 'message-too-big':
+      return '5.3.4';
+    case 'invalid-mime':
+      return '5.6.0';
+    case 'send-as-denied':
+    case 'access-denied':
+    case 'large-route-forbidden':
+      return '5.7.1';
+    default:
+      return '5.0.0';
+  }
+}

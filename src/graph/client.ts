@@ -128,6 +128,11 @@ export class GraphClient {
   close(): Promise<void> {
     return this.pool.close();
   }
+
+  /** After the grace period: requests still running are abandoned (their messages stay queued). */
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
 }
 
 /** Graph errors: {"error":{"code","message","innerError":{"request-id"}}}; anything else keeps its status only. */

@@ -1,11 +1,14 @@
 /** The SMTP front door: accepts a message only once the spool owns it (RFC 5321 section 6.1). */
 
+import { unlink } from 'node:fs/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
 import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
+import { withProxyV2 } from './proxy-v2.js';
+import type { Socket } from 'node:net';
 import type { ListenerConfig, RelayConfig } from '../config/config.js';
 import { maxRawForRequest } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
@@ -17,6 +20,8 @@ import type { Envelope, Spool } from '../spool/spool.js';
 import { installEnhancedCodePassthrough } from './enhanced-codes.js';
 import { HeaderCollector, readHeaderFacts } from './headers.js';
 import { receivedHeader } from './received.js';
+import { enhancedStatus } from '../delivery/classify.js';
+import type { SendResult } from '../delivery/senders.js';
 import { bccHeader } from '../delivery/compose.js';
 
 /** An SMTP reply chosen by the relay: code plus text that starts with its enhanced status code. */
@@ -33,6 +38,8 @@ export interface SmtpEvents {
   /** Called after the spool commit, before the 250 goes out. */
   accepted(env: Envelope): void;
   rejected(reason: string, session: SMTPServerSession): void;
+  /** Passthrough listeners: send now and answer with Graph's verdict instead of queueing. */
+  passthrough?: (env: Envelope, dataPath: string) => Promise<SendResult>;
   /** A client connected to this listener (before any check), for session metrics. */
   session?(listener: string): void;
 }
@@ -100,7 +107,7 @@ export class SmtpListener {
       onRcptTo: (address, session, cb) => cb(this.checkRecipient(address.address, session)),
       onData: (stream, session, cb) => {
         this.ingest(stream, session).then(
-          (id) => cb(null, `2.0.0 Ok: queued as ${id}`),
+          (reply) => cb(null, reply),
           (err: unknown) => cb(err instanceof SmtpReply ? err : this.internalError(err, session)),
         );
       },
@@ -111,7 +118,9 @@ export class SmtpListener {
     if (listener.proxyProtocol) {
       // smtp-server's useProxy trusts exact addresses only; the relay's rule is CIDR ranges, so its check is replaced.
       const trusted = new NetworkList(listener.proxyProtocol.trustedProxies);
-      (this.server as unknown as { _expectsProxyHeader(s: { remoteAddress?: string }): boolean })._expectsProxyHeader = (s) => trusted.contains(s.remoteAddress ?? '');
+      const internals = this.server as unknown as { _expectsProxyHeader(s: Socket): boolean; _handleProxy: Parameters<typeof withProxyV2>[0] };
+      internals._expectsProxyHeader = (s) => trusted.contains(s.remoteAddress ?? '');
+      internals._handleProxy = withProxyV2(internals._handleProxy.bind(this.server), internals._expectsProxyHeader);
     }
     this.certs = listener.tls.mode === 'none' ? null : new CertificateWatcher(listener, index, this.server, log);
     this.server.on('error', (err) => this.log.error({ err, listener: listener.name }, 'smtp server error'));
@@ -131,11 +140,26 @@ export class SmtpListener {
     });
   }
 
-  /** Stops accepting; sessions in progress may finish their transaction. */
-  close(): Promise<void> {
+  /**
+   * Graceful stop: new sessions and new transactions get 421 at once; a transaction already under way
+   * (MAIL FROM accepted) may finish, and the listener keeps answering 421 while `drained` (the relay's
+   * Graph requests) settles, both within the grace period; then idle sessions get 421 and are closed.
+   */
+  async close(graceMs = 30_000, drained: Promise<unknown> = Promise.resolve()): Promise<void> {
     this.closing = true;
     this.certs?.stop();
+    const deadline = Date.now() + graceMs;
+    let settled = false;
+    void drained.finally(() => (settled = true));
+    while (Date.now() < deadline && (!settled || this.transactionsUnderWay() > 0)) await new Promise((r) => setTimeout(r, 50));
+    (this.server.options as { closeTimeout?: number }).closeTimeout = 1;
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private transactionsUnderWay(): number {
+    let n = 0;
+    for (const c of this.server.connections) if ((c as unknown as { session?: SMTPServerSession }).session?.envelope?.mailFrom) n++;
+    return n;
   }
 
   private reject(session: SMTPServerSession, reason: string, reply: SmtpReply): SmtpReply {
@@ -149,8 +173,9 @@ export class SmtpListener {
     if (this.closing) return cb(new SmtpReply(421, '4.3.2 Service shutting down, try again later'));
     const client = session.remoteAddress;
     if (!this.networks.contains(client) && !this.authNetworks.contains(client)) {
-      const how = this.listener.auth === 'none' ? 'allowedNetworks' : this.listener.auth === 'required' ? 'authNetworks' : 'allowedNetworks or authNetworks';
-      return cb(this.reject(session, 'network', new SmtpReply(554, `5.7.1 Client host [${client}] is not allowed to use listener "${this.listener.name}": not in its ${how}`)));
+      const key = `listeners[${this.cfg.listeners.indexOf(this.listener)}]`;
+      const rules = this.listener.auth === 'none' ? `${key}.allowedNetworks` : this.listener.auth === 'required' ? `${key}.authNetworks` : `${key}.allowedNetworks, ${key}.authNetworks`;
+      return cb(this.reject(session, 'network', new SmtpReply(554, `5.7.1 Client host [${client}] is not allowed to relay: not in the allowed networks of listener "${this.listener.name}" (${rules})`)));
     }
     const admission = this.shared.connections.admit(client);
     if (!admission.ok) {
@@ -210,6 +235,7 @@ export class SmtpListener {
   }
 
   private checkSender(address: string, session: SMTPServerSession): SmtpReply | null {
+    if (this.closing) return new SmtpReply(421, '4.3.2 Service shutting down, try again later');
     const client = session.remoteAddress;
     if (this.listener.requireTls && !session.secure) {
       return this.reject(session, 'tls-required', new SmtpReply(530, `5.7.0 Must issue a STARTTLS command first (listener "${this.listener.name}" has requireTls)`));
@@ -345,6 +371,14 @@ export class SmtpListener {
         nextAttemptAt: now.toISOString(),
         lastError: null,
       };
+      if (this.events.passthrough) {
+        await writer.finish();
+        try {
+          return await this.passThrough(env, writer.tmpPath, this.events.passthrough);
+        } finally {
+          await unlink(writer.tmpPath).catch(() => undefined);
+        }
+      }
       await this.spool.commit(writer, env);
       this.log.info(
         {
@@ -367,10 +401,26 @@ export class SmtpListener {
         this.log.warn({ qid: id, headerOnlyRcpts: plan.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
       }
       this.events.accepted(env);
-      return id;
+      return `2.0.0 Ok: queued as ${id}`;
     } catch (err) {
       await writer.abort();
       throw err;
     }
+  }
+
+  /** No spool: Graph's answer becomes the SMTP answer, for callers that retry on their own. */
+  private async passThrough(env: Envelope, dataPath: string, send: NonNullable<SmtpEvents['passthrough']>): Promise<string> {
+    env.attempts = 1;
+    const r = await send(env, dataPath);
+    const v = r.verdict;
+    const detail = [r.status && `HTTP ${r.status}`, r.code].filter(Boolean).join(' ') || (v.kind === 'delivered' ? '' : v.reason);
+    const fields = { qid: env.id, event: 'passthrough', mailbox: env.mailbox, rcpts: env.rcptTo.length, size: env.size, status: r.status, code: r.code, requestId: r.requestId, listener: env.listener };
+    if (v.kind === 'delivered') {
+      this.log.info({ ...fields, result: 'delivered' }, 'message passed through to Graph');
+      return `2.0.0 Ok: sent through Graph as ${env.id}${r.requestId ? ` (request-id ${r.requestId})` : ''}`;
+    }
+    this.log.warn({ ...fields, result: v.kind, reason: v.reason, error: r.message }, 'Graph did not take a passthrough message');
+    if (v.kind === 'transient') throw new SmtpReply(451, `${enhancedStatus(v.reason, 'transient')} Graph did not take the message (${detail}); try again later`);
+    throw new SmtpReply(554, `${enhancedStatus(v.reason, 'permanent')} Graph refused the message (${detail})`);
   }
 }

@@ -1,0 +1,68 @@
+/** `smtp-graph-relay queue …`: the administrator's view of the spool, safe while the relay runs. */
+
+import path from 'node:path';
+import type { RelayConfig } from '../config/config.js';
+import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from './control.js';
+import { applyOffline, formatList, listQueue, showMessage } from './queue-tools.js';
+import { Spool } from './spool.js';
+
+export const QUEUE_USAGE = `queue commands:
+  queue list [--dead | --all] [--json]     messages waiting (or failed): id, age, mailbox, size, tries, next try, last error
+  queue show ID                            envelope and headers of one message
+  queue retry ID... | --mailbox UPN | --all   try now (lifts a mailbox's throttle pause too)
+  queue delete ID... [--dead]              remove messages from the queue (or the dead-letter folder)
+  queue requeue ID... | --all              move messages from the dead-letter folder back into the queue
+`;
+
+export interface QueueFlags {
+  dead?: boolean;
+  all?: boolean;
+  mailbox?: string;
+  json?: boolean;
+}
+
+export class UsageError extends Error {}
+
+/** Runs one queue command; returns what to print. */
+export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<string> {
+  const spool = new Spool(cfg.spool.directory);
+  const [sub, ...ids] = args;
+  switch (sub) {
+    case 'list': {
+      const entries = await listQueue(spool, flags.all ? ['queue', 'dead'] : flags.dead ? ['dead'] : ['queue']);
+      return flags.json ? `${JSON.stringify(entries.map((e) => ({ state: e.state, ...e.env })), null, 2)}\n` : formatList(entries);
+    }
+    case 'show':
+      if (ids.length !== 1) throw new UsageError('queue show takes one queue id');
+      return showMessage(spool, ids[0]!);
+    case 'retry':
+      if (!ids.length && !flags.all && !flags.mailbox) throw new UsageError('queue retry needs ids, --mailbox UPN or --all');
+      return report(await request(cfg, spool, { op: 'retry', ids, mailbox: flags.mailbox, all: flags.all }));
+    case 'delete':
+      if (!ids.length) throw new UsageError('queue delete needs queue ids');
+      return report(await request(cfg, spool, { op: 'delete', ids, dead: flags.dead }));
+    case 'requeue':
+      if (!ids.length && !flags.all) throw new UsageError('queue requeue needs ids or --all');
+      return report(await request(cfg, spool, { op: 'requeue', ids, all: flags.all }));
+    default:
+      throw new UsageError(`unknown queue command "${sub ?? ''}"\n${QUEUE_USAGE}`);
+  }
+}
+
+/** A running relay is asked (it owns the messages it is delivering); otherwise the files are changed directly. */
+async function request(cfg: RelayConfig, spool: Spool, req: ControlRequest): Promise<ControlResponse> {
+  const pid = await new SpoolLock(path.join(cfg.spool.directory, 'relay.lock')).holder();
+  if (pid !== null) return sendControl(controlDir(cfg.spool.directory), req);
+  await spool.openDirs();
+  try {
+    return await applyOffline(spool, req);
+  } finally {
+    await spool.close();
+  }
+}
+
+function report(res: ControlResponse): string {
+  const lines = [res.message];
+  for (const [id, why] of Object.entries(res.skipped ?? {})) lines.push(`  ${id}: ${why}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,33 @@
+/** Short, unique, roughly time-ordered queue ids, like Postfix's long queue ids. */
+
+import { randomBytes } from 'node:crypto';
+
+const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz'; // no vowels: ids never spell words
+
+let lastMs = 0;
+let seq = 0;
+
+/**
+ * 12 characters: 7 of milliseconds since 2024, 1 of a per-millisecond sequence, 4 random.
+ * The random part keeps two relay processes sharing nothing from colliding; the sequence keeps one
+ * process from colliding with itself within a millisecond.
+ */
+export function newQueueId(now = Date.now()): string {
+  if (now === lastMs) seq++;
+  else {
+    lastMs = now;
+    seq = 0;
+  }
+  let t = now - Date.UTC(2024, 0, 1);
+  let out = '';
+  for (let i = 0; i < 7; i++) {
+    out = ALPHABET[t % ALPHABET.length]! + out;
+    t = Math.floor(t / ALPHABET.length);
+  }
+  out += ALPHABET[seq % ALPHABET.length]!;
+  const r = randomBytes(4);
+  for (const b of r) out += ALPHABET[b % ALPHABET.length]!;
+  return out;
+}
+
+export const QUEUE_ID_RE = /^[0-9A-Za-z]{12}$/;
