@@ -1,0 +1,24 @@
+/** The shipped configuration files are valid: what the README tells people to copy must load. */
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { buildConfig } from '../../src/config/config.js';
+
+const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' };
+const load = (f: string) => buildConfig(parse(readFileSync(path.join(import.meta.dirname, '../../config', f), 'utf8')), creds);
+
+describe('shipped configuration files', () => {
+  it('relay.example.yaml documents every setting and loads', () => {
+    const c = load('relay.example.yaml');
+    expect(c.listeners[0]!.allowedNetworks).toContain('10.20.30.0/24');
+    expect(c.mailboxes.map['@printers.local']).toBe('printers@contoso.example');
+    expect(c.mailboxes.sentItems['@printers.local']).toBe('discard');
+    expect(c.delivery.retry.scheduleMs[0]).toBe(30_000);
+  });
+
+  it('relay.capture.yaml (the quick start) runs in capture mode', () => {
+    expect(load('relay.capture.yaml').delivery.mode).toBe('capture');
+  });
+});
