@@ -64,6 +64,12 @@ describe('delivery through Graph', () => {
     expect(log.requestId).toBe(sent!.requestId);
     expect(log).toMatchObject({ mailbox: 'alice@contoso.example', rcpts: 1, status: 202, attempt: 1 });
     expect(readdirSync(path.join(r.spoolDir, 'queue'))).toEqual([]);
+    // The message's story is in the log; its body, the client secret and the tokens are not.
+    const all = JSON.stringify(r.logs) + r.stderr.join('\n');
+    expect(all).not.toContain('Line one');
+    expect(all).not.toContain(emu.clientSecret);
+    expect(all).not.toMatch(/eyJ[\w-]{10,}\.[\w-]{10,}/);
+    expect(r.logs.filter((l) => l.qid === rec.qid).map((l) => l.event)).toEqual(['received', 'delivered']);
   });
 
   it('adds envelope-only recipients as Bcc so each receives the message', async () => {
