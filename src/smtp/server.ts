@@ -307,16 +307,22 @@ export class SmtpListener {
     // The stream is always read to its end: smtp-server answers only then, and a write error must
     // not leave the client's data unread.
     const guard = new LineEndingGuard(this.cfg.limits.bareLineEndings, this.cfg.limits.maxLineLength);
-    for await (const raw of stream as AsyncIterable<Buffer>) {
-      if (failure || stream.sizeExceeded) continue;
-      const chunk = guard.push(raw);
-      if (!chunk) continue;
-      headers.push(chunk);
-      try {
-        await writer.write(chunk);
-      } catch (err) {
-        failure = err;
+    try {
+      for await (const raw of stream as AsyncIterable<Buffer>) {
+        if (failure || stream.sizeExceeded) continue;
+        const chunk = guard.push(raw);
+        if (!chunk) continue;
+        headers.push(chunk);
+        try {
+          await writer.write(chunk);
+        } catch (err) {
+          failure = err;
+        }
       }
+    } catch (err) {
+      // The client went away mid-DATA: nothing was acknowledged, so nothing is kept.
+      await writer.abort();
+      throw err;
     }
     const tail = failure ? null : guard.end();
     if (tail) await writer.write(tail).catch((err: unknown) => (failure = err));

@@ -1,0 +1,126 @@
+/** Protocol limits and abuse: connection caps, messages per session, long lines, idle timeout, and a bounded fuzz run. */
+
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { mail } from './helpers/front-door.js';
+import { startRelay, type RelayProcess } from './helpers/relay-process.js';
+import { RawSmtp, pySend } from './helpers/smtp-clients.js';
+
+const relays: RelayProcess[] = [];
+afterEach(async () => {
+  await Promise.all(relays.splice(0).map((r) => r.kill()));
+});
+
+async function relay(limits: Record<string, unknown>): Promise<RelayProcess> {
+  const r = await startRelay({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, limits } });
+  relays.push(r);
+  return r;
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]);
+}
+
+describe('limits', () => {
+  it('caps connections per client address with 421 4.7.0 and frees the slot when one closes', async () => {
+    const r = await relay({ maxConnectionsPerClient: 2 });
+    const a = await RawSmtp.connect(r.smtpPort);
+    const b = await RawSmtp.connect(r.smtpPort);
+    expect((await a.reply()).code).toBe(220);
+    expect((await b.reply()).code).toBe(220);
+    const c = await RawSmtp.connect(r.smtpPort);
+    expect((await c.reply()).text).toMatch(/^421 4\.7\.0 Too many connections from \[127\.0\.0\.1\]: at most 2 \(limits\.maxConnectionsPerClient\)/);
+    c.close();
+    expect((await a.cmd('QUIT')).code).toBe(221);
+    await new Promise((resolve) => a.socket.once('close', resolve));
+    // The freed slot is usable (the relay releases it in onClose, right after the socket closes).
+    let d: RawSmtp | null = null;
+    for (let i = 0; i < 50; i++) {
+      d = await RawSmtp.connect(r.smtpPort);
+      const g = await d.reply();
+      if (g.code === 220) break;
+      d.close();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(d!.closed).toBe(false);
+    d!.close();
+    b.close();
+  });
+
+  it('limits messages per session, command length and idle time', async () => {
+    const r = await relay({ maxMessagesPerSession: 2, maxCommandLength: 1024, idleTimeout: '1s' });
+    const c = await RawSmtp.connect(r.smtpPort);
+    await c.reply();
+    await c.cmd('EHLO limits.local');
+    for (let i = 0; i < 2; i++) {
+      expect((await c.cmd('MAIL FROM:<a@contoso.example>')).code).toBe(250);
+      expect((await c.cmd('RSET')).code).toBe(250);
+    }
+    expect((await c.cmd('MAIL FROM:<a@contoso.example>')).text).toMatch(/^421 4\.7\.0 Too many messages in one session: at most 2 \(limits\.maxMessagesPerSession\)/);
+    c.close();
+
+    const long = await RawSmtp.connect(r.smtpPort);
+    await long.reply();
+    long.write(`EHLO ${'x'.repeat(5000)}\r\n`);
+    expect((await long.reply()).code).toBe(421);
+    long.close();
+
+    const idle = await RawSmtp.connect(r.smtpPort);
+    await idle.reply();
+    // Nothing is sent: the idle timeout (1 s here, 5 min by default) closes the session with 421.
+    expect((await idle.reply(20_000)).code).toBe(421);
+    idle.close();
+  });
+});
+
+describe('fuzz', () => {
+  it('survives random and malformed input with bounded memory, and serves a normal session afterwards', async () => {
+    const r = await relay({ maxConnectionsPerClient: 50, maxMessageSize: '1MB' });
+    const pid = r.child.pid!;
+    let seed = 0x5eed;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const pieces = [
+      () => Buffer.from('EHLO fuzz\r\n'),
+      () => Buffer.from('MAIL FROM:<a@contoso.example>\r\n'),
+      () => Buffer.from('MAIL FROM:<<<>>> SIZE=-1 BODY=\r\n'),
+      () => Buffer.from('RCPT TO:<b@contoso.example>\r\n'),
+      () => Buffer.from(`RCPT TO:<${'x'.repeat(rand(3000))}@contoso.example>\r\n`),
+      () => Buffer.from('DATA\r\n'),
+      () => Buffer.from('Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n--b--\r\n--c\r\n'),
+      () => Buffer.from('.\r\n'),
+      () => Buffer.from('AUTH PLAIN !!!notbase64\r\n'),
+      () => Buffer.from('STARTTLS\r\nBDAT 10 LAST\r\nGET / HTTP/1.1\r\n'),
+      () => Buffer.from(`${'A'.repeat(100_000 + rand(100_000))}\r\n`),
+      () => Buffer.from(Array.from({ length: 1 + rand(4096) }, () => rand(256))),
+      () => Buffer.from('\r\n\r\n\n\n\r\r\0\0'),
+      () => Buffer.from('RSET\r\nNOOP\r\nVRFY root\r\nEXPN all\r\nHELP\r\n'),
+    ];
+    const oneSession = (): Promise<void> =>
+      new Promise((resolve) => {
+        const s = net.connect(r.smtpPort, '127.0.0.1');
+        s.on('error', () => undefined);
+        s.on('close', () => resolve());
+        s.on('data', () => undefined);
+        s.once('connect', () => {
+          const n = 1 + rand(12);
+          for (let i = 0; i < n; i++) s.write(pieces[rand(pieces.length)]!());
+          // End our side: the relay answers what it parsed and closes (or its 421 does).
+          s.end();
+          setTimeout(() => s.destroy(), 5000).unref();
+        });
+      });
+    const start = rssKb(pid);
+    for (let round = 0; round < 20; round++) await Promise.all(Array.from({ length: 10 }, oneSession));
+    expect(r.child.exitCode).toBeNull();
+    const end = rssKb(pid);
+    // Generous: the point is that 200 abusive sessions do not leave megabytes per session behind.
+    expect(end).toBeLessThan(Math.max(start * 3, start + 150_000));
+    const res = await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], mail('alice@contoso.example', 'bob@contoso.example'));
+    expect(res.ok).toBe(true);
+  });
+});
