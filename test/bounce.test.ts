@@ -3,30 +3,14 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Emulator } from './emulator/emulator.js';
-import { message, startGraphRelay, withEmulator } from './helpers/graph-relay.js';
+import { describe, expect, it } from 'vitest';
+import { message, useTestbed } from './helpers/graph-relay.js';
 import type { RelayProcess } from './helpers/relay-process.js';
 import { pySend } from './helpers/smtp-clients.js';
 
-let emu: Emulator;
-const relays: RelayProcess[] = [];
-beforeAll(async () => {
-  emu = await withEmulator();
-});
-afterAll(async () => {
-  await emu.close();
-});
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((r) => r.kill()));
-  emu.reset();
-});
+const tb = useTestbed({}, { bounces: { postmaster: 'postmaster@contoso.example' } });
 
-async function relay(extra: Record<string, unknown> = {}): Promise<RelayProcess> {
-  const r = await startGraphRelay(emu, { bounces: { postmaster: 'postmaster@contoso.example' }, ...extra });
-  relays.push(r);
-  return r;
-}
+const relay = tb.relay.bind(tb);
 
 /** Splits a multipart/report into its parts by boundary, without interpretation. */
 function reportParts(mime: string): string[] {
@@ -37,11 +21,11 @@ function reportParts(mime: string): string[] {
 describe('bounces', () => {
   it('returns a permanently failed message to its sender, field by field', async () => {
     const r = await relay();
-    emu.script('alice@contoso.example', [{ status: 400, code: 'ErrorInvalidRecipients', message: 'At least one recipient is not valid.' }]);
+    tb.emu.script('alice@contoso.example', [{ status: 400, code: 'ErrorInvalidRecipients', message: 'At least one recipient is not valid.' }]);
     const original = message({ From: 'alice@contoso.example', To: 'nobody@contoso.example', Subject: 'Invoice 42', 'Message-ID': '<inv42@contoso.example>' }, 'body text that must not be in the bounce\r\n');
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['nobody@contoso.example'], original)).ok).toBe(true);
     const bounced = await r.waitForLog((l) => l.event === 'bounced');
-    const [dsnSent] = await emu.waitForSent(1);
+    const [dsnSent] = await tb.emu.waitForSent(1);
     expect(dsnSent!.upn).toBe('postmaster@contoso.example');
     expect(dsnSent!.recipients).toEqual(['alice@contoso.example']);
     const mime = dsnSent!.mime!.toString('utf8');
@@ -74,7 +58,7 @@ describe('bounces', () => {
 
   it('never bounces a message from the null sender: it stays in the dead-letter folder', async () => {
     const r = await relay({ mailboxes: { map: { '<>': 'noreply@contoso.example' } } });
-    emu.script('*', [{ status: 403, code: 'ErrorSendAsDenied' }]);
+    tb.emu.script('*', [{ status: 403, code: 'ErrorSendAsDenied' }]);
     expect((await pySend(r.smtpPort, '', ['bob@contoso.example'], message({ Subject: 'auto' }, 'x\r\n'))).ok).toBe(true);
     const dead = await r.waitForLog((l) => l.event === 'dead-lettered');
     expect(dead).toMatchObject({ noBounce: 'null sender <>', level: 'error' });
@@ -85,7 +69,7 @@ describe('bounces', () => {
   it('never bounces a bounce', async () => {
     const r = await relay();
     // The original fails, then its bounce fails too.
-    emu.script('*', [
+    tb.emu.script('*', [
       { status: 404, code: 'ErrorInvalidUser' },
       { status: 404, code: 'ErrorInvalidUser' },
     ]);
@@ -99,21 +83,21 @@ describe('bounces', () => {
 
   it('without a postmaster mailbox keeps the failed message in the dead-letter folder and logs an error', async () => {
     const r = await relay({ bounces: {} });
-    emu.script('*', [{ status: 403, code: 'ErrorAccessDenied' }]);
+    tb.emu.script('*', [{ status: 403, code: 'ErrorAccessDenied' }]);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'x' }, 'x\r\n'))).ok).toBe(true);
     const dead = await r.waitForLog((l) => l.event === 'dead-lettered');
     expect(dead).toMatchObject({ level: 'error', reason: 'access-denied', noBounce: 'bounces off' });
-    expect(emu.sent).toHaveLength(0);
+    expect(tb.emu.sent).toHaveLength(0);
   });
 
   it('expires a message after the maximum queue lifetime and bounces it with status 4.4.7', async () => {
-    emu.setDown('503');
+    tb.emu.setDown('503');
     const r = await relay({ delivery: { retry: { schedule: ['300ms'], maxQueueLifetime: '2s', throttleBackoffBase: '300ms' } } });
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'late' }, 'x\r\n'))).ok).toBe(true);
     const bounced = await r.waitForLog((l) => l.event === 'bounced', 20_000);
     expect(bounced.reason).toBe('expired');
-    emu.setDown(false);
-    const [dsn] = await emu.waitForSent(1);
+    tb.emu.setDown(false);
+    const [dsn] = await tb.emu.waitForSent(1);
     const mime = dsn!.mime!.toString();
     expect(mime).toContain('Status: 4.4.7');
     expect(mime).toContain('Action: failed');
@@ -121,7 +105,7 @@ describe('bounces', () => {
 
   it('sends one delay notice when a message waits longer than delayWarningAfter', async () => {
     // Everything to alice's mailbox fails for a while; the notice goes out from the postmaster mailbox.
-    emu.script('alice@contoso.example', Array.from({ length: 30 }, () => ({ status: 500, code: 'InternalServerError' })));
+    tb.emu.script('alice@contoso.example', Array.from({ length: 30 }, () => ({ status: 500, code: 'InternalServerError' })));
     const r = await relay({ bounces: { postmaster: 'postmaster@contoso.example', delayWarningAfter: '1m' }, delivery: { retry: { schedule: ['100ms'] } } });
     // delayWarningAfter has a floor of one minute, so a test cannot wait for it: backdate instead.
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);
@@ -136,7 +120,7 @@ describe('bounces', () => {
     renameSync(`${envPath}.tmp`, envPath);
     const notice = await r.waitForLog((l) => l.event === 'delay-notice', 20_000);
     expect(notice.to).toBe('alice@contoso.example');
-    const sent = await emu.waitForSent(1);
+    const sent = await tb.emu.waitForSent(1);
     const dsn = sent.find((s) => s.upn === 'postmaster@contoso.example')!;
     expect(dsn.mime!.toString()).toContain('Action: delayed');
     expect(dsn.mime!.toString()).toContain('Subject: Delayed Mail (still being retried)');

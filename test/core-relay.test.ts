@@ -3,31 +3,14 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Emulator } from './emulator/emulator.js';
-import { message, startGraphRelay, withEmulator } from './helpers/graph-relay.js';
+import { describe, expect, it } from 'vitest';
+import { message, useTestbed } from './helpers/graph-relay.js';
 import type { RelayProcess } from './helpers/relay-process.js';
 import { RawSmtp, pySend } from './helpers/smtp-clients.js';
 
-let emu: Emulator;
-const relays: RelayProcess[] = [];
+const tb = useTestbed();
 
-beforeAll(async () => {
-  emu = await withEmulator();
-});
-afterAll(async () => {
-  await emu.close();
-});
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((r) => r.kill()));
-  emu.reset();
-});
-
-async function relay(extra: Record<string, unknown> = {}, opts: Parameters<typeof startGraphRelay>[2] = {}): Promise<RelayProcess> {
-  const r = await startGraphRelay(emu, extra, opts);
-  relays.push(r);
-  return r;
-}
+const relay = tb.relay.bind(tb);
 
 const delivered = (qid?: string) => (l: { event?: string; qid?: string }) => l.event === 'delivered' && (qid === undefined || l.qid === qid);
 
@@ -52,7 +35,7 @@ describe('delivery through Graph', () => {
     const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Subject: 'Quarterly report', 'Message-ID': '<q1@contoso.example>' }, 'Line one\r\nLine two\r\n');
     const res = await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], msg);
     expect(res.ok).toBe(true);
-    const [sent] = await emu.waitForSent(1);
+    const [sent] = await tb.emu.waitForSent(1);
     expect(sent!.upn).toBe('alice@contoso.example');
     expect(sent!.contentType).toMatch(/^text\/plain/);
     const { bcc, received, rest } = splitAdded(sent!.mime!);
@@ -67,7 +50,7 @@ describe('delivery through Graph', () => {
     // The message's story is in the log; its body, the client secret and the tokens are not.
     const all = JSON.stringify(r.logs) + r.stderr.join('\n');
     expect(all).not.toContain('Line one');
-    expect(all).not.toContain(emu.clientSecret);
+    expect(all).not.toContain(tb.emu.clientSecret);
     expect(all).not.toMatch(/eyJ[\w-]{10,}\.[\w-]{10,}/);
     expect(r.logs.filter((l) => l.qid === rec.qid).map((l) => l.event)).toEqual(['received', 'delivered']);
   });
@@ -77,7 +60,7 @@ describe('delivery through Graph', () => {
     const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Cc: 'carol@contoso.example', Subject: 'Hi' }, 'x\r\n');
     const rcpts = ['bob@contoso.example', 'carol@contoso.example', 'dave@fabrikam.example', 'erin@fabrikam.example'];
     expect((await pySend(r.smtpPort, 'alice@contoso.example', rcpts, msg)).ok).toBe(true);
-    const [sent] = await emu.waitForSent(1);
+    const [sent] = await tb.emu.waitForSent(1);
     const { bcc, rest } = splitAdded(sent!.mime!);
     expect(bcc).toBe('Bcc: dave@fabrikam.example, erin@fabrikam.example\r\n');
     expect(rest.equals(msg)).toBe(true);
@@ -96,7 +79,7 @@ describe('delivery through Graph', () => {
       envelope: { from: 'jörg@contoso.example', to: ['zoë@contoso.example'] },
     });
     expect(info.accepted).toEqual(['zoë@contoso.example']);
-    const [sent] = await emu.waitForSent(1);
+    const [sent] = await tb.emu.waitForSent(1);
     expect(sent!.upn).toBe('jörg@contoso.example');
     const text = sent!.mime!.toString('utf8');
     expect(text).toContain('Received: from');
@@ -112,7 +95,7 @@ describe('delivery through Graph', () => {
     const body = Buffer.from('Caf\xe9 latin-1 bytes \xff\xfe and UTF-8 \u00e9\r\n', 'latin1');
     const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Subject: '8bit', 'Content-Type': 'text/plain; charset=iso-8859-1', 'Content-Transfer-Encoding': '8bit' }, body);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], msg)).ok).toBe(true);
-    const [sent] = await emu.waitForSent(1);
+    const [sent] = await tb.emu.waitForSent(1);
     expect(splitAdded(sent!.mime!).rest.equals(msg)).toBe(true);
   });
 
@@ -138,30 +121,30 @@ describe('delivery through Graph', () => {
 
   it('retries a 429 after its Retry-After and delivers exactly once', async () => {
     const r = await relay();
-    emu.script('alice@contoso.example', [{ status: 429, code: 'ApplicationThrottled', retryAfter: 1 }]);
+    tb.emu.script('alice@contoso.example', [{ status: 429, code: 'ApplicationThrottled', retryAfter: 1 }]);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 't' }, 'x\r\n'))).ok).toBe(true);
     const def = await r.waitForLog((l) => l.event === 'deferred');
     expect(def).toMatchObject({ status: 429, code: 'ApplicationThrottled', reason: 'throttled', retryInMs: 1000 });
     await r.waitForLog(delivered(def.qid));
-    const toAlice = emu.requests.filter((q) => q.op === 'sendMail');
+    const toAlice = tb.emu.requests.filter((q) => q.op === 'sendMail');
     expect(toAlice.map((q) => q.status)).toEqual([429, 202]);
     // The retry honoured Retry-After: it came at least one second after the 429.
     expect(toAlice[1]!.at.getTime() - toAlice[0]!.at.getTime()).toBeGreaterThanOrEqual(990);
-    expect(emu.sent).toHaveLength(1);
+    expect(tb.emu.sent).toHaveLength(1);
   });
 
   it('retries 503, 504 and connection resets, then delivers', async () => {
     const r = await relay();
-    emu.script('*', [{ status: 503, code: 'ServiceUnavailable' }, { status: 504 }, { resetBeforeBody: true }]);
+    tb.emu.script('*', [{ status: 503, code: 'ServiceUnavailable' }, { status: 504 }, { resetBeforeBody: true }]);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 't' }, 'x\r\n'))).ok).toBe(true);
     const log = await r.waitForLog(delivered());
     expect(log.attempt).toBe(4);
-    expect(emu.sent).toHaveLength(1);
+    expect(tb.emu.sent).toHaveLength(1);
   });
 
   it('moves a message refused with 403 to the dead-letter folder with the Graph error recorded', async () => {
     const r = await relay();
-    emu.script('*', [{ status: 403, code: 'ErrorAccessDenied', message: 'Access is denied. Check credentials and try again.' }]);
+    tb.emu.script('*', [{ status: 403, code: 'ErrorAccessDenied', message: 'Access is denied. Check credentials and try again.' }]);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 't' }, 'x\r\n'))).ok).toBe(true);
     const dead = await r.waitForLog((l) => l.event === 'dead-lettered');
     expect(dead).toMatchObject({ status: 403, code: 'ErrorAccessDenied', reason: 'access-denied', level: 'error' });
@@ -170,42 +153,42 @@ describe('delivery through Graph', () => {
     expect(env.lastError).toMatchObject({ kind: 'permanent', status: 403, code: 'ErrorAccessDenied', message: 'Access is denied. Check credentials and try again.' });
     expect(existsSync(path.join(r.spoolDir, 'dead', `${dead.qid}.eml`))).toBe(true);
     expect(readdirSync(path.join(r.spoolDir, 'queue'))).toEqual([]);
-    expect(emu.sent).toHaveLength(0);
+    expect(tb.emu.sent).toHaveLength(0);
   });
 
   it('fetches one fresh token after a 401 and delivers', async () => {
     const r = await relay();
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: '1' }, 'x\r\n'))).ok).toBe(true);
     await r.waitForLog(delivered());
-    const tokensBefore = emu.tokenRequests.filter((t) => t.ok).length;
-    emu.revokeTokens();
+    const tokensBefore = tb.emu.tokenRequests.filter((t) => t.ok).length;
+    tb.emu.revokeTokens();
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: '2' }, 'x\r\n'))).ok).toBe(true);
     const logs = await r.waitForLogs(delivered(), 2);
     expect(logs[1]!.attempt).toBe(1);
-    expect(emu.tokenRequests.filter((t) => t.ok).length).toBe(tokensBefore + 1);
-    expect(emu.requests.filter((q) => q.op === 'sendMail').map((q) => q.status)).toEqual([202, 401, 202]);
+    expect(tb.emu.tokenRequests.filter((t) => t.ok).length).toBe(tokensBefore + 1);
+    expect(tb.emu.requests.filter((q) => q.op === 'sendMail').map((q) => q.status)).toEqual([202, 401, 202]);
   });
 
   it('authenticates with a certificate (thumbprint computed from the PEM)', async () => {
-    const r = await relay({ graph: { clientSecret: null, clientCertificatePath: emu.pki.clientPemPath } });
+    const r = await relay({ graph: { clientSecret: null, clientCertificatePath: tb.emu.pki.clientPemPath } });
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'c' }, 'x\r\n'))).ok).toBe(true);
     await r.waitForLog(delivered());
-    expect(emu.tokenRequests.at(-1)).toMatchObject({ ok: true, credential: 'certificate' });
+    expect(tb.emu.tokenRequests.at(-1)).toMatchObject({ ok: true, credential: 'certificate' });
   });
 
   it('delivers a message accepted just before a SIGKILL after the restart', async () => {
-    emu.setDown('reset');
+    tb.emu.setDown('reset');
     const r1 = await relay();
     expect((await pySend(r1.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'survivor' }, 'x\r\n'))).ok).toBe(true);
     const rec = await r1.waitForLog((l) => l.event === 'received');
     await r1.waitForLog((l) => l.event === 'deferred');
     await r1.kill();
-    emu.setDown(false);
+    tb.emu.setDown(false);
     const r2 = await relay({}, { dir: r1.dir });
     expect((await r2.waitForLog((l) => l.event === 'started')).queued).toBe(1);
     await r2.waitForLog(delivered(rec.qid));
-    expect(emu.sent).toHaveLength(1);
-    expect(emu.sent[0]!.mime!.toString()).toContain('Subject: survivor');
+    expect(tb.emu.sent).toHaveLength(1);
+    expect(tb.emu.sent[0]!.mime!.toString()).toContain('Subject: survivor');
   });
 });
 
@@ -229,7 +212,7 @@ describe('who may send, and from which mailbox', () => {
     });
     const send = (from: string) => pySend(r.smtpPort, from, ['bob@contoso.example'], message({ Subject: from }, 'x\r\n'));
     for (const from of ['scanner@printer.local', 'erp@legacy.local', 'carol@contoso.example', 'made-up@device.invalid']) expect((await send(from)).ok).toBe(true);
-    const sent = await emu.waitForSent(4);
+    const sent = await tb.emu.waitForSent(4);
     const bySubject = Object.fromEntries(sent.map((s) => [/Subject: (\S+)/.exec(s.mime!.toString())![1], s.upn]));
     expect(bySubject).toEqual({
       'scanner@printer.local': 'scans@contoso.example',

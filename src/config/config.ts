@@ -344,15 +344,15 @@ function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphCon
   };
   const cfg: GraphConfig = {
     cloud,
-    graphUrl: url(r.key('graphUrl'), env.RELAY_GRAPH_URL || r.str('graphUrl', endpoints.graphUrl)),
-    authorityHost: url(r.key('authorityHost'), env.AZURE_AUTHORITY_HOST || r.str('authorityHost', endpoints.authorityHost)),
-    tenantId: env.AZURE_TENANT_ID || r.str('tenantId', null),
-    clientId: env.AZURE_CLIENT_ID || r.str('clientId', null),
-    clientSecret: secret(env, 'AZURE_CLIENT_SECRET') ?? r.str('clientSecret', null),
-    clientCertificatePath: env.AZURE_CLIENT_CERTIFICATE_PATH || r.str('clientCertificatePath', null),
+    graphUrl: url(r.key('graphUrl'), envFirst(env.RELAY_GRAPH_URL, r.str('graphUrl', endpoints.graphUrl))),
+    authorityHost: url(r.key('authorityHost'), envFirst(env.AZURE_AUTHORITY_HOST, r.str('authorityHost', endpoints.authorityHost))),
+    tenantId: envFirst(env.AZURE_TENANT_ID, r.str('tenantId', null)),
+    clientId: envFirst(env.AZURE_CLIENT_ID, r.str('clientId', null)),
+    clientSecret: envFirst(secret(env, 'AZURE_CLIENT_SECRET'), r.str('clientSecret', null)),
+    clientCertificatePath: envFirst(env.AZURE_CLIENT_CERTIFICATE_PATH, r.str('clientCertificatePath', null)),
     credential: r.oneOf('credential', CREDENTIAL_SETTINGS, 'auto'),
     // Read the key before the variable so that a file setting overridden by the environment is not an "unknown setting".
-    federatedTokenFile: ((yaml) => env.AZURE_FEDERATED_TOKEN_FILE || yaml)(r.str('federatedTokenFile', null)),
+    federatedTokenFile: envFirst(env.AZURE_FEDERATED_TOKEN_FILE, r.str('federatedTokenFile', null)),
     maxRequestBytes: r.size('maxRequestBytes', DEFAULT_MAX_REQUEST_BYTES, 64 * 1024, 4 * 1024 * 1024),
     uploadBudgetBytes: r.size('uploadBudget', MAX_LARGE_MESSAGE, 1 * MB, 10 * MAX_LARGE_MESSAGE),
     uploadBudgetWindowMs: r.duration('uploadBudgetWindow', 5 * 60_000, 1000),
@@ -369,6 +369,16 @@ function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphCon
   r.done();
   return cfg;
 }
+
+/**
+ * An environment variable overrides a file setting. Both arguments are evaluated, so the file's key is
+ * still read and validated (and never reported as unknown) when the environment overrides it.
+ */
+function envFirst<T>(fromEnv: T | undefined, fromFile: T): T {
+  return fromEnv ? fromEnv : fromFile;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 /** A secret from VAR, or from the file named by VAR_FILE (Docker and Kubernetes secrets). */
 function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -394,7 +404,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     throw new ConfigError('(top level)', 'the configuration file must be a YAML mapping');
   }
   const root = new Reader((rawYaml ?? {}) as Raw, '');
-  const hostname = env.RELAY_HOSTNAME || root.str('hostname', 'smtp-graph-relay.localdomain');
+  const hostname = envFirst(env.RELAY_HOSTNAME, root.str('hostname', 'smtp-graph-relay.localdomain'));
   if (!/^[a-z0-9.-]+$/i.test(hostname)) throw new ConfigError('hostname', `"${hostname}" is not a host name`);
 
   const users = readUsers(root);
@@ -430,7 +440,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   sp.done();
 
   const delivery: DeliveryConfig = {
-    mode: (env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined) ?? d.oneOf('mode', ['graph', 'capture'] as const, 'graph'),
+    mode: envFirst(env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined, d.oneOf('mode', ['graph', 'capture'] as const, 'graph')),
     captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
     headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject'] as const, 'deliver'),
     perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
@@ -449,17 +459,24 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     mailboxes.fallback = env.RELAY_FALLBACK_MAILBOX;
   }
 
-  const shutdownGraceMs = root.duration('shutdownGrace', 30_000, 0, 3_600_000);
+  let shutdownGraceMs = root.duration('shutdownGrace', 30_000, 0, 3_600_000);
+  // Containers size the drain next to their stop timeout (compose stop_grace_period, terminationGracePeriodSeconds).
+  if (env.RELAY_SHUTDOWN_GRACE_MS) {
+    const ms = Number(env.RELAY_SHUTDOWN_GRACE_MS);
+    if (!Number.isInteger(ms) || ms < 0 || ms > 3_600_000) throw new ConfigError('RELAY_SHUTDOWN_GRACE_MS', `must be milliseconds from 0 to 3600000 (got "${env.RELAY_SHUTDOWN_GRACE_MS}")`);
+    shutdownGraceMs = ms;
+  }
   const b = root.section('bounces');
   const bounces: BounceConfig = {
-    postmaster: env.RELAY_POSTMASTER || b.str('postmaster', null),
+    postmaster: envFirst(env.RELAY_POSTMASTER, b.str('postmaster', null)),
     delayWarningAfterMs: b.raw('delayWarningAfter') === undefined || b.raw('delayWarningAfter') === null ? null : b.duration('delayWarningAfter', 0, 60_000),
   };
   if (bounces.postmaster !== null && !isAddress(bounces.postmaster)) throw new ConfigError('bounces.postmaster', `must be a mailbox UPN such as postmaster@contoso.com (got "${bounces.postmaster}")`);
   b.done();
 
   const lg = root.section('log');
-  const log = { level: (env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined) ?? lg.oneOf('level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info') };
+  const log = { level: envFirst(env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined, lg.oneOf('level', LOG_LEVELS, 'info')) };
+  if (!(LOG_LEVELS as readonly string[]).includes(log.level)) throw new ConfigError('RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${log.level}")`);
   lg.done();
   const policy = readPolicy(root.section('policy'));
 

@@ -1,5 +1,6 @@
 /** Starts the emulator and the relay wired to it, the way most integration tests need them. */
 
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startEmulator, type Emulator, type EmulatorOptions } from '../emulator/emulator.js';
 import { startRelay, type RelayProcess, type StartOptions } from './relay-process.js';
 
@@ -24,14 +25,48 @@ export function startGraphRelay(emu: Emulator, extra: Record<string, unknown> = 
   return startRelay({ config: relayConfig(emu, extra), ...opts, env: { NODE_EXTRA_CA_CERTS: emu.caCertPath, ...opts.env } });
 }
 
-export async function withEmulator(opts: EmulatorOptions = {}): Promise<Emulator> {
-  return startEmulator(opts);
-}
-
 /** An RFC 5322 message with CRLF line ends. */
 export function message(headers: Record<string, string>, body: string | Buffer): Buffer {
   const head = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
   return Buffer.concat([Buffer.from(`${head}\r\n`, 'utf8'), Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8')]);
+}
+
+export function withEmulator(opts: EmulatorOptions = {}): Promise<Emulator> {
+  return startEmulator(opts);
+}
+
+export interface Testbed {
+  /** The emulator of this test file (started in beforeAll). */
+  readonly emu: Emulator;
+  /** Starts a relay wired to the emulator; it is killed after the test, and the emulator reset. */
+  relay(extra?: Record<string, unknown>, opts?: Partial<StartOptions>): Promise<RelayProcess>;
+}
+
+/** One emulator per test file and relays per test, with the hooks that clean up after each. */
+export function useTestbed(emulatorOptions: EmulatorOptions = {}, defaults: Record<string, unknown> = {}): Testbed {
+  let emu: Emulator | undefined;
+  const relays: RelayProcess[] = [];
+  beforeAll(async () => {
+    emu = await startEmulator(emulatorOptions);
+  });
+  afterAll(async () => {
+    await emu?.close();
+  });
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((r) => r.kill()));
+    emu?.reset();
+  });
+  return {
+    get emu(): Emulator {
+      if (!emu) throw new Error('the emulator starts in beforeAll');
+      return emu;
+    },
+    async relay(extra = {}, opts = {}) {
+      const r = await startGraphRelay(this.emu, { ...defaults, ...extra }, opts);
+      relays.push(r);
+      return r;
+    },
+  };
 }

@@ -84,3 +84,19 @@ describe('config', () => {
     expect(buildConfig({ delivery: { mode: 'capture' } }, {}).delivery.mode).toBe('capture');
   });
 });
+
+describe('environment over file', () => {
+  it('overrides a key the file also sets, without calling the file key unknown', () => {
+    const c = buildConfig({ hostname: 'from-file.example', graph: { tenantId: 'file-tenant', graphUrl: 'https://graph.file.example' }, log: { level: 'warn' }, delivery: { mode: 'graph' } }, { ...creds, RELAY_HOSTNAME: 'from-env.example', RELAY_GRAPH_URL: 'https://graph.env.example', RELAY_LOG_LEVEL: 'debug', RELAY_DELIVERY: 'capture' });
+    expect(c.hostname).toBe('from-env.example');
+    expect(c.graph.tenantId).toBe('t');
+    expect(c.graph.graphUrl).toBe('https://graph.env.example');
+    expect(c.log.level).toBe('debug');
+    expect(c.delivery.mode).toBe('capture');
+  });
+
+  it('still validates the file key and the environment value', () => {
+    expect(configError({ log: { level: 'loud' } }, { ...creds, RELAY_LOG_LEVEL: 'debug' })).toMatch(/^log\.level: must be one of/);
+    expect(configError({}, { ...creds, RELAY_LOG_LEVEL: 'loud' })).toMatch(/^RELAY_LOG_LEVEL: must be one of fatal, error/);
+  });
+});
