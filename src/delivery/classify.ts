@@ -131,3 +131,9 @@ export function enhancedStatus(reason: string, kind: 'transient' | 'permanent'):
       return '5.0.0';
   }
 }
+
+/** No answer on the large route: only the final send can have sent the message; a lost draft call cannot. */
+export function classifyDraftNetworkError(err: GraphNetworkError, isSendStep: boolean): Verdict {
+  if (isSendStep) return classifyNetworkError(err);
+  return { kind: 'transient', reason: `network-${err.code}` };
+}

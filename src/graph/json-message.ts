@@ -81,7 +81,8 @@ export async function buildJsonMessage(file: string, root: MimePart, parts: Mess
   if (importance) message['importance'] = importance;
   if (raw.has('disposition-notification-to')) message['isReadReceiptRequested'] = true;
   const xHeaders = head.headerLines
-    .filter((h) => h.key.startsWith('x-'))
+    // X-Priority is carried as importance; Graph refuses anything but x- headers here.
+    .filter((h) => h.key.startsWith('x-') && h.key !== 'x-priority' && h.key !== 'x-msmail-priority')
     .map((h) => {
       const i = h.line.indexOf(':');
       return { name: h.line.slice(0, i).trim(), value: h.line.slice(i + 1).replace(/\r?\n[ \t]+/g, ' ').trim() };

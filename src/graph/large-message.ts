@@ -4,7 +4,7 @@ import { open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
-import { classifyDraftResponse, classifyNetworkError, classifyTokenError, classifyUnsendable, classifyUploadBudget, type Verdict } from '../delivery/classify.js';
+import { classifyDraftNetworkError, classifyDraftResponse, classifyTokenError, classifyUnsendable, classifyUploadBudget, type Verdict } from '../delivery/classify.js';
 import { GraphNetworkError } from './client.js';
 import { buildJsonMessage } from './json-message.js';
 import { describeMessage, type AttachmentInfo } from './mime-attachments.js';
@@ -184,7 +184,7 @@ class Attempt {
   async call(step: Step, method: 'POST' | 'DELETE', urlPath: string, contentType: string | null, body: () => Body, length: number): Promise<JsonResponse> {
     for (let tryNo = 0; ; tryNo++) {
       const token = await this.getToken(tryNo > 0);
-      const res = await this.guard(() => this.deps.rest.call(method, urlPath, token, contentType, body(), length));
+      const res = await this.guard(step, () => this.deps.rest.call(method, urlPath, token, contentType, body(), length));
       if (res.status >= 200 && res.status < 300) return res;
       const verdict = classifyDraftResponse(res);
       if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
@@ -193,7 +193,7 @@ class Attempt {
   }
 
   async put(uploadUrl: string, chunk: Buffer, first: number, total: number): Promise<void> {
-    const res = await this.guard(() => this.deps.rest.putChunk(uploadUrl, chunk, first, total));
+    const res = await this.guard('upload', () => this.deps.rest.putChunk(uploadUrl, chunk, first, total));
     if (res.status >= 200 && res.status < 300) return;
     throw new StepFailed(this.outcome('upload', res, classifyDraftResponse(res)));
   }
@@ -208,12 +208,12 @@ class Attempt {
     }
   }
 
-  private async guard(fn: () => Promise<JsonResponse>): Promise<JsonResponse> {
+  private async guard(step: Step, fn: () => Promise<JsonResponse>): Promise<JsonResponse> {
     try {
       return await fn();
     } catch (err) {
       if (!(err instanceof GraphNetworkError)) throw err;
-      throw new StepFailed({ verdict: classifyNetworkError(err), code: err.code, message: err.message, clientRequestId: err.clientRequestId });
+      throw new StepFailed({ verdict: classifyDraftNetworkError(err, step === 'send'), code: err.code, message: err.message, clientRequestId: err.clientRequestId });
     }
   }
 

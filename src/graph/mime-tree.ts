@@ -125,6 +125,13 @@ export async function scanMime(file: string): Promise<MimePart> {
   const onLine = (start: number, end: number, termLen: number): void => {
     const content = inHeader ? full : peek;
     const text = content.endsWith('\r') ? content.slice(0, -1) : content;
+    if (inHeader && text.startsWith('--') && stack.some((mp) => text.trimEnd() === `--${mp.boundary}` || text.trimEnd() === `--${mp.boundary}--`)) {
+      // A part that is all header (no blank line): its header ends here and the line is a delimiter.
+      finishHeader(current, header);
+      current.bodyStart = start;
+      inHeader = false;
+      if (current.boundary) stack.push(current);
+    }
     if (inHeader) {
       if (text === '') {
         finishHeader(current, header);
@@ -165,6 +172,7 @@ export async function scanMime(file: string): Promise<MimePart> {
     prevTermLen = termLen;
   };
 
+  let lastByte = -1; // the byte before the current position, across chunks: a CR before LF means CRLF
   for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
     let pos = 0;
     while (pos < chunk.length) {
@@ -178,13 +186,16 @@ export async function scanMime(file: string): Promise<MimePart> {
       }
       if (nl === -1) break;
       const end = offset + nl + 1;
-      onLine(lineStart, end, full.endsWith('\r') || peek.endsWith('\r') ? 2 : 1);
+      // Judged from the bytes, not the peeked text: a long body line is only peeked at its start.
+      const beforeLf = nl > 0 ? chunk[nl - 1] : lastByte;
+      onLine(lineStart, end, beforeLf === 13 ? 2 : 1);
       lineStart = end;
       peek = '';
       full = '';
       pos = nl + 1;
     }
     offset += chunk.length;
+    if (chunk.length) lastByte = chunk[chunk.length - 1]!;
   }
   if (lineStart < offset || (inHeader && full)) onLine(lineStart, offset, 0);
   if (inHeader) {
