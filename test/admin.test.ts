@@ -258,6 +258,7 @@ describe('metric building blocks', () => {
     m.deliveryEvents.deadLettered(env('b', 'scans@contoso.example', now), 'invalid-recipients');
     ids.delete('b');
     recordSmtpAuthFailure();
+    m.rejected('auth');
     const p = parseMetrics((await m.render()).body);
     expect(p.get('relay_messages_received_total')).toBe(3);
     expect(p.get('relay_queue_messages{state="queued"}')).toBe(1);
@@ -268,7 +269,8 @@ describe('metric building blocks', () => {
     expect(p.get('relay_delivery_latency_seconds_bucket{le="2.5"}')).toBe(1);
     expect(p.get('relay_delivery_latency_seconds_bucket{le="1"}')).toBe(0);
     expect(p.get('relay_graph_paused_seconds_total')).toBe(3.5);
-    expect(p.get('relay_smtp_auth_failures_total')).toBe(1);
+    expect(p.get('relay_smtp_auth_failures_total')).toBe(2);
+    expect(p.get('relay_smtp_rejections_total{reason="auth"}')).toBe(1);
     m.close();
   });
 

@@ -99,6 +99,8 @@ export class RelayMetrics {
 
   rejected(reason: string): void {
     this.smtpRejections.inc({ reason: this.labels.rejection.value(reason) });
+    // The SMTP front door reports a failed AUTH as the rejection reason "auth" (src/smtp/server.ts onAuth).
+    if (reason === 'auth') this.smtpAuthFailures.inc();
   }
 
   session(listener: string): void {
