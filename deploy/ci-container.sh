@@ -6,9 +6,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # CI clones the repo elsewhere with a copy of shared/ beside the clone; locally that is /work/shared.
 SHARED_SCRIPT="$(dirname "$REPO")/shared/tools/local-node-image.sh"
-[ -x "$SHARED_SCRIPT" ] || { echo "ci-container: $SHARED_SCRIPT not found" >&2; exit 1; }
+[ -f "$SHARED_SCRIPT" ] || { echo "ci-container: $SHARED_SCRIPT not found" >&2; exit 1; }
 
-"$SHARED_SCRIPT"
+bash "$SHARED_SCRIPT"
 # shellcheck source=/dev/null
 source "$SHARED_SCRIPT" --env
 

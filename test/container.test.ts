@@ -87,7 +87,7 @@ class ContainerLog {
   }
 }
 
-describe.runIf(process.env.RELAY_CONTAINER_TEST === '1')('container image', () => {
+describe('container image', () => {
   let emu: { child: ChildProcess; info: EmulatorInfo };
   let agent: Agent;
   let id: string;

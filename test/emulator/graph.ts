@@ -226,8 +226,15 @@ export async function handleGraph(state: EmulatorState, req: IncomingMessage, re
       await reply(413, 'RequestEntityTooLarge', `The request body exceeds the maximum of ${limit} bytes.`, body.capped ? { Connection: 'close' } : {});
       return true;
     }
-    await sleep(latency(state), state.closing.signal);
-    if (step && 'delayMs' in step) await sleep(step.delayMs, state.closing.signal);
+    const resetting = state.resetting.signal;
+    const waitSignal = AbortSignal.any([state.closing.signal, resetting]);
+    await sleep(latency(state), waitSignal);
+    if (step && 'delayMs' in step) await sleep(step.delayMs, waitSignal);
+    // A request of an earlier test (the emulator was reset while it waited) must not land in this one's records.
+    if (resetting.aborted) {
+      resetConnection(req);
+      return true;
+    }
 
     const call: GraphCall = {
       state, req, op: found.op, upn, body: body.body, requestId,

@@ -65,6 +65,8 @@ export class EmulatorState extends EventEmitter {
   throttled429 = 0;
   /** Aborted by close() so that pending latency/delay timers do not keep the process alive. */
   readonly closing = new AbortController();
+  /** Replaced (and the old one aborted) by reset(): a request still waiting from before a reset is dropped, never recorded. */
+  resetting = new AbortController();
 
   private readonly scripts = new Map<string, ScriptStep[]>();
   private tokenScript: TokenStep[] = [];
@@ -169,6 +171,8 @@ export class EmulatorState extends EventEmitter {
 
   /** Forgets records, drafts, scripts and counters; live in-flight counts survive (their requests are still running). */
   reset(): void {
+    this.resetting.abort();
+    this.resetting = new AbortController();
     this.sent.length = 0;
     this.sentDrafts.length = 0;
     this.requests.length = 0;
