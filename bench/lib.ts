@@ -1,7 +1,7 @@
 /** Shared parts of the benchmarks: a pipelining raw-socket SMTP client, relay and emulator child processes, /proc figures, tables. */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
-export const CLI = path.join(REPO, 'dist/cli.js');
+/** The relay under test; BENCH_RELAY_CLI points at another build (A/B runs of a change). */
+export const CLI = process.env.BENCH_RELAY_CLI ? path.resolve(process.env.BENCH_RELAY_CLI) : path.join(REPO, 'dist/cli.js');
 export const BENCH = import.meta.dirname;
 
 // ---------------------------------------------------------------------------------------------
@@ -147,6 +148,8 @@ export class SmtpClient {
   async send(from: string, to: string, data: Buffer): Promise<Reply> {
     this.socket.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n`);
     const mail = await this.reply();
+    // A 421 (session limit, shutdown) closes the connection: the pipelined RCPT and DATA get no reply.
+    if (mail.code === 421) return mail;
     const rcpt = await this.reply();
     const dataReply = await this.reply();
     if (dataReply.code !== 354) {
@@ -156,9 +159,13 @@ export class SmtpClient {
     return this.reply();
   }
 
-  /** QUIT without waiting for the 221; the socket is closed by us right after. */
-  quit(): void {
-    this.socket.end('QUIT\r\n');
+  /** QUIT, its 221, and the close: the server has let go of the connection when this resolves. */
+  async quit(): Promise<void> {
+    const closed = new Promise<void>((resolve) => (this.socket.destroyed ? resolve() : this.socket.once('close', () => resolve())));
+    this.socket.write('QUIT\r\n');
+    await this.reply().catch(() => undefined);
+    this.socket.end();
+    await closed;
   }
 
   destroy(): void {
@@ -176,6 +183,8 @@ export interface IngestResult {
   replies: Record<string, number>;
   /** The first few client-side errors (connection lost, bad greeting). */
   errors: string[];
+  /** Sessions reopened after a 421 (maxMessagesPerSession, connection limits) or a lost connection. */
+  reconnects: number;
 }
 
 export interface IngestPlan {
@@ -218,24 +227,57 @@ export async function ingest(plan: IngestPlan): Promise<IngestResult> {
       firstOkAt ||= lastOkAt;
     } else failed++;
   };
-  const sendOne = async (c: SmtpClient, i: number): Promise<void> => {
-    record(await c.send(plan.from(offset + i), to(offset + i), msgs[i]!));
+  let reconnects = 0;
+  /** Opens a session; a 421 greeting (connection limit) is retried after a short pause, like an MTA would. */
+  const open = async (): Promise<SmtpClient> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await SmtpClient.open(plan.port);
+      } catch (e) {
+        if (attempt >= 20) throw e;
+        reconnects++;
+        await sleep(10);
+      }
+    }
+  };
+  /** Sends message i on c; on a 421 or a lost connection, reconnects and sends it again. Returns the session to use next. */
+  const sendOne = async (c: SmtpClient, i: number): Promise<SmtpClient> => {
+    for (let attempt = 0; ; attempt++) {
+      let r: Reply | null = null;
+      try {
+        r = await c.send(plan.from(offset + i), to(offset + i), msgs[i]!);
+      } catch (e) {
+        if (attempt >= 3) throw e;
+      }
+      if (r && r.code !== 421) {
+        record(r);
+        return c;
+      }
+      if (attempt >= 3) {
+        record(r!);
+        return c;
+      }
+      c.destroy();
+      reconnects++;
+      c = await open();
+    }
   };
   let t0: number;
   if (plan.mode === 'reuse') {
-    const sessions = await Promise.all(Array.from({ length: Math.min(plan.concurrency, plan.n) }, () => SmtpClient.open(plan.port)));
+    const sessions = await Promise.all(Array.from({ length: Math.min(plan.concurrency, plan.n) }, () => open()));
     t0 = performance.now();
     await Promise.all(
       sessions.map(async (c) => {
         for (let i = next++; i < plan.n; i = next++) {
           try {
-            await sendOne(c, i);
+            c = await sendOne(c, i);
           } catch (e) {
             clientError(e);
-            return;
+            c.destroy();
+            c = await open();
           }
         }
-        c.quit();
+        await c.quit();
       }),
     );
   } else {
@@ -245,9 +287,9 @@ export async function ingest(plan: IngestPlan): Promise<IngestResult> {
         for (let i = next++; i < plan.n; i = next++) {
           let c: SmtpClient | undefined;
           try {
-            c = await SmtpClient.open(plan.port);
-            await sendOne(c, i);
-            c.quit();
+            c = await open();
+            c = await sendOne(c, i);
+            await c.quit();
           } catch (e) {
             clientError(e);
             c?.destroy();
@@ -257,7 +299,7 @@ export async function ingest(plan: IngestPlan): Promise<IngestResult> {
     );
   }
   const ms = performance.now() - t0;
-  return { ok, failed, ms, rate: (ok / ms) * 1000, firstOkAt, lastOkAt, replies, errors };
+  return { ok, failed, ms, rate: (ok / ms) * 1000, firstOkAt, lastOkAt, replies, errors, reconnects };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +373,11 @@ export interface RelayChild extends Child {
   firstAt: Record<string, number>;
   lastAt: Record<string, number>;
   errors: string[];
+  /** Port of the admin HTTP listener (/metrics), when this build has one. */
+  adminPort: number;
   waitFor(event: string, n: number, timeoutMs?: number): Promise<void>;
+  /** V8 heap and external memory from the relay's /metrics (prom-client default metrics); NaN without an admin listener. */
+  memory(): Promise<{ heapUsedMB: number; heapTotalMB: number; externalMB: number }>;
 }
 
 export interface GraphDetails {
@@ -343,7 +389,7 @@ export interface GraphDetails {
   caCertPath: string;
 }
 
-const COUNTED = ['received', 'delivered', 'deferred', 'dead-lettered', 'mailbox-paused', 'started', 'listening', 'stopped'];
+const COUNTED = ['admin-listening', 'received', 'delivered', 'deferred', 'dead-lettered', 'mailbox-paused', 'started', 'listening', 'stopped'];
 
 export interface RelayOptions {
   dir: string;
@@ -392,6 +438,9 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
   const errors: string[] = [];
   const waiters: { event: string; n: number; resolve: () => void }[] = [];
   let port = 0;
+  const logFile = createWriteStream(path.join(opts.dir, `relay-${Date.now()}.log`));
+  child.stdout!.pipe(logFile);
+  child.stderr!.pipe(logFile);
   createInterface({ input: child.stdout! }).on('line', (line) => {
     const m = /"event":"([a-z-]+)"/.exec(line);
     if (/"level":"(error|fatal)"/.test(line) && errors.length < 20) errors.push(line);
@@ -403,6 +452,7 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
     firstAt[ev] ??= now;
     lastAt[ev] = now;
     if (ev === 'listening' && !port) port = Number(/"port":(\d+)/.exec(line)?.[1] ?? 0);
+    if (ev === 'admin-listening') relay.adminPort = Number(/"port":(\d+)/.exec(line)?.[1] ?? 0);
     for (const w of [...waiters]) {
       if (w.event === ev && counts[ev]! >= w.n) {
         waiters.splice(waiters.indexOf(w), 1);
@@ -429,7 +479,21 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
       });
     });
   };
-  const relay: RelayChild = { ...base, port: 0, counts, firstAt, lastAt, errors, waitFor };
+  const memory = async (): Promise<{ heapUsedMB: number; heapTotalMB: number; externalMB: number }> => {
+    const out = { heapUsedMB: NaN, heapTotalMB: NaN, externalMB: NaN };
+    if (!relay.adminPort) return out;
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${relay.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const metric = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+      out.heapUsedMB = metric('nodejs_heap_size_used_bytes');
+      out.heapTotalMB = metric('nodejs_heap_size_total_bytes');
+      out.externalMB = metric('nodejs_external_memory_bytes');
+    } catch {
+      // no admin listener
+    }
+    return out;
+  };
+  const relay: RelayChild = { ...base, port: 0, adminPort: 0, counts, firstAt, lastAt, errors, waitFor, memory };
   await waitFor('started', 1, 60_000);
   relay.port = port;
   return relay;
@@ -453,8 +517,8 @@ function firstJsonLine<T>(child: ChildProcess, what: string, stderr: string[]): 
 const TSX = ['--import', 'tsx'];
 
 /** The reference: a bare smtp-server that fsyncs each message into a spool dir before its 250 (bench/bare-server.ts). */
-export async function startBareServer(spoolDir: string, profileDir: string | null = null): Promise<Child & { port: number }> {
-  const child = spawn(process.execPath, [...profFlags(profileDir, 'bare'), ...TSX, path.join(BENCH, 'bare-server.ts'), spoolDir], {
+export async function startBareServer(spoolDir: string, files: 1 | 2 = 1, profileDir: string | null = null): Promise<Child & { port: number }> {
+  const child = spawn(process.execPath, [...profFlags(profileDir, 'bare'), ...TSX, path.join(BENCH, 'bare-server.ts'), spoolDir, String(files)], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -535,7 +599,7 @@ export async function startEmulatorChild(opts: { latencyMs?: number; jitterMs?: 
 // ---------------------------------------------------------------------------------------------
 // Output
 
-export function table(rows: Record<string, string | number>[]): string {
+export function table(rows: Record<string, string | number | undefined>[]): string {
   if (rows.length === 0) return '';
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v: string | number | undefined): string => (v === undefined ? '' : typeof v === 'number' ? fmt(v) : v);

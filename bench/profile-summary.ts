@@ -48,6 +48,7 @@ export function summarize(file: string, top = 25): string {
   let idle = 0;
   const fnTime = new Map<string, number>();
   const fileTime = new Map<string, number>();
+  const pkgTime = new Map<string, number>();
   for (const [id, us] of self) {
     const n = byId.get(id)!;
     const { functionName, url, lineNumber } = n.callFrame;
@@ -60,13 +61,36 @@ export function summarize(file: string, top = 25): string {
     fnTime.set(key, (fnTime.get(key) ?? 0) + us);
     const fileKey = url ? where : functionName;
     fileTime.set(fileKey, (fileTime.get(fileKey) ?? 0) + us);
+    const pkg = !url ? `(native) ${functionName}` : url.includes('node_modules/') ? (/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? '?') : url.startsWith('node:') ? 'node: internals' : url.includes('/dist/') ? 'relay dist/' : where;
+    pkgTime.set(pkg, (pkgTime.get(pkg) ?? 0) + us);
   }
   const busy = total - idle;
+  // Inclusive time of the relay's own functions (dist/): a function's self time plus its callees', counted
+  // once per sample even when it recurses.
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const incl = new Map<string, number>();
+  for (const [id, us] of self) {
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const n = byId.get(cur)!;
+      const { functionName, url, lineNumber } = n.callFrame;
+      if (!url.includes('/dist/')) continue;
+      const key = `${functionName || '(anonymous)'}  ${shortUrl(url)}:${lineNumber + 1}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      incl.set(key, (incl.get(key) ?? 0) + us);
+    }
+  }
   const line = (us: number, label: string): string => `${((us / busy) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${label}`;
   const out: string[] = [];
   out.push(`wall ${((p.endTime - p.startTime) / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(2)} s (${((busy / total) * 100).toFixed(0)}%), idle ${(idle / 1e6).toFixed(2)} s; % of busy time`);
   out.push('top functions by self time:');
   for (const [k, us] of [...fnTime].sort((x, y) => y[1] - x[1]).slice(0, top)) out.push(line(us, k));
+  out.push('relay and library functions by inclusive time (self + callees; async continuations count where they resume):');
+  for (const [k, us] of [...incl].sort((x, y) => y[1] - x[1]).slice(0, top)) out.push(line(us, k));
+  out.push('self time by package (native = bindings: fs, TLS, GC):');
+  for (const [k, us] of [...pkgTime].sort((x, y) => y[1] - x[1]).slice(0, 15)) out.push(line(us, k));
   out.push('self time by file:');
   for (const [k, us] of [...fileTime].sort((x, y) => y[1] - x[1]).slice(0, Math.min(top, 15))) out.push(line(us, k));
   return out.join('\n');

@@ -30,11 +30,13 @@ try {
   relay = await startRelay({ dir: relayDir, graph: emu.graph, delivery });
   await sleep(500);
   const idle = procFigures(relay.pid);
+  const idleMem = await relay.memory();
   const r = await ingest({ port: relay.port, n: a.n, concurrency: sessions, mode: 'reuse', from: (i) => `mailbox${i % M}@bench.example` });
   if (r.ok !== a.n) throw new Error(`only ${r.ok} of ${a.n} accepted: ${JSON.stringify(r.replies)} ${r.errors.join('; ')}`);
   await relay.waitFor('deferred', a.n, 300_000); // every message has had (and failed) its first attempt
   await sleep(1000);
   const queued = procFigures(relay.pid);
+  const queuedMem = await relay.memory();
   const deferred = relay.counts.deferred ?? 0;
   await relay.stop();
   relay = null;
@@ -54,16 +56,18 @@ try {
   const all = await emu.waitForSent(a.n, Math.max(300_000, optimumS * 20_000));
   clearInterval(poll);
   const end = procFigures(relay.pid);
+  const endMem = await relay.memory();
   const stats = await emu.stats();
   const firstS = (first.first - spawnedAt) / 1000;
   const drainS = (all.last - spawnedAt) / 1000;
   const growthMB = queued.rssMB - idle.rssMB;
+  const heap = (m: { heapUsedMB: number; heapTotalMB: number }): string => `${m.heapUsedMB.toFixed(0)}/${m.heapTotalMB.toFixed(0)}`;
   const rows = [
-    { phase: 'relay started, empty (Graph down)', 'RSS MB': idle.rssMB, 'peak RSS MB': idle.hwmMB, 'time s': '', note: '' },
-    { phase: `${a.n} accepted + deferred (Graph down)`, 'RSS MB': queued.rssMB, 'peak RSS MB': queued.hwmMB, 'time s': r.ms / 1000, note: `ingest ${r.rate.toFixed(0)} msgs/s; ${deferred} deferrals; RSS growth ${growthMB.toFixed(0)} MB` },
+    { phase: 'relay started, empty (Graph down)', 'RSS MB': idle.rssMB, 'peak RSS MB': idle.hwmMB, 'heap used/total MB': heap(idleMem), 'time s': '', note: '' },
+    { phase: `${a.n} accepted + deferred (Graph down)`, 'RSS MB': queued.rssMB, 'peak RSS MB': queued.hwmMB, 'heap used/total MB': heap(queuedMem), 'time s': r.ms / 1000, note: `ingest ${r.rate.toFixed(0)} msgs/s; ${deferred} deferrals; RSS growth ${growthMB.toFixed(0)} MB, heap growth ${(queuedMem.heapUsedMB - idleMem.heapUsedMB).toFixed(0)} MB` },
     { phase: 'restart: spawn → "started" log', 'RSS MB': '', 'peak RSS MB': '', 'time s': (startedAt - spawnedAt) / 1000, note: '' },
     { phase: 'restart: spawn → first delivery', 'RSS MB': '', 'peak RSS MB': '', 'time s': firstS, note: '' },
-    { phase: `restart: spawn → all ${a.n} delivered`, 'RSS MB': end.rssMB, 'peak RSS MB': Math.max(end.hwmMB, peak.hwmMB), 'time s': drainS, note: `optimum ${optimumS.toFixed(2)} s (${(drainS / optimumS).toFixed(2)}x); 429s ${stats.throttled429}` },
+    { phase: `restart: spawn → all ${a.n} delivered`, 'RSS MB': end.rssMB, 'peak RSS MB': Math.max(end.hwmMB, peak.hwmMB), 'heap used/total MB': heap(endMem), 'time s': drainS, note: `optimum ${optimumS.toFixed(2)} s (${(drainS / optimumS).toFixed(2)}x); 429s ${stats.throttled429}; relay CPU ${end.cpuS.toFixed(1)} s` },
   ];
   process.stdout.write(`\n${table(rows)}\n`);
   await emu.stop();

@@ -1,0 +1,37 @@
+/** The benchmarks in bench/ run end to end with a tiny N: each prints its summary line and exits 0 (no timing asserted). */
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+
+function runBench(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench', script), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 170_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('bench smoke', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['ingest.ts', ['--n', '50', '--warmup', '10'], /^SUMMARY ingest: /m],
+    ['drain.ts', ['--n', '50', '--mailboxes', '5', '--latency', '20', '--jitter', '5'], /^SUMMARY drain: /m],
+    ['queue-scale.ts', ['--n', '50', '--mailboxes', '5', '--latency', '10'], /^SUMMARY queue-scale: /m],
+  ];
+  for (const [script, args, summary] of cases) {
+    it(`${script} prints its summary and exits 0`, { timeout: 180_000 }, async () => {
+      const r = await runBench(script, args);
+      expect(r.stdout, `stderr:\n${r.stderr}`).toMatch(summary);
+      expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
+    });
+  }
+});
