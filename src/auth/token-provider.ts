@@ -61,6 +61,9 @@ export function readCertificateCredential(file: string): CertificateCredential {
   };
 }
 
+/** Renew this long before expiry, as msal-node does. */
+const REFRESH_MARGIN_MS = 5 * 60_000;
+
 export class MsalTokenProvider implements TokenProvider {
   private readonly acquire: AcquireToken;
   readonly credential: CredentialKind;
@@ -110,7 +113,21 @@ export class MsalTokenProvider implements TokenProvider {
     this.acquire = (fresh) => app.acquireTokenByClientCredential({ scopes: [scope], skipCache: fresh });
   }
 
+  /**
+   * The token is kept here while more than REFRESH_MARGIN_MS of it remains, and callers that arrive while
+   * one is being fetched share that request: msal's own cache lookup costs ~7% of a delivery's CPU, and
+   * without sharing, a burst at start sends one token request per message in flight.
+   */
   async getToken(fresh = false): Promise<string> {
+    if (!fresh && this.cached && this.cached.expiresAt - Date.now() > REFRESH_MARGIN_MS) return this.cached.token;
+    this.pending ??= this.fetchToken(fresh).finally(() => (this.pending = null));
+    return this.pending;
+  }
+
+  private cached: { token: string; expiresAt: number } | null = null;
+  private pending: Promise<string> | null = null;
+
+  private async fetchToken(fresh: boolean): Promise<string> {
     try {
       const res = await this.acquire(fresh);
       if (!res?.accessToken) throw new TokenError('Entra ID returned no access token', 'no_token');
@@ -119,6 +136,7 @@ export class MsalTokenProvider implements TokenProvider {
         this.onResult(true);
       }
       this.lastSuccessAt = Date.now();
+      this.cached = { token: res.accessToken, expiresAt: res.expiresOn?.getTime() ?? 0 };
       return res.accessToken;
     } catch (err) {
       this.onResult(false);

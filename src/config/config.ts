@@ -444,7 +444,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
     headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject'] as const, 'deliver'),
     perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
-    globalConcurrency: d.int('globalConcurrency', 32, 1, 1024),
+    globalConcurrency: d.int('globalConcurrency', 128, 1, 1024),
     messagesPerMinute: d.int('messagesPerMinute', 0, 0, 10_000),
     retry: readRetry(d.section('retry')),
     largeMessages,

@@ -1,6 +1,6 @@
 /** Reads what ingest needs from a message's header section while its bytes stream to the spool. */
 
-import { simpleParser, type AddressObject } from 'mailparser';
+import addressparser from 'nodemailer/lib/addressparser';
 
 /** Headers beyond this size are not examined (the bytes are still spooled whole). */
 const MAX_HEADER_BYTES = 1024 * 1024;
@@ -47,35 +47,40 @@ export interface HeaderFacts {
   messageId: string | null;
 }
 
-function addresses(field: AddressObject | AddressObject[] | undefined): string[] {
-  if (!field) return [];
-  const out: string[] = [];
-  const walk = (list: { address?: string; group?: unknown[] }[]): void => {
-    for (const a of list) {
-      if (a.address) out.push(a.address);
-      if (Array.isArray(a.group)) walk(a.group as { address?: string; group?: unknown[] }[]);
+/** Unfolds a header section (RFC 5322 section 2.2.3) into name/value pairs, names lower-cased. */
+export function headerFields(text: string): { name: string; value: string }[] {
+  const out: { name: string; value: string }[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    if (/^[ \t]/.test(line) && out.length > 0) {
+      out[out.length - 1]!.value += ` ${line.trim()}`;
+      continue;
     }
-  };
-  for (const obj of Array.isArray(field) ? field : [field]) walk(obj.value);
+    const m = /^([^:\s]+)[ \t]*:(.*)$/.exec(line);
+    if (m) out.push({ name: m[1]!.toLowerCase(), value: m[2]!.trim() });
+  }
   return out;
 }
 
-export async function readHeaderFacts(block: Buffer): Promise<HeaderFacts> {
-  const text = block.toString('latin1');
-  const receivedCount = (text.match(/^received[ \t]*:/gim) ?? []).length;
-  // Only the header section is parsed: the body never enters memory here.
-  const parsed = await simpleParser(Buffer.concat([block, Buffer.from('\r\n')]), {
-    skipHtmlToText: true,
-    skipTextToHtml: true,
-    skipImageLinks: true,
-    skipTextLinks: true,
-  });
+/**
+ * What ingest needs from the headers, without a MIME parser: the body never enters memory here, and a
+ * full parse per message cost ~7% of ingest CPU. Addresses are parsed with nodemailer's addressparser
+ * (the one mailparser uses), groups flattened.
+ */
+export function readHeaderFacts(block: Buffer): HeaderFacts {
+  const fields = headerFields(block.toString('utf8'));
+  const list = (name: string): string[] =>
+    fields
+      .filter((f) => f.name === name)
+      .flatMap((f) => addressparser(f.value, { flatten: true }))
+      .map((a) => a.address)
+      .filter((a): a is string => Boolean(a));
+  const messageId = fields.find((f) => f.name === 'message-id')?.value ?? null;
   return {
-    receivedCount,
-    to: addresses(parsed.to),
-    cc: addresses(parsed.cc),
-    bcc: addresses(parsed.bcc),
-    from: addresses(parsed.from),
-    messageId: parsed.messageId ?? null,
+    receivedCount: fields.filter((f) => f.name === 'received').length,
+    to: list('to'),
+    cc: list('cc'),
+    bcc: list('bcc'),
+    from: list('from'),
+    messageId,
   };
 }

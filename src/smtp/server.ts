@@ -337,7 +337,7 @@ export class SmtpListener {
       throw failure;
     }
     try {
-      const facts = await readHeaderFacts(headers.block);
+      const facts = readHeaderFacts(headers.block);
       if (facts.receivedCount > this.cfg.limits.maxReceivedHeaders) {
         throw this.reject(session, 'loop', new SmtpReply(554, `5.4.6 Mail loop detected: ${facts.receivedCount} Received headers, the limit is ${this.cfg.limits.maxReceivedHeaders}`));
       }

@@ -6,6 +6,18 @@ const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz'; // no v
 
 let lastMs = 0;
 let seq = 0;
+// Random bytes are drawn 4 KB at a time: one randomBytes call per id showed up in the ingest profile.
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
+function random4(): Buffer {
+  if (poolAt + 4 > pool.length) {
+    pool = randomBytes(4096);
+    poolAt = 0;
+  }
+  poolAt += 4;
+  return pool.subarray(poolAt - 4, poolAt);
+}
 
 /**
  * 12 characters: 7 of milliseconds since 2024, 1 of a per-millisecond sequence, 4 random.
@@ -25,7 +37,7 @@ export function newQueueId(now = Date.now()): string {
     t = Math.floor(t / ALPHABET.length);
   }
   out += ALPHABET[seq % ALPHABET.length]!;
-  const r = randomBytes(4);
+  const r = random4();
   for (const b of r) out += ALPHABET[b % ALPHABET.length]!;
   return out;
 }

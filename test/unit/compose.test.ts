@@ -50,3 +50,23 @@ describe('added headers', () => {
     }
   });
 });
+
+describe('header facts', () => {
+  it('reads recipients from folded, grouped and UTF-8 headers, and counts Received', async () => {
+    const { readHeaderFacts } = await import('../../src/smtp/headers.js');
+    const block = Buffer.from(
+      'Received: from a by b; Sat, 28 Nov 2026 00:00:00 +0000\r\nreceived : from c\r\n by d\r\n' +
+        'To: "Doe, Jane" <jane@contoso.example>,\r\n\tteam: x@contoso.example, y@contoso.example;\r\n' +
+        'Cc: =?utf-8?q?Zo=C3=AB?= <zoë@contoso.example>\r\nFrom: dev@printer.local\r\nMessage-ID: <m1@x>\r\n\r\n',
+      'utf8',
+    );
+    expect(readHeaderFacts(block)).toEqual({
+      receivedCount: 2,
+      to: ['jane@contoso.example', 'x@contoso.example', 'y@contoso.example'],
+      cc: ['zoë@contoso.example'],
+      bcc: [],
+      from: ['dev@printer.local'],
+      messageId: '<m1@x>',
+    });
+  });
+});
