@@ -32,7 +32,7 @@ export class DeliveryEngine {
   ) {}
 
   /** The scheduler's runner: never throws; whatever happens, the message stays owned by the spool. */
-  attempt = async (msg: Scheduled): Promise<AttemptOutcome> => {
+  attempt = async (msg: Scheduled, release: () => void = () => undefined): Promise<AttemptOutcome> => {
     let env: Envelope;
     try {
       env = await this.spool.readEnvelope('queue', msg.id);
@@ -50,6 +50,9 @@ export class DeliveryEngine {
       this.log.error({ qid: env.id, err }, 'delivery attempt failed locally');
       r = { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
     }
+    // Graph is done with this request: its slot can go to the next message while the spool is updated.
+    // Not after a throttle, whose mailbox pause must be in place before anything else is sent there.
+    if (!(r.verdict.kind === 'transient' && (r.verdict.throttle || r.verdict.mailboxBlocked))) release();
     if (r.status !== undefined || r.code !== undefined) this.events.graphResponse(r);
     try {
       return await this.record(env, r);

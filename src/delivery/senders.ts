@@ -1,7 +1,7 @@
 /** How a message leaves the relay: Graph (MIME sendMail, JSON sendMail, or the large-message route), or capture files. */
 
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
@@ -30,6 +30,9 @@ export interface Sender {
   send(env: Envelope, dataPath: string): Promise<SendResult>;
 }
 
+/** Messages up to this size are read and encoded in one piece instead of streamed. */
+const BUFFER_BELOW = 256 * 1024;
+
 export class GraphMimeSender implements Sender {
   constructor(
     private readonly client: GraphClient,
@@ -40,6 +43,9 @@ export class GraphMimeSender implements Sender {
     const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
     const { size } = await stat(dataPath);
     const length = base64Length(prefix.length + size);
+    // Small messages (most of them) go as one buffer: the stream machinery cost more CPU than the
+    // message. Larger ones stream, so memory stays bounded whatever is in flight.
+    const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, await readFile(dataPath)]).toString('base64'), 'latin1') : null;
     // A 401 gets exactly one fresh token and one more try; a second 401 is deferred like any transient.
     for (let tryNo = 0; ; tryNo++) {
       let token: string;
@@ -51,7 +57,9 @@ export class GraphMimeSender implements Sender {
       }
       let bodyDone = false;
       try {
-        const res = await this.client.sendMime(env.mailbox, token, base64Stream(prefix, dataPath, () => (bodyDone = true)), length, () => bodyDone);
+        const body = small ?? base64Stream(prefix, dataPath, () => (bodyDone = true));
+        if (small && small.length !== length) throw new Error(`${dataPath} changed while being sent`);
+        const res = await this.client.sendMime(env.mailbox, token, body, length, () => (small ? true : bodyDone));
         const verdict = classifyResponse(res);
         if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
         return {

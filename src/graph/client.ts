@@ -75,7 +75,7 @@ export class GraphClient {
    * POST {graph}/v1.0/users/{upn}/sendMail with the MIME message as base64 text. `body` must produce
    * exactly `length` bytes; `bodyDone` reports whether it finished, which decides if a failure is ambiguous.
    */
-  async sendMime(upn: string, token: string, body: AsyncIterable<Buffer>, length: number, bodyDone: () => boolean): Promise<GraphResponse> {
+  async sendMime(upn: string, token: string, body: AsyncIterable<Buffer> | Buffer, length: number, bodyDone: () => boolean): Promise<GraphResponse> {
     return this.request('POST', `/v1.0/users/${encodeURIComponent(upn)}/sendMail`, token, 'text/plain', body, length, bodyDone);
   }
 
@@ -151,10 +151,14 @@ export function parseGraphError(text: string, requestId: string | null): GraphEr
   }
 }
 
+const CONNECT_ERRORS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED']);
+
 function toNetworkError(err: unknown, bodySent: boolean, clientRequestId: string): GraphNetworkError {
   const e = err as { code?: string; message?: string; cause?: { code?: string } };
   let code = e.code ?? e.cause?.code ?? 'UNKNOWN';
   if (err instanceof undiciErrors.HeadersTimeoutError) code = 'UND_ERR_HEADERS_TIMEOUT';
   if (err instanceof undiciErrors.ConnectTimeoutError) code = 'UND_ERR_CONNECT_TIMEOUT';
-  return new GraphNetworkError(code, bodySent, e.message ?? String(err), clientRequestId);
+  // Whatever the body's progress, these failures happen before Graph could have read a request.
+  const beforeRequest = CONNECT_ERRORS.has(code);
+  return new GraphNetworkError(code, bodySent && !beforeRequest, e.message ?? String(err), clientRequestId);
 }

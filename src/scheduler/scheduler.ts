@@ -52,13 +52,20 @@ interface MailboxState {
   pausedMsTotal: number;
 }
 
-export type AttemptRunner = (msg: Scheduled) => Promise<AttemptOutcome>;
+/**
+ * Runs one attempt. `release` frees the message's mailbox and global slots as soon as Graph has answered,
+ * before the spool bookkeeping ends, so the slot is held exactly as long as Graph holds the request. A
+ * runner must not release on a throttle: the mailbox pause is only set when the attempt finishes.
+ */
+export type AttemptRunner = (msg: Scheduled, release: () => void) => Promise<AttemptOutcome>;
 
 export class Scheduler {
   private readonly mailboxes = new Map<string, MailboxState>();
   private readonly byId = new Map<string, Scheduled>();
   private readonly inFlightIds = new Set<string>();
   private globalInFlight = 0;
+  /** Attempts not yet finished, released or not: what stop() waits for. */
+  private running = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private pumpQueued = false;
@@ -165,7 +172,7 @@ export class Scheduler {
   }
 
   idle(): Promise<void> {
-    if (this.globalInFlight === 0) return Promise.resolve();
+    if (this.running === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -238,16 +245,27 @@ export class Scheduler {
   private start(m: MailboxState, msg: Scheduled, now: number): void {
     m.inFlight++;
     this.globalInFlight++;
+    this.running++;
     this.inFlightIds.add(msg.id);
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
-    this.run(msg)
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      m.inFlight--;
+      this.globalInFlight--;
+      this.schedulePump();
+    };
+    this.run(msg, release)
       .catch((): AttemptOutcome => ({ kind: 'retry', dueAt: this.now() + 60_000 }))
-      .then((outcome) => this.finish(m, msg, outcome, now));
+      .then((outcome) => {
+        release();
+        this.finish(m, msg, outcome, now);
+      });
   }
 
   private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome, startedAt: number): void {
-    m.inFlight--;
-    this.globalInFlight--;
+    this.running--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
     if (!this.mailboxes.has(m.name)) this.mailboxes.set(m.name, m);
@@ -283,7 +301,7 @@ export class Scheduler {
         m.ready.push(msg);
         break;
     }
-    if (this.globalInFlight === 0) this.idleWaiters.splice(0).forEach((w) => w());
+    if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
     this.schedulePump();
   }
 

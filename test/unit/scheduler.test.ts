@@ -125,3 +125,34 @@ describe('scheduler', () => {
     expect(h.starts).toHaveLength(4);
   });
 });
+
+describe('slot release', () => {
+  it('frees the mailbox slot when Graph has answered, while the attempt still records its outcome', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const starts: number[] = [];
+    let maxRunning = 0;
+    let running = 0;
+    const s = new Scheduler({ ...base, perMailboxConcurrency: 1 }, async (_m, release) => {
+      starts.push(Date.now());
+      maxRunning = Math.max(maxRunning, ++running);
+      await new Promise((r) => setTimeout(r, 100)); // Graph
+      release();
+      await new Promise((r) => setTimeout(r, 50)); // spool bookkeeping
+      running--;
+      return { kind: 'done' };
+    });
+    for (let i = 0; i < 3; i++) s.add(`m${i}`, 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(starts.map((t) => t - starts[0]!)).toEqual([0, 100, 200]);
+    expect(maxRunning).toBe(2);
+    // stop() still waits for the bookkeeping of released attempts.
+    s.add('m3', 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(120);
+    let stopped = false;
+    void s.stop().then(() => (stopped = true));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(stopped).toBe(false);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(stopped).toBe(true);
+  });
+});
