@@ -4,35 +4,18 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { simpleParser } from 'mailparser';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Emulator, SentRecord } from './emulator/emulator.js';
-import { startGraphRelay, withEmulator } from './helpers/graph-relay.js';
+import { describe, expect, it } from 'vitest';
+import type { SentRecord } from './emulator/emulator.js';
+import { useTestbed } from './helpers/graph-relay.js';
 import { composeToFile, randomFile, sendFile, sha256 } from './helpers/large-mail.js';
-import type { LogLine, RelayProcess } from './helpers/relay-process.js';
+import type { LogLine } from './helpers/relay-process.js';
 import { RawSmtp } from './helpers/smtp-clients.js';
 
 const UPN = 'scanner@contoso.example';
 const MB = 1024 * 1024;
 
-let emu: Emulator;
-const relays: RelayProcess[] = [];
-
-beforeAll(async () => {
-  emu = await withEmulator();
-});
-afterAll(async () => {
-  await emu.close();
-});
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((r) => r.kill()));
-  emu.reset();
-});
-
-async function relay(extra: Record<string, unknown> = {}): Promise<RelayProcess> {
-  const r = await startGraphRelay(emu, extra);
-  relays.push(r);
-  return r;
-}
+const tb = useTestbed();
+const relay = tb.relay.bind(tb);
 
 const delivered = (l: LogLine): boolean => l.event === 'delivered';
 
@@ -74,7 +57,7 @@ describe('large-message route', () => {
       ],
     });
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example', 'carol@contoso.example', 'dave@fabrikam.example'], file);
-    const [sent] = await emu.waitForSent(1, 60_000);
+    const [sent] = await tb.emu.waitForSent(1, 60_000);
     const log = await r.waitForLog(delivered);
     expect(log).toMatchObject({ route: 'large', status: 202, attempt: 1 });
     expect(sent!.via).toBe('draft');
@@ -101,7 +84,7 @@ describe('large-message route', () => {
     expect(raw).toMatch(/\r\nContent-Type: message\/rfc822; name=weitergeleitet\.eml\r\n/);
     expect(sent!.mime!.includes(inner)).toBe(true);
     expect(atts.filter((a) => a.name !== 'weitergeleitet.eml')).toHaveLength(2);
-    expect(emu.drafts(UPN)).toEqual([]);
+    expect(tb.emu.drafts(UPN)).toEqual([]);
     expect(readdirSync(path.join(r.spoolDir, 'tmp'))).toEqual([]);
   });
 
@@ -120,7 +103,7 @@ describe('large-message route', () => {
       ],
     });
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example'], file);
-    const [sent] = await emu.waitForSent(1, 60_000);
+    const [sent] = await tb.emu.waitForSent(1, 60_000);
     expect((await r.waitForLog(delivered)).route).toBe('large');
     const atts = await allAttachments(sent!);
     expect(atts).toHaveLength(13);
@@ -142,7 +125,7 @@ describe('large-message route', () => {
     );
     const file = await composeToFile({ raw: msg });
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example', 'audit@contoso.example'], file);
-    const [sent] = await emu.waitForSent(1, 60_000);
+    const [sent] = await tb.emu.waitForSent(1, 60_000);
     expect((await r.waitForLog(delivered)).route).toBe('large');
     expect(sent!.contentType).toBe('application/json');
     const m = sent!.json as Record<string, any>;
@@ -171,7 +154,7 @@ describe('large-message route', () => {
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example'], file);
     const rec = await r.waitForLog((l) => l.event === 'received', 120_000);
     expect(Number(rec.size)).toBeGreaterThan(99 * MB);
-    const [sent] = await emu.waitForSent(1, 180_000);
+    const [sent] = await tb.emu.waitForSent(1, 180_000);
     const atts = await allAttachments(sent!);
     expect(atts.find((x) => x.name === 'vol1.bin')).toMatchObject({ sha256: a.sha256, via: 'uploadSession' });
     expect(atts.find((x) => x.name === 'vol2.bin')).toMatchObject({ sha256: b.sha256, via: 'uploadSession' });
@@ -183,17 +166,17 @@ describe('large-message route', () => {
     const pdf = await randomFile(9 * MB);
     const file = await composeToFile({ from: UPN, to: 'joerg@contoso.example', subject: 'Retry me', text: 'x', attachments: [{ filename: 'scan.pdf', path: pdf.path }] });
     // The second chunk of the first upload fails; later requests go through.
-    emu.script(UPN, [{ op: 'uploadChunk', accept: true }, { op: 'uploadChunk', status: 503 }]);
+    tb.emu.script(UPN, [{ op: 'uploadChunk', accept: true }, { op: 'uploadChunk', status: 503 }]);
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example'], file);
     const deferred = await r.waitForLog((l) => l.event === 'deferred');
     expect(deferred).toMatchObject({ route: 'large', status: 503 });
-    const [sent] = await emu.waitForSent(1, 60_000);
+    const [sent] = await tb.emu.waitForSent(1, 60_000);
     const log = await r.waitForLog(delivered);
     expect(log.attempt).toBe(2);
-    expect(emu.sent).toHaveLength(1);
-    expect(emu.drafts(UPN)).toEqual([]);
+    expect(tb.emu.sent).toHaveLength(1);
+    expect(tb.emu.drafts(UPN)).toEqual([]);
     // The failed attempt's draft was deleted, not left behind.
-    const deletes = emu.requests.filter((q) => q.op === 'deleteDraft');
+    const deletes = tb.emu.requests.filter((q) => q.op === 'deleteDraft');
     expect(deletes).toHaveLength(1);
     expect(deletes[0]!.status).toBe(204);
     expect(sent!.attachments?.[0]).toMatchObject({ name: 'scan.pdf', sha256: pdf.sha256 });
@@ -201,14 +184,14 @@ describe('large-message route', () => {
 
   it('names the Mail.ReadWrite permission when Graph refuses the draft', async () => {
     const r = await relay();
-    emu.script(UPN, [{ op: 'createDraft', status: 403 }]);
+    tb.emu.script(UPN, [{ op: 'createDraft', status: 403 }]);
     const pdf = await randomFile(5 * MB);
     const file = await composeToFile({ from: UPN, to: 'joerg@contoso.example', subject: 'No permission', text: 'x', attachments: [{ filename: 'a.pdf', path: pdf.path }] });
     await sendFile(r.smtpPort, UPN, ['joerg@contoso.example'], file);
     const dead = await r.waitForLog((l) => l.event === 'dead-lettered');
     expect(dead.reason).toBe('large-route-forbidden');
     expect(String(dead.error)).toMatch(/^Graph refused the draft \(403 ErrorAccessDenied\): the large-message route needs the Mail\.ReadWrite application permission/);
-    expect(emu.sent).toEqual([]);
+    expect(tb.emu.sent).toEqual([]);
   });
 
   it('defers a message that would exceed the mailbox upload budget until the window frees it', async () => {
@@ -224,8 +207,8 @@ describe('large-message route', () => {
     expect(deferred.reason).toBe('upload-budget');
     expect(deferred.status).toBeUndefined(); // decided locally, before any Graph call
     await r.waitForLogs(delivered, 2, 30_000);
-    expect(emu.sentDrafts).toHaveLength(2);
-    expect(emu.drafts(UPN)).toEqual([]);
+    expect(tb.emu.sentDrafts).toHaveLength(2);
+    expect(tb.emu.drafts(UPN)).toEqual([]);
   });
 });
 

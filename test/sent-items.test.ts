@@ -1,31 +1,13 @@
 /** Issue 4: Sent Items control — discard sends JSON sendMail with saveToSentItems false, built field by field from the MIME. */
 
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Emulator } from './emulator/emulator.js';
-import { startGraphRelay, withEmulator } from './helpers/graph-relay.js';
+import { describe, expect, it } from 'vitest';
+import { useTestbed } from './helpers/graph-relay.js';
 import { composeToFile, randomFile, sendFile, sha256 } from './helpers/large-mail.js';
-import type { LogLine, RelayProcess } from './helpers/relay-process.js';
+import type { LogLine } from './helpers/relay-process.js';
 
-let emu: Emulator;
-const relays: RelayProcess[] = [];
-
-beforeAll(async () => {
-  emu = await withEmulator();
-});
-afterAll(async () => {
-  await emu.close();
-});
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((r) => r.kill()));
-  emu.reset();
-});
-
-async function relay(extra: Record<string, unknown> = {}): Promise<RelayProcess> {
-  const r = await startGraphRelay(emu, extra);
-  relays.push(r);
-  return r;
-}
+const tb = useTestbed();
+const relay = tb.relay.bind(tb);
 
 const delivered = (l: LogLine): boolean => l.event === 'delivered';
 
@@ -54,7 +36,7 @@ describe('sentItems: discard', () => {
       ],
     });
     await sendFile(r.smtpPort, 'mfp@printer.local', ['joerg@contoso.example', 'carol@contoso.example', 'audit@contoso.example'], file);
-    const [sent] = await emu.waitForSent(1);
+    const [sent] = await tb.emu.waitForSent(1);
     expect((await r.waitForLog(delivered)).route).toBe('json');
     expect(sent!.via).toBe('sendMail');
     expect(sent!.upn).toBe('scans@contoso.example');
@@ -94,7 +76,7 @@ describe('sentItems: discard', () => {
     const kept = await composeToFile({ from: 'x@keep.local', to: 'joerg@contoso.example', subject: 'kept', text: 'b' });
     await sendFile(r.smtpPort, 'copier@printer.local', ['joerg@contoso.example'], plain);
     await sendFile(r.smtpPort, 'x@keep.local', ['joerg@contoso.example'], kept);
-    const sent = await emu.waitForSent(2);
+    const sent = await tb.emu.waitForSent(2);
     const copier = sent.find((s) => s.upn === 'copier@contoso.example')!;
     const keeper = sent.find((s) => s.upn === 'keeper@contoso.example')!;
     expect(copier.contentType).toBe('application/json');
@@ -112,6 +94,6 @@ describe('sentItems: discard', () => {
     const warn = await r.waitForLog((l) => l.event === 'sent-items-kept');
     expect(warn.msg).toMatch(/too big for JSON sendMail/);
     expect((await r.waitForLog(delivered)).route).toBe('large');
-    expect(emu.sentDrafts).toHaveLength(1);
+    expect(tb.emu.sentDrafts).toHaveLength(1);
   });
 });

@@ -5,7 +5,7 @@ import { TokenError } from '../auth/token-provider.js';
 import { classifyNetworkError, classifyResponse, classifyTokenError } from '../delivery/classify.js';
 import { GraphNetworkError } from './client.js';
 import { buildJsonMessage } from './json-message.js';
-import { describeMessage } from './mime-attachments.js';
+import { describeMessage, fileAttachment } from './mime-attachments.js';
 import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer } from './part-body.js';
 import type { RouteOutcome } from './large-message.js';
@@ -32,14 +32,7 @@ export async function buildJsonSendMail(dataPath: string, bcc: readonly string[]
     const bytes = await partToBuffer(dataPath, a.part);
     total += Math.ceil(bytes.length / 3) * 4 + 256;
     if (total > maxRequestBytes) return null;
-    attachments.push({
-      '@odata.type': '#microsoft.graph.fileAttachment',
-      name: a.name,
-      contentType: a.contentType,
-      isInline: a.isInline,
-      ...(a.contentId ? { contentId: a.contentId } : {}),
-      contentBytes: bytes.toString('base64'),
-    });
+    attachments.push(fileAttachment(a, bytes));
   }
   if (attachments.length) message['attachments'] = attachments;
   const body = Buffer.from(JSON.stringify({ message, saveToSentItems: false }), 'utf8');

@@ -7,7 +7,7 @@ import { TokenError } from '../auth/token-provider.js';
 import { classifyDraftNetworkError, classifyDraftResponse, classifyTokenError, classifyUnsendable, classifyUploadBudget, type Verdict } from '../delivery/classify.js';
 import { GraphNetworkError } from './client.js';
 import { buildJsonMessage } from './json-message.js';
-import { describeMessage, type AttachmentInfo } from './mime-attachments.js';
+import { describeMessage, fileAttachment, type AttachmentInfo } from './mime-attachments.js';
 import { base64OfKept, base64Size, planCut } from './mime-cut.js';
 import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer, partToFile } from './part-body.js';
@@ -127,17 +127,7 @@ export class LargeMessageRoute {
     try {
       if (source.size < MAX_DIRECT_ATTACHMENT) {
         const bytes = await source.read(0, source.size);
-        const json = Buffer.from(
-          JSON.stringify({
-            '@odata.type': '#microsoft.graph.fileAttachment',
-            name: a.name,
-            contentType: a.contentType,
-            isInline: a.isInline,
-            ...(a.contentId ? { contentId: a.contentId } : {}),
-            contentBytes: bytes.toString('base64'),
-          }),
-          'utf8',
-        );
+        const json = Buffer.from(JSON.stringify(fileAttachment(a, bytes)), 'utf8');
         await ctx.call('attach', 'POST', `${base}/attachments`, 'application/json', () => json, json.length);
         return;
       }

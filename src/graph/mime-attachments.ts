@@ -15,6 +15,18 @@ export interface AttachmentInfo {
   rawSize: number;
 }
 
+/** The Graph fileAttachment resource for an attachment and its decoded bytes. */
+export function fileAttachment(a: AttachmentInfo, bytes: Buffer): Record<string, unknown> {
+  return {
+    '@odata.type': '#microsoft.graph.fileAttachment',
+    name: a.name,
+    contentType: a.contentType,
+    isInline: a.isInline,
+    ...(a.contentId ? { contentId: a.contentId } : {}),
+    contentBytes: bytes.toString('base64'),
+  };
+}
+
 export interface MessageParts {
   text: MimePart | null;
   html: MimePart | null;

@@ -33,10 +33,6 @@ export function message(headers: Record<string, string>, body: string | Buffer):
   return Buffer.concat([Buffer.from(`${head}\r\n`, 'utf8'), Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8')]);
 }
 
-export function withEmulator(opts: EmulatorOptions = {}): Promise<Emulator> {
-  return startEmulator(opts);
-}
-
 export interface Testbed {
   /** The emulator of this test file (started in beforeAll). */
   readonly emu: Emulator;
