@@ -86,6 +86,10 @@ export class Relay {
     this.metrics.attach({ has: (id) => this.scheduler.has(id), deadDir: this.spool.deadDir });
     const readiness = new ReadinessCheck({ probeDir: this.spool.tmpDir, tokens: this.tokens, stopping: () => this.stopping !== null });
     this.admin = cfg.admin.enabled ? new AdminServer(this.metrics, readiness, log) : null;
+    this.scheduler.onOutage = (pauseMs, failures) => {
+      if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
+      else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
+    };
     this.scheduler.onPause = (mailbox, ms, reason) => {
       this.metrics.paused(mailbox, ms);
       log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);

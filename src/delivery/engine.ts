@@ -115,7 +115,8 @@ export class DeliveryEngine {
       const schedule = this.cfg.retry.scheduleMs;
       const base = schedule[Math.min(env.attempts - 1, schedule.length - 1)]!;
       delayMs = v.retryAfterMs ?? Math.round(base * (0.9 + 0.2 * this.random()));
-      outcome = { kind: 'retry', dueAt: now + delayMs };
+      const unreachable = v.reason.startsWith('network-') || v.reason === 'token-unavailable';
+      outcome = { kind: 'retry', dueAt: now + delayMs, unreachable };
     }
     if (now + delayMs - Date.parse(env.receivedAt) > this.cfg.retry.maxQueueLifetimeMs) {
       env.lastError = { ...env.lastError, kind: 'permanent', reason: 'expired', message: `still undeliverable after ${env.attempts} attempts in the maximum queue lifetime; last error: ${env.lastError.message}` };

@@ -12,11 +12,16 @@ export interface Scheduled {
 /** What one attempt asks of the scheduler next. */
 export type AttemptOutcome =
   | { kind: 'done' }
-  | { kind: 'retry'; dueAt: number }
+  /** `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the outage breaker. */
+  | { kind: 'retry'; dueAt: number; unreachable?: boolean }
   /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
   | { kind: 'throttled'; retryAfterMs: number | null }
   /** The mailbox is blocked for a long time (quota): pause it until `until`. */
   | { kind: 'blocked'; until: number };
+
+const OUTAGE_THRESHOLD = 5;
+const OUTAGE_PAUSE_BASE_MS = 1000;
+const OUTAGE_PAUSE_MAX_MS = 60_000;
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -75,6 +80,16 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly random: () => number;
   readonly intervalMs: number;
+  /** Outage breaker: consecutive unreachable attempts, the current pause, and whether a probe is out. */
+  private unreachableInARow = 0;
+  private outageLevel = 0;
+  private outageUntil = 0;
+  /** Attempts are numbered as they start; failures of those started before the breaker opened are ignored. */
+  private startSeq = 0;
+  private outageOpenedSeq = 0;
+  private probing = false;
+  /** Called when the breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
+  onOutage: (pauseMs: number, failures: number) => void = () => undefined;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
   onPause: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void = () => undefined;
 
@@ -207,12 +222,18 @@ export class Scheduler {
     let wake = Infinity;
     const boxes = [...this.mailboxes.values()];
     if (boxes.length === 0) return;
+    // Graph unreachable: nothing starts until the pause ends, then one probe at a time until one gets an answer.
+    if (this.outageUntil > now) {
+      this.setTimer(this.outageUntil);
+      return;
+    }
+    const limit = this.probing ? 1 : this.opts.globalConcurrency;
     let progressed = true;
     // Round-robin, one start per mailbox per pass, so a mailbox with 10,000 due messages cannot
     // take the global slots from one with a single message.
-    while (progressed && this.globalInFlight < this.opts.globalConcurrency) {
+    while (progressed && this.globalInFlight < limit) {
       progressed = false;
-      for (let k = 0; k < boxes.length && this.globalInFlight < this.opts.globalConcurrency; k++) {
+      for (let k = 0; k < boxes.length && this.globalInFlight < limit; k++) {
         const m = boxes[(this.rr + k) % boxes.length]!;
         const head = m.ready.peek();
         if (!head) continue;
@@ -248,6 +269,7 @@ export class Scheduler {
     this.running++;
     this.inFlightIds.add(msg.id);
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
+    const seq = ++this.startSeq;
     let released = false;
     const release = (): void => {
       if (released) return;
@@ -260,14 +282,15 @@ export class Scheduler {
       .catch((): AttemptOutcome => ({ kind: 'retry', dueAt: this.now() + 60_000 }))
       .then((outcome) => {
         release();
-        this.finish(m, msg, outcome, now);
+        this.finish(m, msg, outcome, now, seq);
       });
   }
 
-  private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome, startedAt: number): void {
+  private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome, startedAt: number, seq: number): void {
     this.running--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
+    this.trackOutage(outcome, now, seq);
     if (!this.mailboxes.has(m.name)) this.mailboxes.set(m.name, m);
     switch (outcome.kind) {
       case 'done':
@@ -303,6 +326,36 @@ export class Scheduler {
     }
     if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
     this.schedulePump();
+  }
+
+  /**
+   * A relay-wide breaker: when Graph (or Entra ID) cannot be reached at all, trying every queued and newly
+   * accepted message only burns CPU and memory on failing handshakes. After OUTAGE_THRESHOLD unreachable
+   * attempts in a row, nothing starts for a while (1 s doubling to 60 s), then a single probe; the first
+   * answer of any kind closes the breaker.
+   */
+  private trackOutage(outcome: AttemptOutcome, now: number, seq: number): void {
+    if (outcome.kind === 'retry' && outcome.unreachable) {
+      // Failures of attempts sent before the breaker opened say nothing new.
+      if (this.probing && seq < this.outageOpenedSeq) return;
+      this.unreachableInARow++;
+      if (this.probing || this.unreachableInARow >= OUTAGE_THRESHOLD) {
+        this.outageLevel++;
+        const pause = Math.min(OUTAGE_PAUSE_MAX_MS, OUTAGE_PAUSE_BASE_MS * 2 ** (this.outageLevel - 1));
+        this.outageUntil = now + pause;
+        this.outageOpenedSeq = this.startSeq + 1;
+        this.probing = true;
+        this.onOutage(pause, this.unreachableInARow);
+      }
+      return;
+    }
+    this.unreachableInARow = 0;
+    if (this.probing) {
+      this.probing = false;
+      this.outageLevel = 0;
+      this.outageUntil = 0;
+      this.onOutage(0, 0);
+    }
   }
 
   private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked'): void {

@@ -156,3 +156,33 @@ describe('slot release', () => {
     expect(stopped).toBe(true);
   });
 });
+
+describe('outage breaker', () => {
+  it('stops starting attempts after 5 unreachable in a row, probes one at a time, and reopens on an answer', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    let graphUp = false;
+    const events: number[] = [];
+    const h = harness({}, () => (graphUp ? { kind: 'done' } : { kind: 'retry', dueAt: Date.now() + 3_600_000, unreachable: true }), 10);
+    h.s.onOutage = (ms) => events.push(ms);
+    for (let i = 0; i < 40; i++) h.s.add(`m${String(i).padStart(2, '0')}`, `mb${i % 8}@x.example`, Date.now());
+    await vi.advanceTimersByTimeAsync(15);
+    // The first wave was under way (32 started, 4 more as the first four failures freed slots); the 5th
+    // failure opened the breaker, and the other failures of that wave did not escalate it.
+    expect(events).toEqual([1000]);
+    expect(h.starts.length).toBe(36);
+    const startedBeforePause = h.starts.length;
+    await vi.advanceTimersByTimeAsync(900);
+    expect(h.starts.length).toBe(startedBeforePause);
+    // After the pause: exactly one probe; it fails, so the next pause doubles.
+    await vi.advanceTimersByTimeAsync(200);
+    expect(h.starts.length).toBe(startedBeforePause + 1);
+    expect(events.at(-1)).toBe(2000);
+    graphUp = true;
+    await vi.advanceTimersByTimeAsync(2100);
+    expect(events.at(-1)).toBe(0);
+    await vi.advanceTimersByTimeAsync(1000);
+    // Everything not already failed went out once Graph answered; the 37 failures wait for their retry time.
+    expect(h.starts.length).toBe(40);
+    expect(h.s.size()).toBe(37);
+  });
+});
