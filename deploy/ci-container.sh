@@ -14,4 +14,4 @@ source "$SHARED_SCRIPT" --env
 
 cd "$REPO"
 [ -d node_modules ] || npm ci --no-audit --no-fund
-RELAY_CONTAINER_TEST=1 npx vitest run test/container.test.ts
+RELAY_CONTAINER_TEST=1 npx vitest run test/container.test.ts "$@"
