@@ -389,7 +389,7 @@ export interface GraphDetails {
   caCertPath: string;
 }
 
-const COUNTED = ['admin-listening', 'received', 'delivered', 'deferred', 'dead-lettered', 'mailbox-paused', 'started', 'listening', 'stopped'];
+const COUNTED = ['graph-unreachable', 'graph-reachable', 'admin-listening', 'received', 'delivered', 'deferred', 'dead-lettered', 'mailbox-paused', 'started', 'listening', 'stopped'];
 
 export interface RelayOptions {
   dir: string;
