@@ -1,5 +1,6 @@
 /** Shared parts of the benchmarks: a pipelining raw-socket SMTP client, relay and emulator child processes, /proc figures, tables. */
 
+import type { RunnerInfo } from '../test/emulator/types.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -380,14 +381,8 @@ export interface RelayChild extends Child {
   memory(): Promise<{ heapUsedMB: number; heapTotalMB: number; externalMB: number }>;
 }
 
-export interface GraphDetails {
-  graphUrl: string;
-  authorityHost: string;
-  tenantId: string;
-  clientId: string;
-  clientSecret: string;
-  caCertPath: string;
-}
+/** How the relay reaches the emulator child: the runner's JSON line. */
+export type GraphDetails = RunnerInfo;
 
 const COUNTED = ['graph-unreachable', 'graph-reachable', 'admin-listening', 'received', 'delivered', 'deferred', 'dead-lettered', 'mailbox-paused', 'started', 'listening', 'stopped'];
 

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunnerInfo } from './emulator/types.js';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const IMAGE = process.env.RELAY_CONTAINER_IMAGE ?? 'smtp-graph-relay:test';
@@ -20,15 +21,7 @@ const run = promisify(execFile);
 
 type LogLine = Record<string, unknown> & { event?: string };
 
-interface EmulatorInfo {
-  graphUrl: string;
-  authorityHost: string;
-  tenantId: string;
-  clientId: string;
-  clientSecret: string;
-  caCertPath: string;
-  controlUrl: string;
-}
+type EmulatorInfo = RunnerInfo;
 
 /** A port free right now on the host (the container shares the host's network). */
 function freePort(): Promise<number> {

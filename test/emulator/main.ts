@@ -1,4 +1,5 @@
 /** Standalone emulator: makes a PKI, starts, prints one JSON line of connection details, runs until SIGTERM/SIGINT. */
+import type { RunnerInfo } from './types.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     ...optional('clientSecret', values['client-secret']),
     ...optional('acceptedAssertions', values['accept-assertion']),
   });
-  process.stdout.write(`${JSON.stringify({
+  const info: RunnerInfo = {
     graphUrl: emu.graphUrl,
     authorityHost: emu.authorityHost,
     authority: emu.authority,
@@ -72,7 +73,8 @@ async function main(): Promise<void> {
     clientThumbprintSha256: pki.clientThumbprintSha256,
     clientThumbprintSha1: pki.clientThumbprintSha1,
     controlUrl: emu.controlUrl,
-  })}\n`);
+  };
+  process.stdout.write(`${JSON.stringify(info)}\n`);
 
   let stopping = false;
   const stop = (): void => {

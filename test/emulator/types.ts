@@ -138,3 +138,18 @@ export interface EmulatorStats {
   requests: number;
   tokenRequests: number;
 }
+
+/** The one JSON line the standalone runner (main.ts) prints: how another process reaches the emulator. */
+export interface RunnerInfo {
+  graphUrl: string;
+  authorityHost: string;
+  authority: string;
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  caCertPath: string;
+  clientPemPath: string;
+  clientThumbprintSha256: string;
+  clientThumbprintSha1: string;
+  controlUrl: string;
+}
