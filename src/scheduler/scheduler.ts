@@ -309,7 +309,7 @@ export class Scheduler {
         m.consecutiveThrottles++;
         const backoff = Math.min(this.opts.throttleBackoffMaxMs, this.opts.throttleBackoffBaseMs * 2 ** (m.consecutiveThrottles - 1));
         const ms = outcome.retryAfterMs ?? Math.round(backoff * (0.5 + this.random()));
-        this.pauseMailbox(m, now + ms, outcome.retryAfterMs !== null ? 'retry-after' : 'backoff');
+        this.pauseMailbox(m, now + ms, outcome.retryAfterMs !== null ? 'retry-after' : 'backoff', now);
         m.window = 1;
         m.throttledAt = now;
         msg.dueAt = m.pausedUntil;
@@ -317,7 +317,7 @@ export class Scheduler {
         break;
       }
       case 'blocked':
-        this.pauseMailbox(m, outcome.until, 'blocked');
+        this.pauseMailbox(m, outcome.until, 'blocked', now);
         m.window = 1;
         m.throttledAt = now;
         msg.dueAt = outcome.until;
@@ -358,8 +358,8 @@ export class Scheduler {
     }
   }
 
-  private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked'): void {
-    const now = this.now();
+  /** `now` is the caller's: a pause of Retry-After seconds is reported as exactly that long. */
+  private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked', now: number): void {
     if (until <= m.pausedUntil) return;
     m.pausedMsTotal += until - Math.max(now, m.pausedUntil);
     m.pausedUntil = until;
