@@ -63,11 +63,11 @@ describe('scheduler against Graph limits and faults', () => {
   });
 
   it('pauses only the throttled mailbox: the others deliver while it waits for Retry-After', async () => {
-    tb.emu.script('slow@contoso.example', [{ status: 429, code: 'ApplicationThrottled', retryAfter: 3 }]);
+    tb.emu.script('slow@contoso.example', [{ status: 429, code: 'ApplicationThrottled', retryAfter: 5 }]);
     const r = await relay();
     expect((await pySend(r.smtpPort, 'slow@contoso.example', ['x@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);
     const paused = await r.waitForLog((l) => l.event === 'mailbox-paused');
-    expect(paused).toMatchObject({ mailbox: 'slow@contoso.example', pauseMs: 3000, reason: 'retry-after' });
+    expect(paused).toMatchObject({ mailbox: 'slow@contoso.example', pauseMs: 5000, reason: 'retry-after' });
     const { accepted } = await sendMany(r.smtpPort, 12, ['fast@contoso.example', 'slow@contoso.example'], 'mix');
     expect(accepted).toHaveLength(12);
     const slowDelivered = await r.waitForLogs((l) => l.event === 'delivered' && l.mailbox === 'slow@contoso.example', 7, 30_000);
@@ -78,7 +78,7 @@ describe('scheduler against Graph limits and faults', () => {
     for (const f of fastDelivered) expect(r.logs.indexOf(f)).toBeLessThan(firstSlow);
     // And the slow mailbox sent nothing while paused.
     const slowRequests = tb.emu.requests.filter((q) => q.upn === 'slow@contoso.example');
-    expect(slowRequests[1]!.at.getTime() - slowRequests[0]!.at.getTime()).toBeGreaterThanOrEqual(2990);
+    expect(slowRequests[1]!.at.getTime() - slowRequests[0]!.at.getTime()).toBeGreaterThanOrEqual(4990);
   });
 
   it('retries a timeout after the body was sent, logging it as a possible duplicate', async () => {
