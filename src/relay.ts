@@ -17,7 +17,7 @@ import { Scheduler } from './scheduler/scheduler.js';
 import { SmtpListener } from './smtp/server.js';
 import { ControlServer, SpoolLock, controlDir, type ControlRequest, type ControlResponse } from './spool/control.js';
 import { matches, requeued } from './spool/queue-tools.js';
-import { Spool, type Envelope } from './spool/spool.js';
+import { Spool } from './spool/spool.js';
 import path from 'node:path';
 
 const LOAD_BATCH = 256;
@@ -35,8 +35,6 @@ export class Relay {
   private readonly control: ControlServer;
   readonly metrics = new RelayMetrics();
   private readonly admin: AdminServer | null;
-  /** Addresses the listeners are bound to, in config order (port 0 picks a free port). */
-  bound: { name: string; address: string; port: number }[] = [];
 
   constructor(
     readonly cfg: RelayConfig,
@@ -121,10 +119,9 @@ export class Relay {
       const a = await this.admin.listen(this.cfg.admin.host, this.cfg.admin.port);
       this.log.info({ event: 'admin-listening', address: a.address, port: a.port }, `admin HTTP (/healthz /readyz /metrics) on ${a.address}:${a.port}`);
     }
-    for (const l of this.listeners) {
+    for (const [i, l] of this.listeners.entries()) {
       const addr = await l.listen();
-      const name = this.cfg.listeners[this.listeners.indexOf(l)]!.name;
-      this.bound.push({ name, ...addr });
+      const name = this.cfg.listeners[i]!.name;
       this.log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
     const missing = new Set(report.missingData);
@@ -222,4 +219,3 @@ export class Relay {
   }
 }
 
-export type { Envelope };

@@ -34,14 +34,6 @@ export interface SchedulerOptions {
   random?: () => number;
 }
 
-export interface MailboxStatus {
-  mailbox: string;
-  queued: number;
-  inFlight: number;
-  pausedUntil: number;
-  window: number;
-}
-
 interface MailboxState {
   name: string;
   ready: MinHeap<Scheduled>;
@@ -53,8 +45,6 @@ interface MailboxState {
   /** When the last throttle answer came: only attempts started after it may grow the window again. */
   throttledAt: number;
   nextStartAt: number;
-  /** Time spent paused by throttling, for metrics. */
-  pausedMsTotal: number;
 }
 
 /**
@@ -114,7 +104,6 @@ export class Scheduler {
         consecutiveThrottles: 0,
         throttledAt: 0,
         nextStartAt: 0,
-        pausedMsTotal: 0,
       };
       this.mailboxes.set(name, m);
     }
@@ -166,16 +155,6 @@ export class Scheduler {
 
   inFlight(): number {
     return this.globalInFlight;
-  }
-
-  status(): MailboxStatus[] {
-    return [...this.mailboxes.values()].map((m) => ({ mailbox: m.name, queued: m.ready.size + m.inFlight, inFlight: m.inFlight, pausedUntil: m.pausedUntil, window: m.window }));
-  }
-
-  pausedMsTotal(): number {
-    let t = 0;
-    for (const m of this.mailboxes.values()) t += m.pausedMsTotal;
-    return t;
   }
 
   /** Stops starting attempts; resolves when the ones in flight have finished. */
@@ -361,13 +340,8 @@ export class Scheduler {
   /** `now` is the caller's: a pause of Retry-After seconds is reported as exactly that long. */
   private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked', now: number): void {
     if (until <= m.pausedUntil) return;
-    m.pausedMsTotal += until - Math.max(now, m.pausedUntil);
     m.pausedUntil = until;
     this.onPause(m.name, until - now, reason);
   }
 
-  /** When this message is due according to the scheduler (after a throttle, the mailbox's pause end). */
-  dueAt(id: string): number | undefined {
-    return this.byId.get(id)?.dueAt;
-  }
 }
