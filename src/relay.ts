@@ -101,7 +101,7 @@ export class Relay {
           },
           rejected: (reason) => this.metrics.rejected(reason),
           session: (listener) => this.metrics.session(listener),
-          passthrough: l.passthrough ? (env, dataPath) => sender.send(env, dataPath) : undefined,
+          passthrough: l.passthrough ? (env, data) => sender.send(env, data) : undefined,
         }),
     );
   }
@@ -111,9 +111,9 @@ export class Relay {
     await this.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) {
-      this.log.info({ event: 'spool-recovered', ...report, missingData: report.missingData.length }, 'spool recovered after an unclean stop');
+      this.log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
     }
-    for (const id of report.missingData) this.log.error({ qid: id }, 'envelope without message data in queue/; left in place for inspection');
+    if (report.migrated) this.log.info({ event: 'spool-migrated', messages: report.migrated }, 'spool files of the two-file layout (.eml + .json) rewritten as .msg files');
     if (this.admin) {
       // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
       const a = await this.admin.listen(this.cfg.admin.host, this.cfg.admin.port);
@@ -124,21 +124,20 @@ export class Relay {
       const name = this.cfg.listeners[i]!.name;
       this.log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
-    const missing = new Set(report.missingData);
-    const loaded = await this.loadQueue(missing);
+    const loaded = await this.loadQueue();
     await this.control.start();
     this.log.info({ event: 'started', queued: loaded, delivery: this.cfg.delivery.mode }, 'relay started');
   }
 
   /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */
-  private async loadQueue(skip: Set<string>): Promise<number> {
-    const ids = (await this.spool.ids('queue')).filter((id) => !skip.has(id));
+  private async loadQueue(): Promise<number> {
+    const ids = await this.spool.ids('queue');
     const now = Date.now();
     for (let i = 0; i < ids.length; i += LOAD_BATCH) {
       const batch = ids.slice(i, i + LOAD_BATCH);
       const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
       envs.forEach((env, j) => {
-        if (env instanceof Error) this.log.error({ qid: batch[j], err: env }, 'unreadable envelope; left in place for inspection');
+        if (env instanceof Error) this.log.error({ qid: batch[j], err: env }, 'unreadable spool file; left in place for inspection');
         else {
           this.metrics.queued(env);
           this.scheduler.add(env.id, env.mailbox, now);

@@ -135,15 +135,13 @@ describe('admin listener of a relay in capture mode', () => {
   it('counts dead letters from the dead/ folder, with the oldest one\'s age', async () => {
     const dead = path.join(relay.spoolDir, 'dead');
     const id = newQueueId(Date.now() - 3_600_000);
-    writeFileSync(path.join(dead, `${id}.json`), '{}');
-    writeFileSync(path.join(dead, `${id}.eml`), 'x');
+    writeFileSync(path.join(dead, `${id}.msg`), 'x');
     try {
       const m = await scrape(port);
       expect(m.get('relay_queue_messages{state="dead"}')).toBe(1);
       expect(m.get('relay_queue_oldest_message_age_seconds{state="dead"}')).toBeGreaterThanOrEqual(3600);
     } finally {
-      rmSync(path.join(dead, `${id}.json`));
-      rmSync(path.join(dead, `${id}.eml`));
+      rmSync(path.join(dead, `${id}.msg`));
     }
   });
 

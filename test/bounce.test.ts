@@ -53,7 +53,7 @@ describe('bounces', () => {
     // The original is gone (bounced), the DSN was delivered and left nothing behind.
     await r.waitForLog((l) => l.event === 'delivered' && l.qid === bounced.dsnQid);
     expect(readdirSync(path.join(r.spoolDir, 'queue'))).toEqual([]);
-    expect(existsSync(path.join(r.spoolDir, 'dead', `${bounced.qid}.json`))).toBe(false);
+    expect(readdirSync(path.join(r.spoolDir, 'dead'))).toEqual([]);
   });
 
   it('never bounces a message from the null sender: it stays in the dead-letter folder', async () => {
@@ -62,7 +62,7 @@ describe('bounces', () => {
     expect((await pySend(r.smtpPort, '', ['bob@contoso.example'], message({ Subject: 'auto' }, 'x\r\n'))).ok).toBe(true);
     const dead = await r.waitForLog((l) => l.event === 'dead-lettered');
     expect(dead).toMatchObject({ noBounce: 'null sender <>', level: 'error' });
-    expect(existsSync(path.join(r.spoolDir, 'dead', `${dead.qid}.json`))).toBe(true);
+    expect(existsSync(path.join(r.spoolDir, 'dead', `${dead.qid}.msg`))).toBe(true);
     expect(r.logs.filter((l) => l.event === 'bounced')).toEqual([]);
   });
 

@@ -151,7 +151,7 @@ describe('delivery through Graph', () => {
     expect(dead.requestId).toMatch(/[0-9a-f-]{36}/);
     const env = JSON.parse(readFileSync(path.join(r.spoolDir, 'dead', `${dead.qid}.json`), 'utf8'));
     expect(env.lastError).toMatchObject({ kind: 'permanent', status: 403, code: 'ErrorAccessDenied', message: 'Access is denied. Check credentials and try again.' });
-    expect(existsSync(path.join(r.spoolDir, 'dead', `${dead.qid}.eml`))).toBe(true);
+    expect(existsSync(path.join(r.spoolDir, 'dead', `${dead.qid}.msg`))).toBe(true);
     expect(readdirSync(path.join(r.spoolDir, 'queue'))).toEqual([]);
     expect(tb.emu.sent).toHaveLength(0);
   });

@@ -163,7 +163,7 @@ describe('graceful shutdown', () => {
     r.child.kill('SIGTERM');
     expect(await r.exited).toBe(0);
     expect(r.logs.some((l) => l.event === 'grace-expired')).toBe(true);
-    expect(readdirSync(path.join(r.spoolDir, 'queue')).filter((f) => f.endsWith('.json'))).toHaveLength(1);
+    expect(readdirSync(path.join(r.spoolDir, 'queue')).filter((f) => f.endsWith('.msg'))).toHaveLength(1);
   });
 });
 

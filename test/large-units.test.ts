@@ -15,11 +15,17 @@ import { resolveMailbox } from '../src/policy/mailbox.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'large-units-'));
 let n = 0;
+/** Each message is followed by bytes that are not part of it, as a spool file's envelope trailer is. */
+const TRAILER = '{"not":"message"}\n#envelope 0000000018\n';
+const sizes = new Map<string, number>();
 function file(text: string | Buffer): string {
   const f = path.join(dir, `m${n++}.eml`);
-  writeFileSync(f, text);
+  const bytes = Buffer.from(text);
+  writeFileSync(f, Buffer.concat([bytes, Buffer.from(TRAILER)]));
+  sizes.set(f, bytes.length);
   return f;
 }
+const scan = (f: string): ReturnType<typeof scanMime> => scanMime(f, sizes.get(f)!);
 
 const NESTED = [
   'From: a@contoso.example',
@@ -67,7 +73,7 @@ describe('scanMime and describeMessage', () => {
     it(`finds parts, offsets and decoded names (${eol === '\n' ? 'LF' : 'CRLF'} line ends)`, async () => {
       const text = NESTED.join(eol);
       const f = file(text);
-      const root = await scanMime(f);
+      const root = await scan(f);
       expect(root.contentType).toBe('multipart/mixed');
       expect(root.children.map((c) => c.contentType)).toEqual(['multipart/alternative', 'application/octet-stream', 'image/png']);
       const parts = describeMessage(root);
@@ -87,20 +93,20 @@ describe('scanMime and describeMessage', () => {
     const bin = Buffer.alloc(5000, 0x41);
     bin[4999] = 0x0d; // a CR of its own at the very end must survive
     const f = file(Buffer.concat([Buffer.from('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n'), bin, Buffer.from('\r\n--b--\r\n')]));
-    const parts = describeMessage(await scanMime(f));
+    const parts = describeMessage(await scan(f));
     expect((await partToBuffer(f, parts.attachments[0]!.part)).equals(bin)).toBe(true);
   });
 
   it('copes with a part that has headers and no blank line', async () => {
     const f = file('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n');
-    const root = await scanMime(f);
+    const root = await scan(f);
     expect(root.children.map((c) => c.contentType)).toEqual(['text/plain', 'application/pdf']);
     expect([...(await partToBuffer(f, describeMessage(root).attachments[0]!.part))]).toEqual([0, 1, 2]);
   });
 
   it('ends parts at end of file when the close delimiter is missing', async () => {
     const f = file('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n');
-    const parts = describeMessage(await scanMime(f));
+    const parts = describeMessage(await scan(f));
     expect(parts.attachments).toHaveLength(1);
     expect([...(await partToBuffer(f, parts.attachments[0]!.part))]).toEqual([0, 1, 2]);
   });
@@ -132,7 +138,7 @@ describe('planCut', () => {
       '',
     ].join('\r\n');
     const f = file(text);
-    const root = await scanMime(f);
+    const root = await scan(f);
     const parts = describeMessage(root);
     const prefix = Buffer.from('Bcc: x@y.example\r\n');
     const cut = planCut(text.length, prefix.length, parts.attachments, 64 * 1024)!;
@@ -149,7 +155,7 @@ describe('planCut', () => {
 
   it('returns null when nothing can be cut (a single-part message)', async () => {
     const f = file('Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n' + 'QUFB\r\n'.repeat(20_000));
-    const root = await scanMime(f);
+    const root = await scan(f);
     expect(planCut(120_000, 0, describeMessage(root).attachments, 64 * 1024)).toBeNull();
   });
 });

@@ -25,10 +25,10 @@ export function dsnStatus(env: Envelope, kind: DsnKind): string {
 const MAX_ORIGINAL_HEADERS = 64 * 1024;
 
 /** The original's header section, read from the spool without reading the body. */
-export async function readHeaderSection(file: string): Promise<Buffer> {
-  const fh = await open(file, 'r');
+export async function readHeaderSection(spool: Spool, state: SpoolState, env: Envelope): Promise<Buffer> {
+  const fh = await open(spool.messagePath(state, env.id), 'r');
   try {
-    const buf = Buffer.alloc(MAX_ORIGINAL_HEADERS);
+    const buf = Buffer.alloc(Math.min(MAX_ORIGINAL_HEADERS, env.size));
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     const data = buf.subarray(0, bytesRead);
     const end = data.indexOf('\r\n\r\n');
@@ -124,10 +124,10 @@ export function mayBounce(env: Envelope): boolean {
 
 /** Writes a notification into the spool as a message of its own, so it is delivered (and retried) like any other. */
 export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, kind: DsnKind, postmaster: string, reportingMta: string): Promise<Envelope> {
-  const originalHeaders = await readHeaderSection(spool.dataPath(state, env.id));
+  const originalHeaders = await readHeaderSection(spool, state, env);
   const dsn = buildDsn({ env, kind, postmaster, reportingMta, originalHeaders });
   const id = newQueueId();
-  const writer = await spool.beginMessage(id);
+  const writer = spool.beginMessage(id);
   await writer.write(dsn);
   const now = new Date().toISOString();
   const bounce: Envelope = {

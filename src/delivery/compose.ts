@@ -1,6 +1,6 @@
 /** The bytes sent to Graph: the spooled message with a Bcc: header for envelope-only recipients. */
 
-import { createReadStream } from 'node:fs';
+import { readRange } from '../spool/read-range.js';
 
 /** A Bcc: header folded at about 78 characters (RFC 5322 section 2.1.1); '' when there is nobody to add. */
 export function bccHeader(addresses: readonly string[]): string {
@@ -24,13 +24,13 @@ export function base64Length(rawBytes: number): number {
 }
 
 /**
- * Streams prefix + file as base64 without holding the message: each chunk is encoded up to a multiple
+ * Streams prefix + the file's first `size` bytes as base64 without holding the message: each chunk is encoded up to a multiple
  * of 3 bytes and the remainder carried into the next, so the output is one continuous base64 string.
  * `onDone` fires when the last byte has been produced (the request body was fully handed over).
  */
-export async function* base64Stream(prefix: Buffer, file: string, onDone?: () => void): AsyncGenerator<Buffer> {
+export async function* base64Stream(prefix: Buffer, file: string, size: number, onDone?: () => void): AsyncGenerator<Buffer> {
   let carry: Buffer = prefix;
-  for await (const chunk of createReadStream(file, { highWaterMark: 192 * 1024 }) as AsyncIterable<Buffer>) {
+  for await (const chunk of readRange(file, size, 192 * 1024)) {
     const buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
     const cut = buf.length - (buf.length % 3);
     if (cut > 0) yield Buffer.from(buf.subarray(0, cut).toString('base64'), 'latin1');

@@ -3,7 +3,7 @@
 import type { DeliveryConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { AttemptOutcome, Scheduled } from '../scheduler/scheduler.js';
-import type { Envelope, LastError, Spool } from '../spool/spool.js';
+import type { Envelope, LastError, MessageData, Spool } from '../spool/spool.js';
 import type { Bouncer } from './bounce.js';
 import type { Verdict } from './classify.js';
 import type { SendResult, Sender } from './senders.js';
@@ -34,17 +34,18 @@ export class DeliveryEngine {
   /** The scheduler's runner: never throws; whatever happens, the message stays owned by the spool. */
   attempt = async (msg: Scheduled, release: () => void = () => undefined): Promise<AttemptOutcome> => {
     let env: Envelope;
+    let data: MessageData;
     try {
-      env = await this.spool.readEnvelope('queue', msg.id);
+      ({ env, data } = await this.spool.load('queue', msg.id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'done' }; // deleted by a queue tool
-      this.log.error({ qid: msg.id, err }, 'cannot read envelope; retrying later');
+      this.log.error({ qid: msg.id, err }, 'cannot read the spooled message; retrying later');
       return { kind: 'retry', dueAt: Date.now() + 60_000 };
     }
     env.attempts++;
     let r: SendResult;
     try {
-      r = await this.sender.send(env, this.spool.dataPath('queue', env.id));
+      r = await this.sender.send(env, data);
     } catch (err) {
       // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
       this.log.error({ qid: env.id, err }, 'delivery attempt failed locally');

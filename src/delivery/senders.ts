@@ -1,7 +1,6 @@
 /** How a message leaves the relay: Graph (MIME sendMail, JSON sendMail, or the large-message route), or capture files. */
 
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
@@ -12,7 +11,8 @@ import type { LargeMessageRoute } from '../graph/large-message.js';
 import type { GraphRest } from '../graph/rest.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveMailbox } from '../policy/mailbox.js';
-import type { Envelope } from '../spool/spool.js';
+import type { Envelope, MessageData } from '../spool/spool.js';
+import { readRange, readSlice } from '../spool/read-range.js';
 import { classifyNetworkError, classifyResponse, classifyTokenError, type Verdict } from './classify.js';
 import { base64Length, base64Stream, bccHeader } from './compose.js';
 
@@ -27,7 +27,7 @@ export interface SendResult {
 }
 
 export interface Sender {
-  send(env: Envelope, dataPath: string): Promise<SendResult>;
+  send(env: Envelope, data: MessageData): Promise<SendResult>;
 }
 
 /** Messages up to this size are read and encoded in one piece instead of streamed. */
@@ -39,13 +39,13 @@ export class GraphMimeSender implements Sender {
     private readonly tokens: TokenProvider,
   ) {}
 
-  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+  async send(env: Envelope, data: MessageData): Promise<SendResult> {
     const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
-    const { size } = await stat(dataPath);
+    const { file, size } = data;
     const length = base64Length(prefix.length + size);
     // Small messages (most of them) go as one buffer: the stream machinery cost more CPU than the
     // message. Larger ones stream, so memory stays bounded whatever is in flight.
-    const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, await readFile(dataPath)]).toString('base64'), 'latin1') : null;
+    const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, data.bytes ?? (await readSlice(file, 0, size))]).toString('base64'), 'latin1') : null;
     // A 401 gets exactly one fresh token and one more try; a second 401 is deferred like any transient.
     for (let tryNo = 0; ; tryNo++) {
       let token: string;
@@ -57,8 +57,8 @@ export class GraphMimeSender implements Sender {
       }
       let bodyDone = false;
       try {
-        const body = small ?? base64Stream(prefix, dataPath, () => (bodyDone = true));
-        if (small && small.length !== length) throw new Error(`${dataPath} changed while being sent`);
+        const body = small ?? base64Stream(prefix, file, size, () => (bodyDone = true));
+        if (small && small.length !== length) throw new Error(`${file} changed while being sent`);
         const res = await this.client.sendMime(env.mailbox, token, body, length, () => (small ? true : bodyDone));
         const verdict = classifyResponse(res);
         if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
@@ -106,19 +106,19 @@ export class GraphSender implements Sender {
     return (res.ok && res.sentItems) || this.opts.sentItems;
   }
 
-  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+  async send(env: Envelope, data: MessageData): Promise<SendResult> {
     const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
-    const { size } = await stat(dataPath);
+    const { file: dataPath, size } = data;
     const fitsMime = base64Length(prefix.length + size) <= this.opts.maxRequestBytes;
     const discard = this.sentItemsFor(env) === 'discard';
     if (discard && size <= this.opts.maxRequestBytes) {
-      const body = await buildJsonSendMail(dataPath, env.bcc, this.opts.maxRequestBytes);
+      const body = await buildJsonSendMail(data, env.bcc, this.opts.maxRequestBytes);
       if (body) return { ...(await postJsonSendMail(this.rest, this.tokens, env.mailbox, body)), route: 'json' };
     }
     if (discard) {
       this.log.warn({ qid: env.id, mailbox: env.mailbox, size, event: 'sent-items-kept' }, 'sentItems is discard, but the message is too big for JSON sendMail: Graph keeps its copy in Sent Items');
     }
-    if (fitsMime) return this.mime.send(env, dataPath);
+    if (fitsMime) return this.mime.send(env, data);
     if (!this.large) {
       return { verdict: { kind: 'permanent', reason: 'message-too-big' }, route: 'mime', message: `the message (${size} bytes) exceeds one Graph request and delivery.largeMessages is off` };
     }
@@ -136,14 +136,14 @@ export class CaptureSender implements Sender {
     private readonly graphUrl: string,
   ) {}
 
-  async send(env: Envelope, dataPath: string): Promise<SendResult> {
+  async send(env: Envelope, data: MessageData): Promise<SendResult> {
     await mkdir(this.directory, { recursive: true });
     const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
     const emlPath = path.join(this.directory, `${env.id}.eml`);
     const out = await open(emlPath, 'w');
     try {
       await out.write(prefix);
-      for await (const chunk of createReadStream(dataPath) as AsyncIterable<Buffer>) await out.write(chunk);
+      for await (const chunk of readRange(data.file, data.size)) await out.write(chunk);
     } finally {
       await out.close();
     }

@@ -1,6 +1,6 @@
 /** Builds Graph's JSON `message` resource from a spooled MIME message, for JSON sendMail and JSON drafts. */
 
-import { open } from 'node:fs/promises';
+import { readSlice } from '../spool/read-range.js';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
 import type { MimePart } from './mime-tree.js';
 import type { MessageParts } from './mime-attachments.js';
@@ -8,22 +8,6 @@ import type { MessageParts } from './mime-attachments.js';
 type Recipient = { emailAddress: { address: string; name?: string } };
 
 const PARSE_OPTS = { skipImageLinks: true, skipHtmlToText: true, skipTextToHtml: true, skipTextLinks: true } as const;
-
-async function readRange(file: string, start: number, end: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(Math.max(0, end - start));
-    let got = 0;
-    while (got < buf.length) {
-      const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return buf.subarray(0, got);
-  } finally {
-    await fh.close();
-  }
-}
 
 function flatten(list: EmailAddress[]): EmailAddress[] {
   return list.flatMap((a) => (a.group ? flatten(a.group) : [a]));
@@ -40,7 +24,7 @@ function recipients(field: AddressObject | AddressObject[] | undefined): Recipie
 /** A body part decoded by mailparser (transfer encoding and charset), parsed on its own so nothing else is read. */
 async function bodyText(file: string, part: MimePart): Promise<string> {
   // The root's own header is the message header: parse from its start as well, it is all one part.
-  const raw = await readRange(file, part.headerStart, part.bodyEnd);
+  const raw = await readSlice(file, part.headerStart, part.bodyEnd);
   const parsed = await simpleParser(raw, PARSE_OPTS);
   return part.contentType === 'text/html' ? (parsed.html || '') : (parsed.text ?? '');
 }

@@ -10,16 +10,18 @@ import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer } from './part-body.js';
 import type { RouteOutcome } from './large-message.js';
 import type { GraphRest } from './rest.js';
+import type { MessageData } from '../spool/spool.js';
 
 /**
  * The whole request body, attachments included, or null when it would exceed `maxRequestBytes` (the
  * caller then takes the large route). Only called for messages whose raw size is near that limit, so
  * holding it in memory is bounded by one request.
  */
-export async function buildJsonSendMail(dataPath: string, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
+export async function buildJsonSendMail(data: MessageData, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
+  const dataPath = data.file;
   let root;
   try {
-    root = await scanMime(dataPath);
+    root = await scanMime(dataPath, data.size);
   } catch (err) {
     if (err instanceof MimeScanError) return null;
     throw err;

@@ -13,6 +13,7 @@ import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer, partToFile } from './part-body.js';
 import type { Body, GraphRest, JsonResponse } from './rest.js';
 import type { UploadBudget } from './upload-budget.js';
+import { readAt } from '../spool/read-range.js';
 
 /** Graph: attachments under 3 MB go in one POST; from 3 MB to 150 MB through an upload session. */
 export const MAX_DIRECT_ATTACHMENT = 3 * 1024 * 1024;
@@ -48,6 +49,7 @@ export interface LargeMessage {
   bcc: readonly string[];
   /** The Bcc: header for envelope-only recipients, put in front of the MIME as the MIME route does. */
   prefix: Buffer;
+  /** The spool file; the message is its first `size` bytes (the envelope follows). */
   dataPath: string;
   size: number;
 }
@@ -75,7 +77,7 @@ export class LargeMessageRoute {
   async send(msg: LargeMessage): Promise<RouteOutcome> {
     let root;
     try {
-      root = await scanMime(msg.dataPath);
+      root = await scanMime(msg.dataPath, msg.size);
     } catch (err) {
       if (!(err instanceof MimeScanError)) throw err;
       return { verdict: classifyUnsendable('invalid-mime'), message: `cannot split the message into parts: ${err.message}` };
@@ -236,16 +238,7 @@ async function fileSource(file: string, a: AttachmentInfo, tmp: string): Promise
   const fh = await open(tmp, 'r');
   return {
     size,
-    async read(offset, length) {
-      const buf = Buffer.allocUnsafe(length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return buf.subarray(0, got);
-    },
+    read: (offset, length) => readAt(fh, offset, length),
     async close() {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);

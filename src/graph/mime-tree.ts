@@ -1,7 +1,7 @@
 /** Streaming scan of a spooled message into its MIME part tree, with the byte offsets of every part. */
 
-import { createReadStream } from 'node:fs';
 import libmime from 'libmime';
+import { readRange } from '../spool/read-range.js';
 
 export interface MimePart {
   /** Offset of the part's opening delimiter line ("--boundary"); 0 for the root. */
@@ -109,7 +109,7 @@ function finishHeader(part: MimePart, header: string): void {
  * Reads the file once, line by line, keeping only header blocks and the first bytes of each body line:
  * memory does not grow with the message. Parts without a closing delimiter end at end of file.
  */
-export async function scanMime(file: string): Promise<MimePart> {
+export async function scanMime(file: string, size: number): Promise<MimePart> {
   const root = newPart(0, 0, null);
   let current: MimePart = root; // the part whose header or body we are in
   let inHeader = true;
@@ -173,7 +173,7 @@ export async function scanMime(file: string): Promise<MimePart> {
   };
 
   let lastByte = -1; // the byte before the current position, across chunks: a CR before LF means CRLF
-  for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+  for await (const chunk of readRange(file, size)) {
     let pos = 0;
     while (pos < chunk.length) {
       const nl = chunk.indexOf(10, pos);

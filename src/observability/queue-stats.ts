@@ -95,8 +95,8 @@ export async function deadLetterStats(deadDir: string, now: number): Promise<{ m
   let messages = 0;
   let first: string | null = null;
   for (const f of files) {
-    if (!f.endsWith('.json')) continue;
-    const id = f.slice(0, -5);
+    if (!f.endsWith('.msg')) continue;
+    const id = f.slice(0, -4);
     if (!QUEUE_ID_RE.test(id)) continue;
     messages++;
     if (first === null || id < first) first = id;

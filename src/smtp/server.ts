@@ -16,7 +16,7 @@ import { resolveMailbox } from '../policy/mailbox.js';
 import { NetworkList } from '../policy/networks.js';
 import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
-import type { Envelope, Spool } from '../spool/spool.js';
+import type { Envelope, MessageData, Spool } from '../spool/spool.js';
 import { installEnhancedCodePassthrough } from './enhanced-codes.js';
 import { HeaderCollector, readHeaderFacts } from './headers.js';
 import { receivedHeader } from './received.js';
@@ -39,7 +39,7 @@ export interface SmtpEvents {
   accepted(env: Envelope): void;
   rejected(reason: string, session: SMTPServerSession): void;
   /** Passthrough listeners: send now and answer with Graph's verdict instead of queueing. */
-  passthrough?: (env: Envelope, dataPath: string) => Promise<SendResult>;
+  passthrough?: (env: Envelope, data: MessageData) => Promise<SendResult>;
   /** A client connected to this listener (before any check), for session metrics. */
   session?(listener: string): void;
 }
@@ -286,7 +286,7 @@ export class SmtpListener {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
     const now = new Date();
-    const writer = await this.spool.beginMessage(id);
+    const writer = this.spool.beginMessage(id);
     const headers = new HeaderCollector();
     let failure: unknown = null;
     try {
@@ -380,7 +380,7 @@ export class SmtpListener {
       if (this.events.passthrough) {
         await writer.finish();
         try {
-          return await this.passThrough(env, writer.tmpPath, this.events.passthrough);
+          return await this.passThrough(env, writer.data(), this.events.passthrough);
         } finally {
           await unlink(writer.tmpPath).catch(() => undefined);
         }
@@ -415,9 +415,9 @@ export class SmtpListener {
   }
 
   /** No spool: Graph's answer becomes the SMTP answer, for callers that retry on their own. */
-  private async passThrough(env: Envelope, dataPath: string, send: NonNullable<SmtpEvents['passthrough']>): Promise<string> {
+  private async passThrough(env: Envelope, data: MessageData, send: NonNullable<SmtpEvents['passthrough']>): Promise<string> {
     env.attempts = 1;
-    const r = await send(env, dataPath);
+    const r = await send(env, data);
     const v = r.verdict;
     const detail = [r.status && `HTTP ${r.status}`, r.code].filter(Boolean).join(' ') || (v.kind === 'delivered' ? '' : v.reason);
     const fields = { qid: env.id, event: 'passthrough', mailbox: env.mailbox, rcpts: env.rcptTo.length, size: env.size, status: r.status, code: r.code, requestId: r.requestId, listener: env.listener };

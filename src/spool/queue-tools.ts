@@ -48,7 +48,7 @@ export async function showMessage(spool: Spool, id: string): Promise<string> {
   for (const state of ['queue', 'dead'] as const) {
     if (!(await spool.exists(state, id))) continue;
     const env = await spool.readEnvelope(state, id);
-    const headers = await readHeaderSection(spool.dataPath(state, id));
+    const headers = await readHeaderSection(spool, state, env);
     return `state: ${state}\n${JSON.stringify(env, null, 2)}\n\n${headers.toString('utf8')}`;
   }
   throw new Error(`no message ${id} in the queue or the dead-letter folder`);

@@ -1,17 +1,22 @@
 /** The spool: a directory queue that owns every accepted message until Graph has taken it. */
 
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { QUEUE_ID_RE } from './queue-id.js';
+import { readAt } from './read-range.js';
 
 /**
- * Layout (one pair of files a message; the .json envelope is the commit record):
- *   tmp/     half-written files; anything here after a crash was never acknowledged and is removed
- *   queue/   <id>.eml + <id>.json: accepted, waiting for (or in) delivery
- *   dead/    <id>.eml + <id>.json: failed permanently or expired; lastError says why
- * A message is in a state exactly when its envelope is in that state's folder. The .eml moves first on
- * ingest and last on every other move, so a crash between two renames leaves a state recovery can read.
+ * Layout (one file a message, as Postfix keeps envelope and content in one queue file):
+ *   tmp/     files being written; anything here after a crash was never acknowledged and is removed
+ *   queue/   <id>.msg: accepted, waiting for (or in) delivery
+ *   dead/    <id>.msg: failed permanently or expired; the envelope's lastError says why
+ * A .msg file is the message as received (env.size bytes) followed by its envelope as written at
+ * acceptance (a JSON line and a fixed-size footer giving its length), so one fsync'd file and one rename
+ * make a message the relay's. It is never written again. What changes later (attempts, next attempt,
+ * last error) goes to <id>.json beside it, the whole envelope rewritten atomically, which then wins.
+ * A message is in a state exactly when its .msg file is in that state's folder; a move writes the .json
+ * into the new folder first, so a crash mid-move leaves a .json pointing the way for recovery.
  */
 export type SpoolState = 'queue' | 'dead';
 
@@ -40,7 +45,7 @@ export interface Envelope {
   helo: string;
   listener: string;
   receivedAt: string;
-  /** Bytes of the .eml file (the message as received plus our Received: header). */
+  /** Bytes of the message (as received plus our Received: header) at the start of its .msg file. */
   size: number;
   attempts: number;
   nextAttemptAt: string;
@@ -80,22 +85,51 @@ class DirSyncer {
   }
 }
 
+/** The message part of a spool file: bytes [0, size) of `file`; `bytes` holds them when they were read already. */
+export interface MessageData {
+  file: string;
+  size: number;
+  bytes?: Buffer;
+}
+
+/** A spool file that cannot be read as one: its name is kept in the error so an admin can find it. */
+export class SpoolFileError extends Error {
+  constructor(
+    readonly file: string,
+    why: string,
+  ) {
+    super(`${file}: ${why}`);
+  }
+}
+
 const FLUSH_BYTES = 256 * 1024;
+/** Files up to this size are read whole when a message is loaded for delivery. */
+const READ_WHOLE_BELOW = 256 * 1024;
+const FOOTER_TAG = '#envelope ';
+/** '#envelope 0000000123\n': the length of the envelope's JSON line before it. */
+const FOOTER_BYTES = FOOTER_TAG.length + 11;
+const FOOTER_RE = /^#envelope (\d{10})\n$/;
+
+function envelopeTrailer(env: Envelope): Buffer {
+  const json = `${JSON.stringify(env)}\n`;
+  const length = Buffer.byteLength(json);
+  return Buffer.from(`${json}${FOOTER_TAG}${String(length).padStart(10, '0')}\n`, 'utf8');
+}
 
 /** Receives one message's bytes into tmp/; nothing is in the queue until Spool.commit. */
 export class SpoolWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes of the message written so far (the envelope trailer is not counted). */
   bytes = 0;
+  private fh: FileHandle | null = null;
   private constructor(
     readonly id: string,
     readonly tmpPath: string,
-    private readonly fh: FileHandle,
   ) {}
 
-  static async create(id: string, tmpPath: string): Promise<SpoolWriter> {
-    const fh = await open(tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o640);
-    return new SpoolWriter(id, tmpPath, fh);
+  static create(id: string, tmpPath: string): SpoolWriter {
+    return new SpoolWriter(id, tmpPath);
   }
 
   /** Small chunks are gathered and written together; the returned promise is the backpressure. */
@@ -107,31 +141,46 @@ export class SpoolWriter {
   }
 
   private async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
+    if (this.pendingBytes === 0 && this.fh) return;
     const chunks = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    await this.fh.writev(chunks);
+    // Opened at the first flush: a small message costs one open, one writev, one fsync and one close.
+    this.fh ??= await open(this.tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o640);
+    if (chunks.length) await this.fh.writev(chunks);
   }
 
-  /** Flushes and fsyncs; the data is on disk when this resolves. */
-  async finish(): Promise<void> {
+  /** Flushes and fsyncs; the data (and the trailer, when one was added) is on disk when this resolves. */
+  async finish(trailer?: Buffer): Promise<void> {
+    if (trailer) {
+      this.pending.push(trailer);
+      this.pendingBytes += trailer.length;
+    }
     await this.flush();
-    await this.fh.sync();
-    await this.fh.close();
+    await this.fh!.sync();
+    await this.fh!.close();
+    this.fh = null;
+  }
+
+  /** The message bytes, for senders, while the file is in tmp/ (passthrough listeners). */
+  data(): MessageData {
+    return { file: this.tmpPath, size: this.bytes };
   }
 
   async abort(): Promise<void> {
-    await this.fh.close().catch(() => undefined);
+    await this.fh?.close().catch(() => undefined);
+    this.fh = null;
     await unlink(this.tmpPath).catch(() => undefined);
   }
 }
 
 export interface RecoveryReport {
   removedTmp: number;
+  /** State files (.json) whose message was gone: it was delivered or deleted just before the crash. */
   removedOrphans: number;
   completedMoves: number;
-  missingData: string[];
+  /** Messages of the two-file layout (<id>.eml + <id>.json) rewritten as <id>.msg. */
+  migrated: number;
 }
 
 export class Spool {
@@ -173,87 +222,116 @@ export class Spool {
     return state === 'queue' ? this.queueDir : this.deadDir;
   }
 
-  dataPath(state: SpoolState, id: string): string {
-    return path.join(this.dir(state), `${id}.eml`);
+  /** The message's file: the message, then the envelope it was accepted with. */
+  messagePath(state: SpoolState, id: string): string {
+    return path.join(this.dir(state), `${id}.msg`);
   }
 
-  envelopePath(state: SpoolState, id: string): string {
+  /** The envelope as changed since acceptance; absent until the first change. */
+  statePath(state: SpoolState, id: string): string {
     return path.join(this.dir(state), `${id}.json`);
   }
 
   async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { removedTmp: 0, removedOrphans: 0, completedMoves: 0, missingData: [] };
+    const report: RecoveryReport = { removedTmp: 0, removedOrphans: 0, completedMoves: 0, migrated: 0 };
     for (const f of await readdir(this.tmpDir)) {
       await rm(path.join(this.tmpDir, f), { force: true });
       report.removedTmp++;
     }
-    const queueFiles = new Set(await readdir(this.queueDir));
-    const deadFiles = new Set(await readdir(this.deadDir));
-    for (const f of queueFiles) {
-      if (!f.endsWith('.eml')) continue;
-      const id = f.slice(0, -4);
-      if (queueFiles.has(`${id}.json`)) continue;
-      if (deadFiles.has(`${id}.json`)) {
-        // The envelope reached dead/ but the crash came before the data followed it.
-        await rename(this.dataPath('queue', id), this.dataPath('dead', id));
-        report.completedMoves++;
-      } else {
-        // Data without an envelope was never committed, so its client never got a 250.
-        await unlink(this.dataPath('queue', id));
-        report.removedOrphans++;
+    for (const state of ['queue', 'dead'] as const) report.migrated += await this.migrateTwoFileLayout(state);
+    const files = { queue: new Set(await readdir(this.queueDir)), dead: new Set(await readdir(this.deadDir)) };
+    for (const [here, other] of [['queue', 'dead'], ['dead', 'queue']] as const) {
+      for (const f of files[here]) {
+        if (!f.endsWith('.json')) continue;
+        const id = f.slice(0, -5);
+        if (!QUEUE_ID_RE.test(id) || files[here].has(`${id}.msg`)) continue;
+        if (files[other].has(`${id}.msg`)) {
+          // A move to `here` wrote the new state, then the crash came before the message followed it.
+          await unlink(this.statePath(other, id)).catch(ignoreMissing);
+          await rename(this.messagePath(other, id), this.messagePath(here, id));
+          files[other].delete(`${id}.msg`);
+          files[here].add(`${id}.msg`);
+          report.completedMoves++;
+        } else {
+          await unlink(this.statePath(here, id));
+          report.removedOrphans++;
+        }
       }
     }
-    for (const f of queueFiles) {
-      if (!f.endsWith('.json') || queueFiles.has(`${f.slice(0, -5)}.eml`)) continue;
-      const id = f.slice(0, -5);
-      if (deadFiles.has(`${id}.eml`) && !deadFiles.has(`${id}.json`)) {
-        // A requeue from dead/ moved the envelope; the data had not followed yet.
-        await rename(this.dataPath('dead', id), this.dataPath('queue', id));
-        report.completedMoves++;
-      } else {
-        report.missingData.push(id);
-      }
-    }
-    if (report.completedMoves) await this.queueSync.sync();
+    if (report.completedMoves) await Promise.all([this.queueSync.sync(), this.deadSync.sync()]);
     return report;
   }
 
-  async beginMessage(id: string): Promise<SpoolWriter> {
-    return SpoolWriter.create(id, path.join(this.tmpDir, `${id}.eml`));
+  /**
+   * Spools written before the single-file layout: <id>.eml + <id>.json become <id>.msg (the .eml with the
+   * envelope appended) and the .json stays as the state file, which it already is in content.
+   */
+  private async migrateTwoFileLayout(state: SpoolState): Promise<number> {
+    const files = new Set(await readdir(this.dir(state)));
+    let n = 0;
+    for (const f of files) {
+      if (!f.endsWith('.eml')) continue;
+      const id = f.slice(0, -4);
+      const eml = path.join(this.dir(state), f);
+      if (!QUEUE_ID_RE.test(id)) continue;
+      if (files.has(`${id}.msg`) || !files.has(`${id}.json`)) {
+        // Already migrated (the crash came before this unlink), or data that was never committed.
+        await unlink(eml);
+        continue;
+      }
+      const env = JSON.parse(await readFile(this.statePath(state, id), 'utf8')) as Envelope;
+      const tmp = path.join(this.tmpDir, `${id}.msg`);
+      await copyFile(eml, tmp);
+      env.size = (await stat(tmp)).size;
+      const fh = await open(tmp, 'a');
+      try {
+        await fh.write(envelopeTrailer(env));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.messagePath(state, id));
+      await this.syncer(state).sync();
+      await unlink(eml);
+      n++;
+    }
+    return n;
+  }
+
+  beginMessage(id: string): SpoolWriter {
+    return SpoolWriter.create(id, path.join(this.tmpDir, `${id}.msg`));
   }
 
   /**
-   * Makes the message the relay's: data fsynced (by the writer), envelope written and fsynced, both
-   * renamed into queue/, and queue/ fsynced. Only after this resolves may the client hear 250.
+   * Makes the message the relay's: data and envelope fsynced in one file, renamed into queue/, and
+   * queue/ fsynced. Only after this resolves may the client hear 250.
    */
   async commit(writer: SpoolWriter, env: Envelope): Promise<void> {
-    const tmpEnv = path.join(this.tmpDir, `${env.id}.json`);
-    await Promise.all([writer.finish(), writeSynced(tmpEnv, serialize(env))]);
-    await rename(writer.tmpPath, this.dataPath('queue', env.id));
-    await rename(tmpEnv, this.envelopePath('queue', env.id));
+    await writer.finish(envelopeTrailer(env));
+    await rename(writer.tmpPath, this.messagePath('queue', env.id));
     await this.queueSync.sync();
   }
 
-  /** Rewrites an envelope (attempts, next attempt, last error) atomically. */
+  /** Records a changed envelope (attempts, next attempt, last error) atomically beside its message. */
   async updateEnvelope(state: SpoolState, env: Envelope): Promise<void> {
-    const tmpEnv = path.join(this.tmpDir, `${env.id}.${process.pid}.upd.json`);
-    await writeSynced(tmpEnv, serialize(env));
-    await rename(tmpEnv, this.envelopePath(state, env.id));
+    const tmp = path.join(this.tmpDir, `${env.id}.${process.pid}.upd.json`);
+    await writeSynced(tmp, `${JSON.stringify(env, null, 1)}\n`);
+    await rename(tmp, this.statePath(state, env.id));
   }
 
-  /** Delivered: the envelope goes first, so a crash in between leaves only an orphan to clean. */
+  /** Delivered or deleted: the message goes first, so a crash in between leaves only a state file to clean. */
   async remove(state: SpoolState, id: string): Promise<void> {
-    await unlink(this.envelopePath(state, id));
-    await unlink(this.dataPath(state, id)).catch(ignoreMissing);
+    await unlink(this.messagePath(state, id));
+    await unlink(this.statePath(state, id)).catch(ignoreMissing);
     await this.syncer(state).sync();
   }
 
-  /** Moves a message between queue/ and dead/, envelope (the commit record) first. */
+  /** Moves a message between queue/ and dead/: the new state lands in the destination first. */
   async move(from: SpoolState, to: SpoolState, env: Envelope): Promise<void> {
     if (from === to) return this.updateEnvelope(to, env);
-    await this.updateEnvelope(from, env);
-    await rename(this.envelopePath(from, env.id), this.envelopePath(to, env.id));
-    await rename(this.dataPath(from, env.id), this.dataPath(to, env.id));
+    await this.updateEnvelope(to, env);
+    await unlink(this.statePath(from, env.id)).catch(ignoreMissing);
+    await rename(this.messagePath(from, env.id), this.messagePath(to, env.id));
     await Promise.all([this.syncer(to).sync(), this.syncer(from).sync()]);
   }
 
@@ -261,29 +339,88 @@ export class Spool {
     return state === 'queue' ? this.queueSync : this.deadSync;
   }
 
+  /** The current envelope: the state file when there is one, else the one the message was accepted with. */
   async readEnvelope(state: SpoolState, id: string): Promise<Envelope> {
-    return JSON.parse(await readFile(this.envelopePath(state, id), 'utf8')) as Envelope;
+    return (await this.load(state, id, false)).env;
+  }
+
+  /**
+   * Envelope and message for a delivery attempt. Small files are read whole, in one go, so the sender
+   * does not open the file again.
+   */
+  async load(state: SpoolState, id: string, wantBytes = true): Promise<{ env: Envelope; data: MessageData }> {
+    const updated = await readFile(this.statePath(state, id), 'utf8').then(
+      (text) => JSON.parse(text) as Envelope,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return null;
+        throw err;
+      },
+    );
+    const file = this.messagePath(state, id);
+    const read = await readMessageFile(file, wantBytes);
+    const env = updated ?? read.env;
+    return { env, data: read.data };
   }
 
   /** Queue ids in a state folder, oldest first (ids are time-ordered). */
   async ids(state: SpoolState): Promise<string[]> {
     const files = await readdir(this.dir(state));
     return files
-      .filter((f) => f.endsWith('.json') && QUEUE_ID_RE.test(f.slice(0, -5)))
-      .map((f) => f.slice(0, -5))
+      .filter((f) => f.endsWith('.msg') && QUEUE_ID_RE.test(f.slice(0, -4)))
+      .map((f) => f.slice(0, -4))
       .sort();
   }
 
   async exists(state: SpoolState, id: string): Promise<boolean> {
-    return stat(this.envelopePath(state, id)).then(
+    return stat(this.messagePath(state, id)).then(
       () => true,
       () => false,
     );
   }
 }
 
-function serialize(env: Envelope): string {
-  return `${JSON.stringify(env, null, 1)}\n`;
+/**
+ * Reads a .msg file's accepted envelope from its trailer (and, when `wantBytes` and the file is small, the
+ * message bytes too). Checks that the footer, the JSON and the size agree, so a damaged file is reported,
+ * never sent.
+ */
+export async function readMessageFile(file: string, wantBytes = false): Promise<{ env: Envelope; data: MessageData }> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < FOOTER_BYTES) throw new SpoolFileError(file, 'too short for an envelope trailer');
+    const whole = wantBytes && size <= READ_WHOLE_BELOW;
+    let buf: Buffer;
+    let at: number; // file offset of buf[0]
+    if (whole) {
+      buf = await readAt(fh, 0, size);
+      at = 0;
+    } else {
+      at = Math.max(0, size - 16 * 1024);
+      buf = await readAt(fh, at, size - at);
+    }
+    const m = FOOTER_RE.exec(buf.toString('latin1', buf.length - FOOTER_BYTES));
+    if (!m) throw new SpoolFileError(file, 'no envelope trailer at the end');
+    const jsonLength = Number(m[1]);
+    const jsonStart = size - FOOTER_BYTES - jsonLength;
+    if (jsonStart < 0) throw new SpoolFileError(file, 'envelope trailer longer than the file');
+    if (jsonStart < at) {
+      buf = Buffer.concat([await readAt(fh, jsonStart, at - jsonStart), buf]);
+      at = jsonStart;
+    }
+    let env: Envelope;
+    try {
+      env = JSON.parse(buf.toString('utf8', jsonStart - at, buf.length - FOOTER_BYTES)) as Envelope;
+    } catch {
+      throw new SpoolFileError(file, 'envelope trailer is not valid JSON');
+    }
+    if (env.size !== jsonStart) throw new SpoolFileError(file, `envelope says ${env.size} message bytes, the file holds ${jsonStart}`);
+    const data: MessageData = { file, size: env.size };
+    if (whole) data.bytes = buf.subarray(0, env.size);
+    return { env, data };
+  } finally {
+    await fh.close();
+  }
 }
 
 async function writeSynced(file: string, text: string): Promise<void> {

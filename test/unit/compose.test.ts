@@ -38,11 +38,11 @@ describe('added headers', () => {
     for (const size of [0, 1, 2, 3, 200_000, 1_000_001]) {
       const data = Buffer.alloc(size, 0).map((_, i) => (i * 7919) % 251);
       const file = path.join(dir, `m${size}`);
-      writeFileSync(file, data);
+      writeFileSync(file, Buffer.concat([data, Buffer.from('{"trailer":1}\n')])); // what follows the message in a spool file
       const prefix = Buffer.from('Bcc: z@y.example\r\n');
       let done = false;
       const chunks: Buffer[] = [];
-      for await (const c of base64Stream(prefix, file, () => (done = true))) chunks.push(c);
+      for await (const c of base64Stream(prefix, file, data.length, () => (done = true))) chunks.push(c);
       const out = Buffer.concat(chunks).toString('latin1');
       expect(out).toBe(Buffer.concat([prefix, data]).toString('base64'));
       expect(out.length).toBe(base64Length(prefix.length + size));

@@ -1,65 +1,148 @@
 /** The spool: commit order, crash recovery, and queue ids. */
 
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { newQueueId, QUEUE_ID_RE } from '../../src/spool/queue-id.js';
-import { Spool, type Envelope } from '../../src/spool/spool.js';
+import { readRange } from '../../src/spool/read-range.js';
+import { Spool, SpoolFileError, type Envelope } from '../../src/spool/spool.js';
 
 function envelope(id: string): Envelope {
   const now = new Date().toISOString();
   return { version: 1, id, mailFrom: 'a@contoso.example', rcptTo: ['b@contoso.example'], mailbox: 'a@contoso.example', bcc: [], clientAddress: '127.0.0.1', clientHostname: '[127.0.0.1]', helo: 'x', listener: 'default', receivedAt: now, size: 3, attempts: 0, nextAttemptAt: now, lastError: null };
 }
 
+const opened: Spool[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+});
+
 async function openSpool(): Promise<Spool> {
   const s = new Spool(mkdtempSync(path.join(tmpdir(), 'spool-')));
   await s.open();
+  opened.push(s);
   return s;
 }
 
+async function spoolOne(s: Spool, body = 'abc'): Promise<string> {
+  const id = newQueueId();
+  const w = s.beginMessage(id);
+  await w.write(Buffer.from(body));
+  await s.commit(w, { ...envelope(id), size: Buffer.byteLength(body) });
+  return id;
+}
+
 describe('spool', () => {
-  it('holds nothing in queue/ until commit, then both files', async () => {
+  it('holds nothing in queue/ until commit, then one file: the message followed by its envelope', async () => {
     const s = await openSpool();
     const id = newQueueId();
-    const w = await s.beginMessage(id);
-    await w.write(Buffer.from('abc'));
+    const w = s.beginMessage(id);
+    await w.write(Buffer.from('Subject: x\r\n\r\nbody\r\n'));
     expect(readdirSync(s.queueDir)).toEqual([]);
-    await s.commit(w, envelope(id));
-    expect(readdirSync(s.queueDir).sort()).toEqual([`${id}.eml`, `${id}.json`]);
+    await s.commit(w, { ...envelope(id), size: w.bytes });
+    expect(readdirSync(s.queueDir)).toEqual([`${id}.msg`]);
     expect(readdirSync(s.tmpDir)).toEqual([]);
     expect(await s.ids('queue')).toEqual([id]);
+    const file = readFileSync(s.messagePath('queue', id), 'latin1');
+    expect(file.startsWith('Subject: x\r\n\r\nbody\r\n{"version":1,')).toBe(true);
+    expect(file).toMatch(/\n#envelope \d{10}\n$/);
+    const { env, data } = await s.load('queue', id);
+    expect(env).toMatchObject({ id, rcptTo: ['b@contoso.example'], size: 20, attempts: 0 });
+    expect(data.size).toBe(20);
+    expect(data.bytes?.toString('latin1')).toBe('Subject: x\r\n\r\nbody\r\n');
   });
 
-  it('after a crash, removes half-written files and data that was never committed', async () => {
+  it('reads the envelope of a large file from its tail and never hands out the trailer as message bytes', async () => {
     const s = await openSpool();
-    const kept = newQueueId();
-    const w = await s.beginMessage(kept);
-    await w.write(Buffer.from('abc'));
-    await s.commit(w, envelope(kept));
-    // A crash mid-ingest: a tmp file, and data renamed into queue/ whose envelope never followed.
-    writeFileSync(path.join(s.tmpDir, 'zzz.eml'), 'partial');
-    const orphan = newQueueId();
-    writeFileSync(s.dataPath('queue', orphan), 'never acknowledged');
+    const body = 'x'.repeat(600 * 1024);
+    const id = await spoolOne(s, body);
+    const { env, data } = await s.load('queue', id);
+    expect(env.size).toBe(body.length);
+    expect(data.bytes).toBeUndefined();
+    let streamed = 0;
+    for await (const c of readRange(data.file, data.size)) streamed += c.length;
+    expect(streamed).toBe(body.length);
+  });
+
+  it('keeps later changes in <id>.json, which wins over the trailer, and removes both on delivery', async () => {
+    const s = await openSpool();
+    const id = await spoolOne(s);
+    const env = await s.readEnvelope('queue', id);
+    await s.updateEnvelope('queue', { ...env, attempts: 3 });
+    expect(readdirSync(s.queueDir).sort()).toEqual([`${id}.json`, `${id}.msg`]);
+    expect((await s.readEnvelope('queue', id)).attempts).toBe(3);
+    await s.remove('queue', id);
+    expect(readdirSync(s.queueDir)).toEqual([]);
+  });
+
+  it('reports a damaged file by name instead of reading past its message', async () => {
+    const s = await openSpool();
+    const id = await spoolOne(s);
+    const file = s.messagePath('queue', id);
+    writeFileSync(file, readFileSync(file).subarray(0, -5));
+    await expect(s.readEnvelope('queue', id)).rejects.toThrow(SpoolFileError);
+    await expect(s.readEnvelope('queue', id)).rejects.toThrow(file);
+  });
+
+  it('after a crash, removes half-written files and state files whose message is gone', async () => {
+    const s = await openSpool();
+    const kept = await spoolOne(s);
+    writeFileSync(path.join(s.tmpDir, 'zzz.msg'), 'partial');
+    // Delivered just before the crash: the message was unlinked, its state file not yet.
+    const gone = newQueueId();
+    writeFileSync(s.statePath('queue', gone), JSON.stringify(envelope(gone)));
     const report = await s.recover();
-    expect(report).toMatchObject({ removedTmp: 1, removedOrphans: 1, completedMoves: 0 });
+    expect(report).toMatchObject({ removedTmp: 1, removedOrphans: 1, completedMoves: 0, migrated: 0 });
     expect(await s.ids('queue')).toEqual([kept]);
-    expect(existsSync(s.dataPath('queue', orphan))).toBe(false);
+    expect(readdirSync(s.queueDir)).toEqual([`${kept}.msg`]);
   });
 
-  it('finishes a move to dead/ that a crash interrupted between the two renames', async () => {
+  it('finishes a move to dead/ that a crash interrupted after the new state was written', async () => {
     const s = await openSpool();
-    const id = newQueueId();
-    const w = await s.beginMessage(id);
-    await w.write(Buffer.from('abc'));
-    await s.commit(w, envelope(id));
-    const { rename } = await import('node:fs/promises');
-    await rename(s.envelopePath('queue', id), s.envelopePath('dead', id));
+    const id = await spoolOne(s);
+    const env = await s.readEnvelope('queue', id);
+    await s.updateEnvelope('queue', { ...env, attempts: 1 });
+    // move() writes dead/<id>.json first; the crash came before queue/<id>.msg followed.
+    await s.updateEnvelope('dead', { ...env, attempts: 2, lastError: { at: env.receivedAt, kind: 'permanent', reason: 'x', message: 'x' } });
     const report = await s.recover();
     expect(report.completedMoves).toBe(1);
-    expect(existsSync(s.dataPath('dead', id))).toBe(true);
     expect(await s.ids('queue')).toEqual([]);
+    expect(readdirSync(s.queueDir)).toEqual([]);
     expect(await s.ids('dead')).toEqual([id]);
+    expect((await s.readEnvelope('dead', id)).attempts).toBe(2);
+  });
+
+  it('moves a message and its state between queue/ and dead/', async () => {
+    const s = await openSpool();
+    const id = await spoolOne(s);
+    const env = await s.readEnvelope('queue', id);
+    await s.move('queue', 'dead', { ...env, attempts: 1 });
+    expect(readdirSync(s.queueDir)).toEqual([]);
+    expect(readdirSync(s.deadDir).sort()).toEqual([`${id}.json`, `${id}.msg`]);
+    await s.move('dead', 'queue', { ...env, attempts: 0 });
+    expect(readdirSync(s.deadDir)).toEqual([]);
+    expect(await s.ids('queue')).toEqual([id]);
+    expect((await s.load('queue', id)).data.bytes?.toString()).toBe('abc');
+  });
+
+  it('rewrites a spool of the two-file layout (.eml + .json) as .msg files, nothing lost', async () => {
+    const s = await openSpool();
+    const queued = newQueueId();
+    const dead = newQueueId();
+    writeFileSync(path.join(s.queueDir, `${queued}.eml`), 'Subject: q\r\n\r\nq\r\n');
+    writeFileSync(s.statePath('queue', queued), JSON.stringify({ ...envelope(queued), attempts: 2 }));
+    writeFileSync(path.join(s.deadDir, `${dead}.eml`), 'Subject: d\r\n\r\nd\r\n');
+    writeFileSync(s.statePath('dead', dead), JSON.stringify(envelope(dead)));
+    // Data never committed (no .json) is dropped, as recovery always did.
+    writeFileSync(path.join(s.queueDir, `${newQueueId()}.eml`), 'orphan');
+    const report = await s.recover();
+    expect(report.migrated).toBe(2);
+    expect(readdirSync(s.queueDir).sort()).toEqual([`${queued}.json`, `${queued}.msg`]);
+    const q = await s.load('queue', queued);
+    expect(q.env.attempts).toBe(2);
+    expect(q.data.bytes?.toString()).toBe('Subject: q\r\n\r\nq\r\n');
+    expect((await s.load('dead', dead)).data.bytes?.toString()).toBe('Subject: d\r\n\r\nd\r\n');
   });
 
   it('makes short ids that are unique and ordered by time', () => {

@@ -1,0 +1,32 @@
+/** Reading the message part of a spool file, which its envelope trailer follows: never past `size`. */
+
+import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+
+/** The first `size` bytes of `file`, streamed. */
+export function readRange(file: string, size: number, highWaterMark = 256 * 1024): AsyncIterable<Buffer> {
+  if (size === 0) return (async function* () {})();
+  return createReadStream(file, { start: 0, end: size - 1, highWaterMark }) as AsyncIterable<Buffer>;
+}
+
+/** Bytes [start, end) of `file`, in one buffer. */
+export async function readSlice(file: string, start: number, end: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    return await readAt(fh, start, Math.max(0, end - start));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `length` bytes from `position`, fewer only at the end of the file. */
+export async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
