@@ -50,4 +50,54 @@ describe('LineEndingGuard', () => {
     expect(run('reject', [Buffer.from('a'.repeat(1001) + '\r\n')]).violation).toMatch(/longer than 1000 bytes \(limits\.maxLineLength\)/);
     expect(run('reject', [Buffer.from('a'.repeat(1000) + '\r\n')]).violation).toBeNull();
   });
+
+  it('agrees with a byte-by-byte reading on random input, chunking and limits', () => {
+    let seed = 42;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const alphabet = [0x61, 0x61, 0x61, 0x61, 0x0d, 0x0a, 0x0d, 0x0a, 0x00];
+    for (let round = 0; round < 3000; round++) {
+      const bytes = Buffer.from(Array.from({ length: rnd(40) }, () => (rnd(20) === 0 ? alphabet[8]! : alphabet[rnd(8)]!)));
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; ) {
+        const n = 1 + rnd(12);
+        chunks.push(bytes.subarray(at, at + n));
+        at += n;
+      }
+      const maxLine = 1 + rnd(8);
+      for (const mode of ['reject', 'normalize'] as const) {
+        const got = run(mode, chunks, maxLine);
+        const want = oracle(mode, bytes, maxLine);
+        // After a violation nothing is stored, so only the verdict is compared then.
+        expect(want.violation === null ? got : got.violation, `${mode} ${JSON.stringify(bytes.toString('latin1'))} max ${maxLine}`).toEqual(want.violation === null ? want : want.violation);
+      }
+    }
+  });
 });
+
+/** The rule stated byte by byte, as the guard once read it: the reference for the indexOf version. */
+function oracle(mode: LineEndingMode, b: Buffer, maxLine: number): { out: string; violation: string | null } {
+  let out = '';
+  let line = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === 0x0d && b[i + 1] === 0x0a) {
+      out += '\r\n';
+      i++;
+      line = 0;
+    } else if (c === 0x0d || c === 0x0a) {
+      if (mode === 'reject') return { out: '', violation: `bare ${c === 0x0d ? 'CR' : 'LF'} at offset ${i} (lines must end with CRLF; limits.bareLineEndings: reject)` };
+      out += '\r\n';
+      line = 0;
+    } else if (c === 0) {
+      return { out: '', violation: `NUL byte at offset ${i}` };
+    } else if (++line > maxLine) {
+      return { out: '', violation: `a line longer than ${maxLine} bytes (limits.maxLineLength)` };
+    } else {
+      out += String.fromCharCode(c);
+    }
+  }
+  return { out, violation: null };
+}

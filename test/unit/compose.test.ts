@@ -69,4 +69,27 @@ describe('header facts', () => {
       messageId: '<m1@x>',
     });
   });
+
+  it('reads single addresses without the full parser exactly as the parser does', async () => {
+    const { addresses } = await import('../../src/smtp/headers.js');
+    const { default: addressparser } = await import('nodemailer/lib/addressparser');
+    const samples = [
+      'dev@printer.local',
+      'Scanner <scan.01+tag@contoso.example>',
+      '=?utf-8?q?Zo=C3=AB?= <zoë@contoso.example>',
+      'Jane Doe<JANE@Contoso.Example>',
+      '<a_b-c@x.example>',
+      'no.at.sign',
+      'a@b@c.example',
+      '"Doe, Jane" <jane@contoso.example>',
+      'x@contoso.example, y@contoso.example',
+      'team: x@contoso.example;',
+      'a@[192.0.2.1]',
+      'Jane (work) <jane@contoso.example>',
+    ];
+    for (const v of samples) {
+      const parsed = addressparser(v, { flatten: true }).map((a) => a.address).filter(Boolean);
+      expect(addresses(v), v).toEqual(parsed);
+    }
+  });
 });
