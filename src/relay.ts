@@ -124,6 +124,7 @@ export class Relay {
       const name = this.cfg.listeners[i]!.name;
       this.log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
+    this.tokens?.warmUp();
     const loaded = await this.loadQueue();
     await this.control.start();
     this.log.info({ event: 'started', queued: loaded, delivery: this.cfg.delivery.mode }, 'relay started');

@@ -156,6 +156,14 @@ describe('delivery through Graph', () => {
     expect(tb.emu.sent).toHaveLength(0);
   });
 
+  it('fetches its Graph token at start, so the first message does not wait for Entra ID', async () => {
+    const r = await relay();
+    const token = await r.waitForLog((l) => l.event === 'token');
+    expect(token).toMatchObject({ credential: 'secret', fresh: false });
+    expect(r.logs.some((l) => l.event === 'received')).toBe(false);
+    expect(tb.emu.sent).toHaveLength(0);
+  });
+
   it('fetches one fresh token after a 401 and delivers', async () => {
     const r = await relay();
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: '1' }, 'x\r\n'))).ok).toBe(true);

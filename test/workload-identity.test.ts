@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { selectCredential } from '../src/auth/credential-selection.js';
 import { MsalTokenProvider } from '../src/auth/token-provider.js';
 import { federatedAssertion, FederatedTokenError } from '../src/auth/workload-identity.js';
@@ -97,6 +97,8 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
   let server: Server;
   const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
   const saved = { ...process.env };
+  /** Lifetime of the next token handed out; back to an hour after that one. */
+  let nextTtlSeconds = 3600;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -107,8 +109,9 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
       }
       const resource = new URL(req.url!, 'http://x').searchParams.get('resource');
       res.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({ access_token: `mi-token-${seen.length}`, expires_on: Math.floor(Date.now() / 1000) + 3600, resource, token_type: 'Bearer', client_id: 'mi-client' }),
+        JSON.stringify({ access_token: `mi-token-${seen.length}`, expires_on: Math.floor(Date.now() / 1000) + nextTtlSeconds, resource, token_type: 'Bearer', client_id: 'mi-client' }),
       );
+      nextTtlSeconds = 3600;
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     process.env.IDENTITY_ENDPOINT = `http://127.0.0.1:${(server.address() as AddressInfo).port}/msi/token`;
@@ -134,6 +137,16 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
     expect(q.get('resource')).toBe('https://graph.microsoft.com');
     expect(q.get('api-version')).toBe('2019-08-01');
     expect(q.get('client_id')).toBe('11111111-2222-3333-4444-555555555555');
+  });
+
+  it('renews a token near its expiry in the background and hands out the current one meanwhile', async () => {
+    nextTtlSeconds = 120; // inside the 5-minute renewal margin, but still valid
+    const p = new MsalTokenProvider(graph(), createLogger('silent'));
+    const first = await p.getToken();
+    const requests = seen.length;
+    expect(await p.getToken()).toBe(first); // not waiting for the renewal
+    await vi.waitFor(async () => expect(await p.getToken()).not.toBe(first));
+    expect(seen.length).toBe(requests + 1); // one renewal, shared by every caller meanwhile
   });
 
   it('uses the system-assigned identity without a client id', async () => {

@@ -63,6 +63,8 @@ export function readCertificateCredential(file: string): CertificateCredential {
 
 /** Renew this long before expiry, as msal-node does. */
 const REFRESH_MARGIN_MS = 5 * 60_000;
+/** A token with less validity left than this is not handed out: callers wait for the new one. */
+const MIN_VALIDITY_MS = 60_000;
 
 export class MsalTokenProvider implements TokenProvider {
   private readonly acquire: AcquireToken;
@@ -119,9 +121,20 @@ export class MsalTokenProvider implements TokenProvider {
    * without sharing, a burst at start sends one token request per message in flight.
    */
   async getToken(fresh = false): Promise<string> {
-    if (!fresh && this.cached && this.cached.expiresAt - Date.now() > REFRESH_MARGIN_MS) return this.cached.token;
+    const left = this.cached ? this.cached.expiresAt - Date.now() : 0;
+    if (!fresh && left > REFRESH_MARGIN_MS) return this.cached!.token;
     this.pending ??= this.fetchToken(fresh).finally(() => (this.pending = null));
+    if (!fresh && left > MIN_VALIDITY_MS) {
+      // Renewed in the background (a failure is logged by fetchToken): deliveries do not stall every hour.
+      this.pending.catch(() => undefined);
+      return this.cached!.token;
+    }
     return this.pending;
+  }
+
+  /** At start: the first message need not wait for Entra ID, and a credential problem shows in the log at once. */
+  warmUp(): void {
+    this.getToken().catch(() => undefined);
   }
 
   private cached: { token: string; expiresAt: number } | null = null;
