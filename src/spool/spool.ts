@@ -101,8 +101,8 @@ export class SpoolFileError extends Error {
 }
 
 const FLUSH_BYTES = 256 * 1024;
-/** Files up to this size are read whole when a message is loaded for delivery. */
-const READ_WHOLE_BELOW = 256 * 1024;
+/** Files below this size are read whole, in one read, when a message is loaded for delivery. */
+const FIRST_READ = 128 * 1024;
 const FOOTER_TAG = '#envelope ';
 /** '#envelope 0000000123\n': the length of the envelope's JSON line before it. */
 const FOOTER_BYTES = FOOTER_TAG.length + 11;
@@ -187,6 +187,12 @@ export class Spool {
   readonly deadDir: string;
   private queueSync!: DirSyncer;
   private deadSync!: DirSyncer;
+  /**
+   * Which messages have a state file ("queue/<id>"), known once recover() has read the folders: the relay
+   * owns the spool, so a fresh message's delivery need not look for (or unlink) a .json that is not there.
+   * null (queue tools beside a stopped relay): unknown, always look.
+   */
+  private stateFiles: Set<string> | null = null;
 
   constructor(readonly directory: string) {
     this.tmpDir = path.join(directory, 'tmp');
@@ -257,6 +263,10 @@ export class Spool {
       }
     }
     if (report.completedMoves) await Promise.all([this.queueSync.sync(), this.deadSync.sync()]);
+    this.stateFiles = new Set();
+    for (const state of ['queue', 'dead'] as const) {
+      for (const f of await readdir(this.dir(state))) if (f.endsWith('.json')) this.stateFiles.add(`${state}/${f.slice(0, -5)}`);
+    }
     return report;
   }
 
@@ -315,12 +325,13 @@ export class Spool {
     const tmp = path.join(this.tmpDir, `${env.id}.${process.pid}.upd.json`);
     await writeSynced(tmp, `${JSON.stringify(env, null, 1)}\n`);
     await rename(tmp, this.statePath(state, env.id));
+    this.stateFiles?.add(`${state}/${env.id}`);
   }
 
   /** Delivered or deleted: the message goes first, so a crash in between leaves only a state file to clean. */
   async remove(state: SpoolState, id: string): Promise<void> {
     await unlink(this.messagePath(state, id));
-    await unlink(this.statePath(state, id)).catch(ignoreMissing);
+    await this.removeStateFile(state, id);
     await this.syncer(state).sync();
   }
 
@@ -328,9 +339,19 @@ export class Spool {
   async move(from: SpoolState, to: SpoolState, env: Envelope): Promise<void> {
     if (from === to) return this.updateEnvelope(to, env);
     await this.updateEnvelope(to, env);
-    await unlink(this.statePath(from, env.id)).catch(ignoreMissing);
+    await this.removeStateFile(from, env.id);
     await rename(this.messagePath(from, env.id), this.messagePath(to, env.id));
     await Promise.all([this.syncer(to).sync(), this.syncer(from).sync()]);
+  }
+
+  private mayHaveStateFile(state: SpoolState, id: string): boolean {
+    return this.stateFiles?.has(`${state}/${id}`) ?? true;
+  }
+
+  private async removeStateFile(state: SpoolState, id: string): Promise<void> {
+    if (!this.mayHaveStateFile(state, id)) return;
+    await unlink(this.statePath(state, id)).catch(ignoreMissing);
+    this.stateFiles?.delete(`${state}/${id}`);
   }
 
   private syncer(state: SpoolState): DirSyncer {
@@ -347,7 +368,7 @@ export class Spool {
    * does not open the file again.
    */
   async load(state: SpoolState, id: string, wantBytes = true): Promise<{ env: Envelope; data: MessageData }> {
-    const updated = await readFile(this.statePath(state, id), 'utf8').then(
+    const updated = !this.mayHaveStateFile(state, id) ? null : await readFile(this.statePath(state, id), 'utf8').then(
       (text) => JSON.parse(text) as Envelope,
       (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return null;
@@ -385,18 +406,21 @@ export class Spool {
 export async function readMessageFile(file: string, wantBytes = false): Promise<{ env: Envelope; data: MessageData }> {
   const fh = await open(file, 'r');
   try {
-    const { size } = await fh.stat();
-    if (size < FOOTER_BYTES) throw new SpoolFileError(file, 'too short for an envelope trailer');
-    const whole = wantBytes && size <= READ_WHOLE_BELOW;
     let buf: Buffer;
     let at: number; // file offset of buf[0]
-    if (whole) {
-      buf = await readAt(fh, 0, size);
+    let size: number;
+    // Most messages are small: one read from the start gets all of it, no fstat needed.
+    const first = wantBytes ? await readAt(fh, 0, FIRST_READ) : null;
+    if (first && first.length < FIRST_READ) {
+      buf = first;
       at = 0;
+      size = first.length;
     } else {
+      size = (await fh.stat()).size;
       at = Math.max(0, size - 16 * 1024);
       buf = await readAt(fh, at, size - at);
     }
+    if (size < FOOTER_BYTES) throw new SpoolFileError(file, 'too short for an envelope trailer');
     const m = FOOTER_RE.exec(buf.toString('latin1', buf.length - FOOTER_BYTES));
     if (!m) throw new SpoolFileError(file, 'no envelope trailer at the end');
     const jsonLength = Number(m[1]);
@@ -414,7 +438,7 @@ export async function readMessageFile(file: string, wantBytes = false): Promise<
     }
     if (env.size !== jsonStart) throw new SpoolFileError(file, `envelope says ${env.size} message bytes, the file holds ${jsonStart}`);
     const data: MessageData = { file, size: env.size };
-    if (whole) data.bytes = buf.subarray(0, env.size);
+    if (at === 0) data.bytes = buf.subarray(0, env.size);
     return { env, data };
   } finally {
     await fh.close();
