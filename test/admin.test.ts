@@ -196,15 +196,16 @@ describe('admin listener of a relay delivering to Graph', () => {
   });
 
   it('is not ready when no token can be had', async () => {
-    // A relay that never got a token, against an Entra ID that refuses it.
-    emu.scriptToken([{ status: 401, error: 'invalid_client', aadsts: 7000215 }]);
+    // A relay that never got a token, against an Entra ID that refuses it: at start, and when readiness asks.
+    emu.scriptToken([{ status: 401, error: 'invalid_client', aadsts: 7000215 }, { status: 401, error: 'invalid_client', aadsts: 7000215 }]);
     const other = await startGraphRelay(emu, { admin: { port: 0 } });
     try {
+      await other.waitForLog((l) => l.event === 'token-failed'); // the attempt at start
       const r = await fetch(`http://127.0.0.1:${await adminPort(other)}/readyz`);
       expect(r.status).toBe(503);
       expect(((await r.json()) as { reason: string }).reason).toMatch(/^no Graph token: /);
       const m = await scrape(await adminPort(other));
-      expect(m.get('relay_token_acquisitions_total{result="failure"}')).toBe(1);
+      expect(m.get('relay_token_acquisitions_total{result="failure"}')).toBe(2);
     } finally {
       await other.stop();
     }

@@ -142,8 +142,10 @@ describe('graceful shutdown', () => {
   it('on SIGTERM answers new sessions with 421, finishes the Graph request in flight, and exits 0', async () => {
     tb.emu.setFaults({ latencyMs: 2500 });
     const r = await relay();
+    // Listening first: the token is at hand from the start, so the request may be admitted before pySend returns.
+    const admitted = new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'in flight' }, 'x\r\n'))).ok).toBe(true);
-    await new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
+    await admitted;
     r.child.kill('SIGTERM');
     await r.waitForLog((l) => l.event === 'stopping');
     const c = await RawSmtp.connect(r.smtpPort);
@@ -158,8 +160,10 @@ describe('graceful shutdown', () => {
   it('leaves unfinished work in the spool when the grace period runs out', async () => {
     tb.emu.setFaults({ latencyMs: 8000 });
     const r = await relay({ shutdownGrace: '1s' });
+    // Listening first: the token is at hand from the start, so the request may be admitted before pySend returns.
+    const admitted = new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);
-    await new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
+    await admitted;
     r.child.kill('SIGTERM');
     expect(await r.exited).toBe(0);
     expect(r.logs.some((l) => l.event === 'grace-expired')).toBe(true);
