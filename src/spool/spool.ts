@@ -148,20 +148,11 @@ export class SpoolWriter {
     if (chunks.length) await this.fh.writev(chunks);
   }
 
-  /** The message bytes, when it was small enough to be held until finish (see Spool.recent). */
-  inMemory: Buffer | null = null;
-
   /** Flushes and fsyncs; the data (and the trailer, when one was added) is on disk when this resolves. */
   async finish(trailer?: Buffer): Promise<void> {
     if (trailer) {
       this.pending.push(trailer);
       this.pendingBytes += trailer.length;
-    }
-    if (!this.fh) {
-      // Never flushed: the whole file is in `pending`; one buffer is written and the message part kept.
-      const whole = Buffer.concat(this.pending);
-      this.pending = [whole];
-      this.inMemory = whole.subarray(0, this.bytes);
     }
     await this.flush();
     await this.fh!.sync();
@@ -178,42 +169,6 @@ export class SpoolWriter {
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
     await unlink(this.tmpPath).catch(() => undefined);
-  }
-}
-
-/**
- * Recently committed small messages, kept so that a delivery starting right after ingest does not read
- * back what was just written. Bounded by bytes, oldest out first; an entry is used once (a retry, which
- * has a state file by then, reads the spool).
- */
-const RECENT_BYTES = 8 * 1024 * 1024;
-
-class RecentMessages {
-  private readonly entries = new Map<string, { env: Envelope; bytes: Buffer }>();
-  private bytes = 0;
-
-  add(env: Envelope, bytes: Buffer): void {
-    if (bytes.length > RECENT_BYTES / 8) return;
-    this.entries.set(env.id, { env: { ...env }, bytes });
-    this.bytes += bytes.length;
-    for (const [id, e] of this.entries) {
-      if (this.bytes <= RECENT_BYTES) break;
-      this.entries.delete(id);
-      this.bytes -= e.bytes.length;
-    }
-  }
-
-  take(id: string): { env: Envelope; bytes: Buffer } | undefined {
-    const e = this.entries.get(id);
-    if (e) this.forget(id);
-    return e;
-  }
-
-  forget(id: string): void {
-    const e = this.entries.get(id);
-    if (!e) return;
-    this.entries.delete(id);
-    this.bytes -= e.bytes.length;
   }
 }
 
@@ -238,7 +193,6 @@ export class Spool {
    * null (queue tools beside a stopped relay): unknown, always look.
    */
   private stateFiles: Set<string> | null = null;
-  private readonly recent = new RecentMessages();
 
   constructor(readonly directory: string) {
     this.tmpDir = path.join(directory, 'tmp');
@@ -364,7 +318,6 @@ export class Spool {
     await writer.finish(envelopeTrailer(env));
     await rename(writer.tmpPath, this.messagePath('queue', env.id));
     await this.queueSync.sync();
-    if (writer.inMemory) this.recent.add(env, writer.inMemory);
   }
 
   /** Records a changed envelope (attempts, next attempt, last error) atomically beside its message. */
@@ -373,12 +326,10 @@ export class Spool {
     await writeSynced(tmp, `${JSON.stringify(env, null, 1)}\n`);
     await rename(tmp, this.statePath(state, env.id));
     this.stateFiles?.add(`${state}/${env.id}`);
-    this.recent.forget(env.id);
   }
 
   /** Delivered or deleted: the message goes first, so a crash in between leaves only a state file to clean. */
   async remove(state: SpoolState, id: string): Promise<void> {
-    this.recent.forget(id);
     await unlink(this.messagePath(state, id));
     await this.removeStateFile(state, id);
     await this.syncer(state).sync();
@@ -418,8 +369,6 @@ export class Spool {
    */
   async load(state: SpoolState, id: string, wantBytes = true): Promise<{ env: Envelope; data: MessageData }> {
     const hasState = this.mayHaveStateFile(state, id);
-    const recent = state === 'queue' && wantBytes && !hasState ? this.recent.take(id) : undefined;
-    if (recent) return { env: recent.env, data: { file: this.messagePath(state, id), size: recent.bytes.length, bytes: recent.bytes } };
     const updated = !hasState ? null : await readFile(this.statePath(state, id), 'utf8').then(
       (text) => JSON.parse(text) as Envelope,
       (err: NodeJS.ErrnoException) => {

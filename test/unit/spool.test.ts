@@ -76,22 +76,6 @@ describe('spool', () => {
     expect(readdirSync(s.queueDir)).toEqual([]);
   });
 
-  it('hands a message committed just now to its first delivery from memory, and a changed one from disk', async () => {
-    const s = await openSpool();
-    const id = await spoolOne(s, 'Subject: hot\r\n\r\nx\r\n');
-    const file = s.messagePath('queue', id);
-    const onDisk = readFileSync(file);
-    writeFileSync(file, 'unreadable'); // proves the first load does not read the file
-    const first = await s.load('queue', id);
-    expect(first.data.bytes?.toString()).toBe('Subject: hot\r\n\r\nx\r\n');
-    expect(first.env).toMatchObject({ id, attempts: 0 });
-    writeFileSync(file, onDisk);
-    await s.updateEnvelope('queue', { ...first.env, attempts: 1 });
-    const second = await s.load('queue', id);
-    expect(second.env.attempts).toBe(1);
-    expect(second.data.bytes?.toString()).toBe('Subject: hot\r\n\r\nx\r\n');
-  });
-
   it('reports a damaged file by name instead of reading past its message', async () => {
     const s = await openSpool();
     const id = await spoolOne(s);
