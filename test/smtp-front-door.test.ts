@@ -2,6 +2,7 @@
 
 import { execFile } from 'node:child_process';
 import { copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import nodemailer from 'nodemailer';
@@ -126,6 +127,54 @@ describe('STARTTLS and AUTH', () => {
     const legacy = await relay({ users: users(), listeners: [{ name: 'legacy', host: '127.0.0.1', port: 0, allowedNetworks: [], allowInsecureAuth: true }] });
     const ok = await pyClient({ port: legacy.smtpPort, mode: 'plain', user: 'scanner1', password: PASSWORD, mech: 'LOGIN', from: 'scanner@contoso.example', to: ['bob@contoso.example'], message: mail('scanner@contoso.example', 'bob@contoso.example') });
     expect(ok.ok).toBe(true);
+  });
+});
+
+describe('pipelining (RFC 2920)', () => {
+  /** Everything the relay writes on a plain socket, chunk by chunk as read, until `until` matches the whole. */
+  function reads(socket: net.Socket, until: RegExp): Promise<string[]> {
+    const chunks: string[] = [];
+    return new Promise((resolve) => {
+      const onData = (d: Buffer): void => {
+        chunks.push(d.toString('latin1'));
+        if (until.test(chunks.join(''))) {
+          socket.off('data', onData);
+          resolve(chunks);
+        }
+      };
+      socket.on('data', onData);
+    });
+  }
+
+  it('answers a pipelined MAIL, RCPT and DATA in one write', async () => {
+    const r = await relay({});
+    const socket = net.connect(r.smtpPort, '127.0.0.1');
+    await reads(socket, /^220 .*\r\n$/);
+    socket.write('EHLO pipeline.local\r\n');
+    await reads(socket, /\r\n250 [^\r\n]*\r\n$/);
+    const replies = reads(socket, /354 [^\r\n]*\r\n$/);
+    socket.write('MAIL FROM:<app@contoso.example>\r\nRCPT TO:<bob@contoso.example>\r\nDATA\r\n');
+    const got = await replies;
+    expect(got.join('')).toMatch(/^250 2\.1\.0 [^\r\n]*\r\n250 2\.1\.5 [^\r\n]*\r\n354 [^\r\n]*\r\n$/);
+    expect(got).toHaveLength(1);
+    socket.write('Subject: p\r\n\r\nx\r\n.\r\n');
+    expect((await reads(socket, /\r\n$/)).join('')).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    socket.destroy();
+  });
+
+  it('keeps STARTTLS working when a client pipelines it after EHLO', async () => {
+    const r = await relay({ listeners: [{ name: 'submission', host: '127.0.0.1', port: 0, tls: { mode: 'starttls', certFile: cert.certFile, keyFile: cert.keyFile } }] });
+    const socket = net.connect(r.smtpPort, '127.0.0.1');
+    await reads(socket, /^220 .*\r\n$/);
+    const plain = reads(socket, /\r\n220 [^\r\n]*\r\n$/);
+    socket.write('EHLO pipeline.local\r\nSTARTTLS\r\n');
+    expect((await plain).join('')).toMatch(/250[ -]STARTTLS\r\n[\s\S]*220 [^\r\n]*\r\n$/);
+    const secure = tls.connect({ socket, ca: readFileSync(cert.certFile), servername: 'localhost' });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    secure.write('EHLO pipeline.local\r\n');
+    const ehlo = await new Promise<string>((resolve) => secure.once('data', (d: Buffer) => resolve(d.toString())));
+    expect(ehlo).toMatch(/^250[ -]/);
+    secure.destroy();
   });
 });
 

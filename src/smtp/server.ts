@@ -18,6 +18,7 @@ import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { Envelope, MessageData, Spool } from '../spool/spool.js';
 import { installEnhancedCodePassthrough } from './enhanced-codes.js';
+import { installReplyBatching } from './reply-batching.js';
 import { HeaderCollector, readHeaderFacts } from './headers.js';
 import { receivedHeader } from './received.js';
 import { enhancedStatus } from '../delivery/classify.js';
@@ -67,6 +68,7 @@ export class SmtpListener {
     private readonly events: SmtpEvents,
   ) {
     installEnhancedCodePassthrough();
+    installReplyBatching();
     this.networks = new NetworkList(listener.auth === 'required' ? [] : listener.allowedNetworks);
     this.authNetworks = new NetworkList(listener.auth === 'none' ? [] : listener.authNetworks);
     this.networkRules = new NetworkRules(cfg.policy.networks);
