@@ -1,9 +1,7 @@
 /**
  * The ingest reference: a bare smtp-server that owns each message on disk before its 250 — write a tmp
  * file, fsync it, rename it into the spool, fsync the spool folder — and does nothing else.
- * With FILES=2 it also writes and fsyncs a small envelope file per message, as the relay's spool does
- * (.eml + .json), to tell the cost of the spool format from the cost of the relay's own work.
- * usage: node --import tsx bench/bare-server.ts SPOOL_DIR [FILES]   (prints {"port":N} when listening)
+ * usage: node --import tsx bench/bare-server.ts SPOOL_DIR   (prints {"port":N} when listening)
  */
 
 import { constants as fsc } from 'node:fs';
@@ -13,8 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 
 const spool = process.argv[2];
-if (!spool) throw new Error('usage: bare-server.ts SPOOL_DIR [FILES]');
-const files = Number(process.argv[3] ?? 1);
+if (!spool) throw new Error('usage: bare-server.ts SPOOL_DIR');
 const tmp = path.join(spool, 'tmp');
 const queue = path.join(spool, 'queue');
 await mkdir(tmp, { recursive: true });
@@ -36,16 +33,8 @@ async function writeSynced(file: string, chunks: Buffer[]): Promise<void> {
 async function store(chunks: Buffer[]): Promise<string> {
   const id = `${prefix}${(seq++).toString(36)}`;
   const tmpPath = path.join(tmp, `${id}.eml`);
-  if (files === 2) {
-    const envPath = path.join(tmp, `${id}.json`);
-    const env = Buffer.from(`${JSON.stringify({ id, size: chunks.reduce((n, c) => n + c.length, 0), at: new Date().toISOString() }, null, 1)}\n`);
-    await Promise.all([writeSynced(tmpPath, chunks), writeSynced(envPath, [env])]);
-    await rename(tmpPath, path.join(queue, `${id}.eml`));
-    await rename(envPath, path.join(queue, `${id}.json`));
-  } else {
-    await writeSynced(tmpPath, chunks);
-    await rename(tmpPath, path.join(queue, `${id}.eml`));
-  }
+  await writeSynced(tmpPath, chunks);
+  await rename(tmpPath, path.join(queue, `${id}.eml`));
   await queueDir.sync();
   return id;
 }

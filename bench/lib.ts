@@ -394,6 +394,10 @@ export interface RelayOptions {
   profileDir?: string | null;
   /** Extra YAML settings merged at the top level. */
   extra?: Record<string, unknown>;
+  /** Another build's dist/cli.js (A/B runs in one script); default CLI. */
+  cli?: string;
+  /** Extra environment variables for the relay. */
+  env?: Record<string, string>;
 }
 
 /** Starts dist/cli.js in graph mode with a YAML config under opts.dir (reused across restarts). */
@@ -422,7 +426,8 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
   env.NODE_EXTRA_CA_CERTS = opts.graph.caCertPath;
   env.RELAY_ADMIN_PORT = '0'; // ignored by builds without the admin listener; avoids a clash on 8025
   env.RELAY_SHUTDOWN_GRACE_MS = '3000';
-  const child = spawn(process.execPath, [...profFlags(opts.profileDir ?? null, 'relay'), CLI, 'run', '--config', configPath], {
+  Object.assign(env, opts.env);
+  const child = spawn(process.execPath, [...profFlags(opts.profileDir ?? null, 'relay'), opts.cli ?? CLI, 'run', '--config', configPath], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -512,8 +517,8 @@ function firstJsonLine<T>(child: ChildProcess, what: string, stderr: string[]): 
 const TSX = ['--import', 'tsx'];
 
 /** The reference: a bare smtp-server that fsyncs each message into a spool dir before its 250 (bench/bare-server.ts). */
-export async function startBareServer(spoolDir: string, files: 1 | 2 = 1, profileDir: string | null = null): Promise<Child & { port: number }> {
-  const child = spawn(process.execPath, [...profFlags(profileDir, 'bare'), ...TSX, path.join(BENCH, 'bare-server.ts'), spoolDir, String(files)], {
+export async function startBareServer(spoolDir: string, profileDir: string | null = null): Promise<Child & { port: number }> {
+  const child = spawn(process.execPath, [...profFlags(profileDir, 'bare'), ...TSX, path.join(BENCH, 'bare-server.ts'), spoolDir], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
