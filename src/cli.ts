@@ -73,7 +73,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
-  const log = createLogger(cfg.log.level);
+  const log = createLogger(cfg.log.level, undefined, cfg.log.flushIntervalMs);
   let relay: Relay;
   try {
     relay = new Relay(cfg, log);

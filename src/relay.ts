@@ -128,6 +128,7 @@ export class Relay {
     const loaded = await this.loadQueue();
     await this.control.start();
     this.log.info({ event: 'started', queued: loaded, delivery: this.cfg.delivery.mode }, 'relay started');
+    this.log.flush(); // the start-up story goes out now, not at the next batch
   }
 
   /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */

@@ -97,7 +97,11 @@ export interface RelayConfig {
   delivery: DeliveryConfig;
   mailboxes: MailboxConfig;
   graph: GraphConfig;
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
+  log: {
+    level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+    /** Lines are written in batches at most this far apart (or per 4 KB); 0 writes each line at once. */
+    flushIntervalMs: number;
+  };
   /** Delivery status notifications to senders (src/delivery/bounce.ts). */
   bounces: BounceConfig;
   /** How long a SIGTERM waits for SMTP transactions and Graph requests under way. */
@@ -475,7 +479,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   b.done();
 
   const lg = root.section('log');
-  const log = { level: envFirst(env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined, lg.oneOf('level', LOG_LEVELS, 'info')) };
+  const log = { level: envFirst(env.RELAY_LOG_LEVEL as RelayConfig['log']['level'] | undefined, lg.oneOf('level', LOG_LEVELS, 'info')), flushIntervalMs: lg.duration('flushInterval', 200, 0, 10_000) };
   if (!(LOG_LEVELS as readonly string[]).includes(log.level)) throw new ConfigError('RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${log.level}")`);
   lg.done();
   const policy = readPolicy(root.section('policy'));

@@ -30,6 +30,12 @@ describe('config', () => {
     expect(c.delivery.perMailboxConcurrency).toBe(4);
   });
 
+  it('batches log lines for at most 200 ms by default; 0 writes each at once; the key is named when out of range', () => {
+    expect(buildConfig({}, creds).log).toEqual({ level: 'info', flushIntervalMs: 200 });
+    expect(buildConfig({ log: { flushInterval: '0s' } }, creds).log.flushIntervalMs).toBe(0);
+    expect(() => buildConfig({ log: { flushInterval: '1h' } }, creds)).toThrow(/log\.flushInterval/);
+  });
+
   it.each([
     ['usgov', 'https://graph.microsoft.us', 'https://login.microsoftonline.us'],
     ['usgov-dod', 'https://dod-graph.microsoft.us', 'https://login.microsoftonline.us'],
