@@ -158,9 +158,12 @@ export class SpoolWriter {
       this.pendingBytes += trailer.length;
     }
     await this.flush();
-    await this.fh!.sync();
-    await this.fh!.close();
+    const fh = this.fh!;
+    await fh.sync();
     this.fh = null;
+    // The data is on disk: the close need not hold up the rename and the 250 (one thread-pool round
+    // trip less per message), and an error from it cannot undo the fsync, so it is not waited for.
+    fh.close().catch(() => undefined);
   }
 
   /** The message bytes, for senders, while the file is in tmp/ (passthrough listeners). */
