@@ -1,6 +1,7 @@
 /** Protocol limits and abuse: connection caps, messages per session, long lines, idle timeout, and a bounded fuzz run. */
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mail } from './helpers/front-door.js';
@@ -72,6 +73,25 @@ describe('limits', () => {
     // Nothing is sent: the idle timeout (1 s here, 5 min by default) closes the session with 421.
     expect((await idle.reply(20_000)).code).toBe(421);
     idle.close();
+  });
+});
+
+describe('a client that goes away', () => {
+  it('mid-DATA leaves nothing in the queue or in tmp/, and the relay serves the next client', async () => {
+    const r = await relay({});
+    const c = await RawSmtp.connect(r.smtpPort);
+    await c.reply();
+    await c.cmd('EHLO gone.local');
+    await c.cmd('MAIL FROM:<a@contoso.example>');
+    await c.cmd('RCPT TO:<b@contoso.example>');
+    expect((await c.cmd('DATA')).code).toBe(354);
+    c.write(`Subject: cut\r\n\r\n${'x'.repeat(300_000)}\r\n`); // more than one spool write's worth
+    c.socket.destroy();
+    await r.waitForLog((l) => l.event === 'client-gone');
+    expect(readdirSync(path.join(r.spoolDir, 'queue'))).toEqual([]);
+    expect(readdirSync(path.join(r.spoolDir, 'tmp'))).toEqual([]);
+    expect((await pySend(r.smtpPort, 'a@contoso.example', ['b@contoso.example'], mail('a@contoso.example', 'b@contoso.example'))).ok).toBe(true);
+    expect(await r.waitForLog((l) => l.event === 'received')).toMatchObject({ from: 'a@contoso.example' });
   });
 });
 

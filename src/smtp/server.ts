@@ -1,6 +1,7 @@
 /** The SMTP front door: accepts a message only once the spool owns it (RFC 5321 section 6.1). */
 
 import { unlink } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
 import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule } from '../policy/senders.js';
@@ -34,6 +35,9 @@ export class SmtpReply extends Error {
     super(text);
   }
 }
+
+/** The client's connection ended before the end of DATA. */
+class ClientGone extends Error {}
 
 export interface SmtpEvents {
   /** Called after the spool commit, before the 250 goes out. */
@@ -110,7 +114,7 @@ export class SmtpListener {
       onData: (stream, session, cb) => {
         this.ingest(stream, session).then(
           (reply) => cb(null, reply),
-          (err: unknown) => cb(err instanceof SmtpReply ? err : this.internalError(err, session)),
+          (err: unknown) => cb(err instanceof SmtpReply ? err : err instanceof ClientGone ? this.clientGone(err, session) : this.internalError(err, session)),
         );
       },
     };
@@ -278,6 +282,12 @@ export class SmtpListener {
     return null;
   }
 
+  /** Not the relay's fault and nothing lost (nothing was acknowledged): a warning, not an error with a stack. */
+  private clientGone(err: ClientGone, session: SMTPServerSession): SmtpReply {
+    this.log.warn({ event: 'client-gone', client: session.remoteAddress, listener: this.listener.name, reason: err.message }, 'client went away during DATA; nothing was accepted');
+    return new SmtpReply(421, '4.4.2 Connection closed during DATA');
+  }
+
   private internalError(err: unknown, session: SMTPServerSession): SmtpReply {
     this.log.error({ err, client: session.remoteAddress }, 'could not spool message');
     return new SmtpReply(451, '4.3.0 Local error in processing: the message could not be stored, try again later');
@@ -309,25 +319,33 @@ export class SmtpListener {
     // The stream is always read to its end: smtp-server answers only then, and a write error must
     // not leave the client's data unread.
     const guard = new LineEndingGuard(this.cfg.limits.bareLineEndings, this.cfg.limits.maxLineLength);
-    try {
-      for await (const raw of stream as AsyncIterable<Buffer>) {
-        if (failure || stream.sizeExceeded) continue;
-        const chunk = guard.push(raw);
-        if (!chunk) continue;
-        headers.push(chunk);
-        try {
-          await writer.write(chunk);
-        } catch (err) {
+    // 'data' events rather than for await: the async iterator cost a few percent of ingest CPU.
+    const ended = finished(stream);
+    stream.on('data', (raw: Buffer) => {
+      if (failure || stream.sizeExceeded) return;
+      const chunk = guard.push(raw);
+      if (!chunk) return;
+      headers.push(chunk);
+      const flushing = writer.write(chunk);
+      if (!flushing) return;
+      stream.pause();
+      flushing.then(
+        () => stream.resume(),
+        (err: unknown) => {
           failure = err;
-        }
-      }
+          stream.resume();
+        },
+      );
+    });
+    try {
+      await ended;
     } catch (err) {
       // The client went away mid-DATA: nothing was acknowledged, so nothing is kept.
       await writer.abort();
-      throw err;
+      throw new ClientGone((err as Error).message);
     }
     const tail = failure ? null : guard.end();
-    if (tail) await writer.write(tail).catch((err: unknown) => (failure = err));
+    if (tail) await writer.write(tail)?.catch((err: unknown) => (failure = err));
     if (!failure && !stream.sizeExceeded && guard.violation) {
       failure = this.reject(session, 'line-endings', new SmtpReply(550, `5.6.0 Message refused: ${guard.violation}`));
     }

@@ -133,12 +133,15 @@ export class SpoolWriter {
     return new SpoolWriter(id, tmpPath);
   }
 
-  /** Small chunks are gathered and written together; the returned promise is the backpressure. */
-  async write(chunk: Buffer): Promise<void> {
+  /**
+   * Small chunks are gathered and written together. Returns null when the chunk was only gathered, or
+   * the write in progress, which is the backpressure: no more chunks until it settles.
+   */
+  write(chunk: Buffer): Promise<void> | null {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.bytes += chunk.length;
-    if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
+    return this.pendingBytes >= FLUSH_BYTES ? this.flush() : null;
   }
 
   private async flush(): Promise<void> {
