@@ -2,7 +2,7 @@
  * Ingest: how fast the relay accepts 10 KB messages (250 after its fsync'd spool commit), against a bare
  * smtp-server that fsyncs each message into a spool folder before its 250, started by this script.
  *
- *   npx tsx bench/ingest.ts [--n 2000] [--sessions 20] [--size 10240] [--rounds 1] [--profile] [--dir DIR]
+ *   npx tsx bench/ingest.ts [--n 2000] [--sessions 20] [--size 10240] [--rounds 3] [--profile] [--dir DIR]
  *
  * Rows, each the median of --rounds, reference and relay alternating so that machine noise hits both:
  *   reuse        --sessions persistent sessions, MAIL/RCPT/DATA pipelined
@@ -37,7 +37,7 @@ import {
 const a = args({ n: 2000 }, ['sessions', 'size', 'rounds', 'warmup']);
 const sessions = num(a.values.sessions, 20);
 const size = num(a.values.size, 10 * 1024);
-const rounds = Math.max(1, num(a.values.rounds, 1));
+const rounds = Math.max(1, num(a.values.rounds, 3));
 // The relay needs a few thousand messages to settle (JIT): in A/B runs (bench/ab.ts) the first timed round
 // of 2000 after a 1000-message warm-up still took twice the CPU per message of the later ones.
 const warmup = num(a.values.warmup, Math.min(3000, a.n));
