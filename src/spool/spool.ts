@@ -386,6 +386,9 @@ export class Spool {
       },
     );
     const file = this.messagePath(state, id);
+    // The state file holds the whole envelope: without the bytes wanted, the message file is not opened
+    // (a restart with 10,000 deferred messages reads half as many files).
+    if (updated && !wantBytes) return { env: updated, data: { file, size: updated.size } };
     const read = await readMessageFile(file, wantBytes);
     const env = updated ?? read.env;
     return { env, data: read.data };
