@@ -30,7 +30,7 @@ try {
       dir: path.join(a.dir, k),
       graph: emu.graph,
       cli: builds[k],
-      extra: { limits: { maxMessagesPerSession: 100_000 }, ...(k === 'B' && typeof a.values['b-config'] === 'string' ? JSON.parse(a.values['b-config']) : {}) },
+      extra: { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' }, ...(k === 'B' && typeof a.values['b-config'] === 'string' ? JSON.parse(a.values['b-config']) : {}) },
       env: k === 'B' && typeof a.values['b-env'] === 'string' ? JSON.parse(a.values['b-env']) : {},
     });
   }

@@ -119,11 +119,14 @@ try {
   process.stdout.write(`\n${table(rows)}\n`);
   await summarizeProfiles(profileDir);
   const ratio = live.drainS / optimumS;
-  const ok = ratio <= 1.1 && live.stats.throttled429 === 0 && queued.stats.throttled429 === 0;
+  const queuedRatio = queued.drainS / optimumS;
+  const no429 = live.stats.throttled429 === 0 && queued.stats.throttled429 === 0;
+  // Both rows are judged: the queued drain is the drain of N messages that the optimum describes; the
+  // other also accepts them in the same process while it delivers.
   process.stdout.write(
-    `\nSUMMARY drain: ${a.n} msgs / ${M} mailboxes @ ${L} ms: ingest+deliver ${live.drainS.toFixed(2)} s = ${ratio.toFixed(2)}x optimum ${optimumS.toFixed(2)} s; ` +
-      `pre-queued ${queued.drainS.toFixed(2)} s = ${(queued.drainS / optimumS).toFixed(2)}x; 429s ${live.stats.throttled429 + queued.stats.throttled429}, max ${Math.max(maxInFlight(live), maxInFlight(queued))} in flight per mailbox, ` +
-      `peak RSS ${Math.max(live.fig.hwmMB, queued.fig.hwmMB).toFixed(0)} MB (target <= 1.10x with no 429: ${verdict(ok)})\n`,
+    `\nSUMMARY drain: ${a.n} msgs / ${M} mailboxes @ ${L} ms, optimum ${optimumS.toFixed(2)} s: queued ${queued.drainS.toFixed(2)} s = ${queuedRatio.toFixed(2)}x (target <= 1.10x: ${verdict(queuedRatio <= 1.1 && no429)}); ` +
+      `accepting while delivering ${live.drainS.toFixed(2)} s = ${ratio.toFixed(2)}x (target <= 1.10x: ${verdict(ratio <= 1.1 && no429)}); 429s ${live.stats.throttled429 + queued.stats.throttled429}, max ${Math.max(maxInFlight(live), maxInFlight(queued))} in flight per mailbox, ` +
+      `peak RSS ${Math.max(live.fig.hwmMB, queued.fig.hwmMB).toFixed(0)} MB\n`,
   );
 } finally {
   cleanup(a.dir, a.keep || a.profile);

@@ -51,7 +51,9 @@ const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1
 const emuInstant = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 4 });
 const bare = await startBareServer(path.join(a.dir, 'bare-spool'));
 const unlimitedSessions = { limits: { maxMessagesPerSession: 100_000 } };
-const held = await startRelay({ dir: path.join(a.dir, 'relay-held'), graph: emu.graph, profileDir, extra: unlimitedSessions });
+// The held requests must stay held: with the default 60 s header timeout, a run longer than a minute
+// (a large --n) would see them time out and be retried inside the measurement.
+const held = await startRelay({ dir: path.join(a.dir, 'relay-held'), graph: emu.graph, profileDir, extra: { ...unlimitedSessions, graph: { headersTimeout: '1h', bodyTimeout: '1h' } } });
 let instant: Awaited<ReturnType<typeof startRelay>> | null = null;
 
 type Mode = 'reuse' | 'per-message';

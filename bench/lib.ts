@@ -392,7 +392,7 @@ export interface RelayOptions {
   senderDomain?: string;
   delivery?: Record<string, unknown>;
   profileDir?: string | null;
-  /** Extra YAML settings merged at the top level. */
+  /** Extra YAML settings merged at the top level (`graph` into the graph section). */
   extra?: Record<string, unknown>;
   /** Another build's dist/cli.js (A/B runs in one script); default CLI. */
   cli?: string;
@@ -415,9 +415,10 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
       tenantId: opts.graph.tenantId,
       clientId: opts.graph.clientId,
       clientSecret: opts.graph.clientSecret,
+      ...(opts.extra?.['graph'] as Record<string, unknown> | undefined),
     },
     log: { level: 'info' },
-    ...opts.extra,
+    ...Object.fromEntries(Object.entries(opts.extra ?? {}).filter(([k]) => k !== 'graph')),
   };
   const configPath = path.join(opts.dir, 'relay.yaml');
   writeFileSync(configPath, stringify(config));
