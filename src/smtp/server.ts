@@ -18,8 +18,7 @@ import { NetworkList } from '../policy/networks.js';
 import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { Envelope, MessageData, Spool } from '../spool/spool.js';
-import { installEnhancedCodePassthrough } from './enhanced-codes.js';
-import { installReplyBatching } from './reply-batching.js';
+import { installReplyPatch } from './replies.js';
 import { HeaderCollector, readHeaderFacts } from './headers.js';
 import { receivedHeader } from './received.js';
 import { enhancedStatus } from '../delivery/classify.js';
@@ -71,8 +70,7 @@ export class SmtpListener {
     private readonly log: Logger,
     private readonly events: SmtpEvents,
   ) {
-    installEnhancedCodePassthrough();
-    installReplyBatching();
+    installReplyPatch();
     this.networks = new NetworkList(listener.auth === 'required' ? [] : listener.allowedNetworks);
     this.authNetworks = new NetworkList(listener.auth === 'none' ? [] : listener.authNetworks);
     this.networkRules = new NetworkRules(cfg.policy.networks);
