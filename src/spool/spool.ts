@@ -251,8 +251,9 @@ export class Spool {
       await rm(path.join(this.tmpDir, f), { force: true });
       report.removedTmp++;
     }
-    for (const state of ['queue', 'dead'] as const) report.migrated += await this.migrateTwoFileLayout(state);
+    // Each folder is read once; the sets follow every change below, and the state files are taken from them.
     const files = { queue: new Set(await readdir(this.queueDir)), dead: new Set(await readdir(this.deadDir)) };
+    for (const state of ['queue', 'dead'] as const) report.migrated += await this.migrateTwoFileLayout(state, files[state]);
     for (const [here, other] of [['queue', 'dead'], ['dead', 'queue']] as const) {
       for (const f of files[here]) {
         if (!f.endsWith('.json')) continue;
@@ -262,11 +263,13 @@ export class Spool {
           // A move to `here` wrote the new state, then the crash came before the message followed it.
           await unlink(this.statePath(other, id)).catch(ignoreMissing);
           await rename(this.messagePath(other, id), this.messagePath(here, id));
+          files[other].delete(`${id}.json`);
           files[other].delete(`${id}.msg`);
           files[here].add(`${id}.msg`);
           report.completedMoves++;
         } else {
           await unlink(this.statePath(here, id));
+          files[here].delete(f);
           report.removedOrphans++;
         }
       }
@@ -274,7 +277,7 @@ export class Spool {
     if (report.completedMoves) await Promise.all([this.queueSync.sync(), this.deadSync.sync()]);
     this.stateFiles = new Set();
     for (const state of ['queue', 'dead'] as const) {
-      for (const f of await readdir(this.dir(state))) if (f.endsWith('.json')) this.stateFiles.add(`${state}/${f.slice(0, -5)}`);
+      for (const f of files[state]) if (f.endsWith('.json')) this.stateFiles.add(`${state}/${f.slice(0, -5)}`);
     }
     return report;
   }
@@ -283,8 +286,7 @@ export class Spool {
    * Spools written before the single-file layout: <id>.eml + <id>.json become <id>.msg (the .eml with the
    * envelope appended) and the .json stays as the state file, which it already is in content.
    */
-  private async migrateTwoFileLayout(state: SpoolState): Promise<number> {
-    const files = new Set(await readdir(this.dir(state)));
+  private async migrateTwoFileLayout(state: SpoolState, files: Set<string>): Promise<number> {
     let n = 0;
     for (const f of files) {
       if (!f.endsWith('.eml')) continue;
@@ -294,6 +296,7 @@ export class Spool {
       if (files.has(`${id}.msg`) || !files.has(`${id}.json`)) {
         // Already migrated (the crash came before this unlink), or data that was never committed.
         await unlink(eml);
+        files.delete(f);
         continue;
       }
       const env = JSON.parse(await readFile(this.statePath(state, id), 'utf8')) as Envelope;
@@ -310,6 +313,8 @@ export class Spool {
       await rename(tmp, this.messagePath(state, id));
       await this.syncer(state).sync();
       await unlink(eml);
+      files.delete(f);
+      files.add(`${id}.msg`);
       n++;
     }
     return n;
