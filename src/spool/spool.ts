@@ -124,14 +124,10 @@ export class SpoolWriter {
   /** Bytes of the message written so far (the envelope trailer is not counted). */
   bytes = 0;
   private fh: FileHandle | null = null;
-  private constructor(
+  constructor(
     readonly id: string,
     readonly tmpPath: string,
   ) {}
-
-  static create(id: string, tmpPath: string): SpoolWriter {
-    return new SpoolWriter(id, tmpPath);
-  }
 
   /**
    * Small chunks are gathered and written together. Returns null when the chunk was only gathered, or
@@ -321,7 +317,7 @@ export class Spool {
   }
 
   beginMessage(id: string): SpoolWriter {
-    return SpoolWriter.create(id, path.join(this.tmpDir, `${id}.msg`));
+    return new SpoolWriter(id, path.join(this.tmpDir, `${id}.msg`));
   }
 
   /**
