@@ -1,7 +1,7 @@
 /** Queue statistics cheap enough for every scrape: queued messages in memory, dead letters by readdir. */
 
 import { readdir } from 'node:fs/promises';
-import { QUEUE_ID_RE } from '../spool/queue-id.js';
+import { QUEUE_ID_RE, queueIdTime } from '../spool/queue-id.js';
 
 export interface MailboxQueueStat {
   mailbox: string;
@@ -71,16 +71,6 @@ export class QueueTracker {
     }
     return { messages: this.byId.size, oldestAgeSeconds: age(oldest), mailboxes };
   }
-}
-
-const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz';
-const EPOCH = Date.UTC(2024, 0, 1);
-
-/** When a queue id was made: its first 7 characters count milliseconds since 2024 (src/spool/queue-id.ts). */
-export function queueIdTime(id: string): number {
-  let t = 0;
-  for (const ch of id.slice(0, 7)) t = t * ALPHABET.length + ALPHABET.indexOf(ch);
-  return EPOCH + t;
 }
 
 /** Dead letters: one readdir; the oldest comes from the smallest (time-ordered) queue id, no file is opened. */
