@@ -37,7 +37,13 @@ export interface SchedulerOptions {
 interface MailboxState {
   name: string;
   ready: MinHeap<Scheduled>;
+  /** Attempts holding a Graph slot (released when Graph answers). */
   inFlight: number;
+  /**
+   * Attempts started and not yet finished, released or not. The mailbox is kept while any is unfinished:
+   * forgotten in between, a new message would create a second state and the retry would go to the lost one.
+   */
+  unfinished: number;
   pausedUntil: number;
   /** Allowed in flight now; drops to 1 after a throttle and grows back by one per success (slow start). */
   window: number;
@@ -99,6 +105,7 @@ export class Scheduler {
         name,
         ready: new MinHeap<Scheduled>((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1)),
         inFlight: 0,
+        unfinished: 0,
         pausedUntil: 0,
         window: this.opts.perMailboxConcurrency,
         consecutiveThrottles: 0,
@@ -237,13 +244,14 @@ export class Scheduler {
     this.rr = (this.rr + 1) % Math.max(1, boxes.length);
     // Forget idle mailboxes so the map stays as small as the work.
     for (const m of boxes) {
-      if (m.ready.size === 0 && m.inFlight === 0 && m.pausedUntil <= now) this.mailboxes.delete(m.name);
+      if (m.ready.size === 0 && m.unfinished === 0 && m.pausedUntil <= now) this.mailboxes.delete(m.name);
     }
     this.setTimer(wake);
   }
 
   private start(m: MailboxState, msg: Scheduled, now: number): void {
     m.inFlight++;
+    m.unfinished++;
     this.globalInFlight++;
     this.running++;
     this.inFlightIds.add(msg.id);
@@ -267,10 +275,10 @@ export class Scheduler {
 
   private finish(m: MailboxState, msg: Scheduled, outcome: AttemptOutcome, startedAt: number, seq: number): void {
     this.running--;
+    m.unfinished--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
     this.trackOutage(outcome, now, seq);
-    if (!this.mailboxes.has(m.name)) this.mailboxes.set(m.name, m);
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);

@@ -155,6 +155,31 @@ describe('slot release', () => {
     await vi.advanceTimersByTimeAsync(50);
     expect(stopped).toBe(true);
   });
+  it('retries a message whose attempt was released before it finished, even when the mailbox got new mail meanwhile', async () => {
+    // The runner frees the Graph slot as soon as Graph answers and only then updates the spool; in that gap
+    // the mailbox has nothing in flight or waiting. A new message for it must not lose the pending retry.
+    const retried: string[] = [];
+    const starts: string[] = [];
+    let finishFirst!: () => void;
+    const s = new Scheduler(base, async (m, release) => {
+      starts.push(m.id);
+      if (m.id === 'first' && !retried.includes('first')) {
+        retried.push('first');
+        release();
+        await new Promise<void>((r) => (finishFirst = r));
+        return { kind: 'retry', dueAt: Date.now() + 100 };
+      }
+      return { kind: 'done' };
+    });
+    s.add('first', 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    s.add('second', 'a@x.example', Date.now() + 50);
+    await vi.advanceTimersByTimeAsync(0);
+    finishFirst();
+    await vi.advanceTimersByTimeAsync(200);
+    expect(starts).toEqual(['first', 'second', 'first']);
+    expect(s.size()).toBe(0);
+  });
 });
 
 describe('outage breaker', () => {
