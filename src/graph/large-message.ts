@@ -13,7 +13,7 @@ import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer, partToFile } from './part-body.js';
 import type { Body, GraphRest, JsonResponse } from './rest.js';
 import type { UploadBudget } from './upload-budget.js';
-import { readAt } from '../spool/read-range.js';
+import { readInto } from '../spool/read-range.js';
 
 /** Graph: attachments under 3 MB go in one POST; from 3 MB to 150 MB through an upload session. */
 export const MAX_DIRECT_ATTACHMENT = 3 * 1024 * 1024;
@@ -236,9 +236,12 @@ async function fileSource(file: string, a: AttachmentInfo, tmp: string): Promise
     throw err;
   }
   const fh = await open(tmp, 'r');
+  // One buffer for every range: each is sent and answered before the next is read, and a fresh 3.75 MB
+  // buffer per chunk left dozens of megabytes for the garbage collector while a big attachment uploaded.
+  const buf = Buffer.allocUnsafe(Math.min(size, UPLOAD_CHUNK));
   return {
     size,
-    read: (offset, length) => readAt(fh, offset, length),
+    read: (offset, length) => readInto(fh, buf, offset, length),
     async close() {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);

@@ -59,7 +59,8 @@ export class GraphRest {
     let done = body === null;
     let res;
     try {
-      const source: AsyncIterable<Buffer> | null = body === null ? null : typeof body === 'string' || Buffer.isBuffer(body) ? once(Buffer.from(body)) : body;
+      // A Buffer body goes out as it is: copying it would double the memory of every 3.75 MB upload chunk.
+      const source: AsyncIterable<Buffer> | null = body === null ? null : typeof body === 'string' ? once(Buffer.from(body)) : Buffer.isBuffer(body) ? once(body) : body;
       const payload = source === null ? null : Readable.from(track(source, () => (done = true)), { objectMode: false });
       res = await this.pool(url.origin).request({ method, path: `${url.pathname}${url.search}`, headers, body: payload });
     } catch (err) {

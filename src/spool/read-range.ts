@@ -20,8 +20,12 @@ export async function readSlice(file: string, start: number, end: number): Promi
 }
 
 /** `length` bytes from `position`, fewer only at the end of the file. */
-export async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+export function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  return readInto(fh, Buffer.allocUnsafe(length), position, length);
+}
+
+/** As readAt, into the front of `buf` (at least `length` long): the result is a view of it. */
+export async function readInto(fh: FileHandle, buf: Buffer, position: number, length: number): Promise<Buffer> {
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buf, got, length - got, position + got);
