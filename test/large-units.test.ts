@@ -1,5 +1,6 @@
 /** Units of the large-message route: MIME scan offsets, cutting parts out, part decoding, the upload budget, config keys. */
 
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -102,6 +103,23 @@ describe('scanMime and describeMessage', () => {
     const root = await scan(f);
     expect(root.children.map((c) => c.contentType)).toEqual(['text/plain', 'application/pdf']);
     expect([...(await partToBuffer(f, describeMessage(root).attachments[0]!.part))]).toEqual([0, 1, 2]);
+  });
+
+  it('decodes base64 as Node does, whatever the line layout and wherever a 256 KB read cuts it', async () => {
+    const sizes = [0, 1, 2, 3, 4, 191_999, 192_000, 192_001, 196_607, 196_608, 400_000];
+    for (const [k, size] of sizes.entries()) {
+      const bin = randomBytes(size);
+      const lineLength = [76, 64, 1000, 0][k % 4]!; // 0: all on one line
+      const eol = k % 3 === 0 ? '\n' : '\r\n';
+      const oneLine = bin.toString('base64');
+      const b64 = lineLength ? oneLine.replace(new RegExp(`.{${lineLength}}`, 'g'), `$&${eol}`) : oneLine;
+      const body = Buffer.from(`Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n${b64}${eol}`);
+      const f = file(body);
+      const root = await scan(f);
+      const got = await partToBuffer(f, root);
+      expect(got.equals(Buffer.from(b64, 'base64')), `size ${size}, lines of ${lineLength}`).toBe(true);
+      expect(got.equals(bin)).toBe(true);
+    }
   });
 
   it('ends parts at end of file when the close delimiter is missing', async () => {

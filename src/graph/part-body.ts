@@ -9,26 +9,44 @@ function rawRange(file: string, part: MimePart): AsyncIterable<Buffer> {
   return createReadStream(file, { start: part.bodyStart, end: part.bodyEnd - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>;
 }
 
-const B64_CHAR = new Uint8Array(256);
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') B64_CHAR[c.charCodeAt(0)] = 1;
+/** Each byte's value in the base64 alphabet; -1 for bytes outside it (line breaks, spaces, '='). */
+const B64_VALUE = new Int8Array(256).fill(-1);
+for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].entries()) B64_VALUE[c.charCodeAt(0)] = i;
+const PAD = 0x3d;
 
-/** Base64 in any line layout: non-alphabet bytes are skipped and a remainder of under 4 characters is carried. */
+/**
+ * Base64 in any line layout, decoded byte by byte: bytes outside the alphabet are skipped, '=' ends the
+ * data, and the bits of a group cut by a chunk boundary carry over. No strings: decoding through
+ * Buffer.from(string, 'base64') made two 256 KB strings per chunk, which a big attachment piled up in
+ * the heap faster than the garbage collector freed them.
+ */
 async function* base64Decode(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let carry = '';
+  let bits = 0; // pending bits in `acc`, always under 8 between bytes
+  let acc = 0;
   for await (const chunk of src) {
-    const clean = Buffer.allocUnsafe(chunk.length);
+    const out = Buffer.allocUnsafe(Math.ceil((chunk.length * 3) / 4) + 1);
     let n = 0;
+    let ended = false;
     for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i]!;
-      if (B64_CHAR[c]) clean[n++] = c;
-      else if (c === 61) break; // '=' padding: the data ends here
+      const v = B64_VALUE[chunk[i]!]!;
+      if (v < 0) {
+        if (chunk[i] === PAD) {
+          ended = true;
+          break;
+        }
+        continue;
+      }
+      acc = (acc << 6) | v;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[n++] = acc >> bits;
+        acc &= (1 << bits) - 1;
+      }
     }
-    const text = carry + clean.toString('latin1', 0, n);
-    const cut = text.length - (text.length % 4);
-    if (cut > 0) yield Buffer.from(text.slice(0, cut), 'base64');
-    carry = text.slice(cut);
+    if (n > 0) yield out.subarray(0, n);
+    if (ended) return;
   }
-  if (carry.length > 1) yield Buffer.from(carry, 'base64');
 }
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
