@@ -359,11 +359,16 @@ function track(child: ChildProcess): Child {
   };
 }
 
-/** Node flags for a child under the CPU profiler (written when it exits, also through process.exit). */
+/**
+ * Node flags for a child under the CPU profiler (written when it exits, also through process.exit). Each
+ * child gets a folder of its own and Node's default file names (…<pid>.<thread id>…): with one fixed name,
+ * a child running under tsx had its main thread's profile overwritten by tsx's loader thread.
+ */
 export function profFlags(profileDir: string | null, name: string): string[] {
   if (!profileDir) return [];
-  mkdirSync(profileDir, { recursive: true });
-  return ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`];
+  const dir = path.join(profileDir, `${name}-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
 export interface RelayChild extends Child {
@@ -628,12 +633,16 @@ export function machine(): string {
   return `node ${process.version}, ${os.cpus().length} cpu, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load ${load}`;
 }
 
-/** Prints the top self-time functions of every .cpuprofile in dir (see bench/profile-summary.ts). */
+/** Prints the top self-time functions of each child's main-thread profile under dir (see bench/profile-summary.ts). */
 export async function summarizeProfiles(dir: string | null): Promise<void> {
   if (!dir) return;
   const { summarize } = await import('./profile-summary.js');
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
-    process.stdout.write(`\nprofile ${path.join(dir, f)}\n${summarize(path.join(dir, f), 15)}\n`);
+  // Main threads only (thread id 0 in Node's default name CPU.<date>.<time>.<pid>.<tid>.<seq>.cpuprofile).
+  for (const child of readdirSync(dir)) {
+    for (const f of readdirSync(path.join(dir, child)).filter((x) => /\.\d+\.0\.\d+\.cpuprofile$/.test(x))) {
+      const file = path.join(dir, child, f);
+      process.stdout.write(`\nprofile ${file}\n${summarize(file, 15)}\n`);
+    }
   }
 }
 
