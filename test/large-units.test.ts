@@ -8,7 +8,8 @@ import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../src/config/config.js';
 import { describeMessage } from '../src/graph/mime-attachments.js';
-import { base64OfKept, planCut } from '../src/graph/mime-cut.js';
+import { base64OfRanges } from '../src/delivery/compose.js';
+import { planCut } from '../src/graph/mime-cut.js';
 import { scanMime } from '../src/graph/mime-tree.js';
 import { partToBuffer } from '../src/graph/part-body.js';
 import { UploadBudget } from '../src/graph/upload-budget.js';
@@ -162,7 +163,7 @@ describe('planCut', () => {
     const cut = planCut(text.length, prefix.length, parts.attachments, 64 * 1024)!;
     expect(cut.detached.map((a) => a.name)).toEqual(['big.pdf']);
     const chunks: Buffer[] = [];
-    for await (const c of base64OfKept(prefix, f, cut.kept)) chunks.push(c);
+    for await (const c of base64OfRanges(prefix, f, cut.kept)) chunks.push(c);
     const rest = Buffer.from(Buffer.concat(chunks).toString('latin1'), 'base64');
     expect(rest.length).toBe(prefix.length + cut.keptBytes);
     const parsed = await simpleParser(rest);

@@ -24,18 +24,26 @@ export function base64Length(rawBytes: number): number {
 }
 
 /**
- * Streams prefix + the file's first `size` bytes as base64 without holding the message: each chunk is encoded up to a multiple
- * of 3 bytes and the remainder carried into the next, so the output is one continuous base64 string.
- * `onDone` fires when the last byte has been produced (the request body was fully handed over).
+ * Streams prefix + the file's byte ranges [start, end), in order, as base64 without holding the message:
+ * each chunk is encoded up to a multiple of 3 bytes and the remainder carried into the next, so the
+ * output is one continuous base64 string. `onDone` fires when the last byte has been produced (the
+ * request body was fully handed over).
  */
-export async function* base64Stream(prefix: Buffer, file: string, size: number, onDone?: () => void): AsyncGenerator<Buffer> {
+export async function* base64OfRanges(prefix: Buffer, file: string, ranges: readonly (readonly [number, number])[], onDone?: () => void): AsyncGenerator<Buffer> {
   let carry: Buffer = prefix;
-  for await (const chunk of readRange(file, size, 192 * 1024)) {
-    const buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-    const cut = buf.length - (buf.length % 3);
-    if (cut > 0) yield Buffer.from(buf.subarray(0, cut).toString('base64'), 'latin1');
-    carry = buf.subarray(cut);
+  for (const [start, end] of ranges) {
+    for await (const chunk of readRange(file, start, end, 192 * 1024)) {
+      const buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const cut = buf.length - (buf.length % 3);
+      if (cut > 0) yield Buffer.from(buf.subarray(0, cut).toString('base64'), 'latin1');
+      carry = buf.subarray(cut);
+    }
   }
   if (carry.length) yield Buffer.from(carry.toString('base64'), 'latin1');
   onDone?.();
+}
+
+/** prefix + the file's first `size` bytes (the message part of a spool file) as base64. */
+export function base64Stream(prefix: Buffer, file: string, size: number, onDone?: () => void): AsyncGenerator<Buffer> {
+  return base64OfRanges(prefix, file, [[0, size]], onDone);
 }

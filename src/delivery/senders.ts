@@ -143,7 +143,7 @@ export class CaptureSender implements Sender {
     const out = await open(emlPath, 'w');
     try {
       await out.write(prefix);
-      for await (const chunk of readRange(data.file, data.size)) await out.write(chunk);
+      for await (const chunk of readRange(data.file, 0, data.size)) await out.write(chunk);
     } finally {
       await out.close();
     }

@@ -8,7 +8,8 @@ import { classifyDraftNetworkError, classifyDraftResponse, classifyTokenError, c
 import { GraphNetworkError } from './client.js';
 import { buildJsonMessage } from './json-message.js';
 import { describeMessage, fileAttachment, type AttachmentInfo } from './mime-attachments.js';
-import { base64OfKept, base64Size, planCut } from './mime-cut.js';
+import { planCut } from './mime-cut.js';
+import { base64Length, base64OfRanges } from '../delivery/compose.js';
 import { MimeScanError, scanMime } from './mime-tree.js';
 import { partToBuffer, partToFile } from './part-body.js';
 import type { Body, GraphRest, JsonResponse } from './rest.js';
@@ -94,7 +95,7 @@ export class LargeMessageRoute {
         return { verdict: classifyUnsendable('message-too-big'), message: `the message body alone (${jsonDraft.length} bytes as JSON) exceeds one Graph request (${this.deps.maxRequestBytes} bytes)` };
       }
     }
-    const draftBytes = cut ? base64Size(msg.prefix.length + cut.keptBytes) : jsonDraft!.length;
+    const draftBytes = cut ? base64Length(msg.prefix.length + cut.keptBytes) : jsonDraft!.length;
     const estimate = draftBytes + detached.reduce((s, a) => s + a.rawSize, 0);
     const budget = this.deps.budget.reserve(msg.mailbox, estimate);
     if (!budget.ok) {
@@ -104,7 +105,7 @@ export class LargeMessageRoute {
     const ctx = new Attempt(this.deps, msg.mailbox);
     let draftId: string | null = null;
     try {
-      const draftBody = (): Body => (cut ? base64OfKept(msg.prefix, msg.dataPath, cut.kept) : jsonDraft);
+      const draftBody = (): Body => (cut ? base64OfRanges(msg.prefix, msg.dataPath, cut.kept) : jsonDraft);
       const created = await ctx.call('draft', 'POST', `/v1.0/users/${encodeURIComponent(msg.mailbox)}/messages`, cut ? 'text/plain' : 'application/json', draftBody, draftBytes);
       const id = created.json?.['id'];
       if (typeof id !== 'string' || !id) throw new StepFailed({ verdict: { kind: 'transient', reason: 'draft-without-id' }, status: created.status, message: 'Graph created a draft but returned no id' });

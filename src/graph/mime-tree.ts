@@ -173,7 +173,7 @@ export async function scanMime(file: string, size: number): Promise<MimePart> {
   };
 
   let lastByte = -1; // the byte before the current position, across chunks: a CR before LF means CRLF
-  for await (const chunk of readRange(file, size)) {
+  for await (const chunk of readRange(file, 0, size)) {
     let pos = 0;
     while (pos < chunk.length) {
       const nl = chunk.indexOf(10, pos);

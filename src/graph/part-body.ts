@@ -1,13 +1,9 @@
 /** A MIME part's body, read from its byte range in the spool file and decoded (base64, quoted-printable) as it streams. */
 
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { MimePart } from './mime-tree.js';
-
-function rawRange(file: string, part: MimePart): AsyncIterable<Buffer> {
-  if (part.bodyEnd <= part.bodyStart) return (async function* () {})();
-  return createReadStream(file, { start: part.bodyStart, end: part.bodyEnd - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>;
-}
+import { readRange } from '../spool/read-range.js';
 
 /** Each byte's value in the base64 alphabet; -1 for bytes outside it (line breaks, spaces, '='). */
 const B64_VALUE = new Int8Array(256).fill(-1);
@@ -84,7 +80,7 @@ async function* qpDecode(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
 
 /** The decoded body of a leaf part; 7bit, 8bit, binary and unknown encodings pass through unchanged. */
 export function partBody(file: string, part: MimePart): AsyncIterable<Buffer> {
-  const raw = rawRange(file, part);
+  const raw = readRange(file, part.bodyStart, part.bodyEnd);
   if (part.transferEncoding === 'base64') return base64Decode(raw);
   if (part.transferEncoding === 'quoted-printable') return qpDecode(raw);
   return raw;

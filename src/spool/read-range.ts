@@ -3,10 +3,10 @@
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
-/** The first `size` bytes of `file`, streamed. */
-export function readRange(file: string, size: number, highWaterMark = 256 * 1024): AsyncIterable<Buffer> {
-  if (size === 0) return (async function* () {})();
-  return createReadStream(file, { start: 0, end: size - 1, highWaterMark }) as AsyncIterable<Buffer>;
+/** Bytes [start, end) of `file`, streamed. */
+export function readRange(file: string, start: number, end: number, highWaterMark = 256 * 1024): AsyncIterable<Buffer> {
+  if (end <= start) return (async function* () {})();
+  return createReadStream(file, { start, end: end - 1, highWaterMark }) as AsyncIterable<Buffer>;
 }
 
 /** Bytes [start, end) of `file`, in one buffer. */
