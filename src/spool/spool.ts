@@ -102,8 +102,8 @@ export class SpoolFileError extends Error {
 
 const FLUSH_BYTES = 256 * 1024;
 /**
- * Files below this size are read whole, in one read, when a message is loaded for delivery. Larger
- * ones cost an fstat and a second read; a 128 KB buffer for every delivery cost more (allocation, GC).
+ * Files below this size are read whole, synchronously, into a buffer of their size when a message is
+ * loaded for delivery. Larger ones are opened again through the thread pool and only their trailer is read.
  */
 const FIRST_READ = 32 * 1024;
 const FOOTER_TAG = '#envelope ';
@@ -432,9 +432,9 @@ export async function readMessageFile(file: string, wantBytes = false): Promise<
 }
 
 /**
- * The whole file when it is smaller than FIRST_READ, else null. Synchronous on purpose: three system calls
- * on a file in the page cache cost less main-thread time than one thread-pool round trip, and do not queue
- * behind the fsyncs of messages being accepted.
+ * The whole file when it is smaller than FIRST_READ, else null. Synchronous on purpose: four system calls
+ * (open, fstat, read, close) on a file in the page cache cost less main-thread time than thread-pool round
+ * trips, and do not queue behind the fsyncs of messages being accepted.
  */
 function readSmallFileSync(file: string): Buffer | null {
   const fd = openSync(file, 'r');
