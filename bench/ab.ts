@@ -11,7 +11,7 @@
  */
 
 import path from 'node:path';
-import { args, cleanup, ingest, machine, num, procFigures, startEmulatorChild, startRelay, table, type RelayChild } from './lib.js';
+import { args, cleanup, ingest, machine, median, num, procFigures, startEmulatorChild, startRelay, table, type RelayChild } from './lib.js';
 
 const a = args({ n: 2000 }, ['a', 'b', 'mode', 'rounds', 'warmup', 'b-config', 'b-env']);
 if (typeof a.values.b !== 'string') throw new Error('--b /path/to/dist/cli.js is required');
@@ -49,11 +49,6 @@ try {
       figures[k].push({ rate: res.rate, cpuMs: ((c1 - c0) * 1000) / Math.max(1, res.ok) });
     }
   }
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((x, y) => x - y);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
   const rows = (['A', 'B'] as const).map((k) => ({
     build: k,
     'msgs/s': median(figures[k].map((f) => f.rate)),

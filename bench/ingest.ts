@@ -22,6 +22,7 @@ import {
   cleanup,
   ingest,
   machine,
+  median,
   num,
   pct,
   procFigures,
@@ -78,12 +79,6 @@ async function run(target: Target, mode: Mode, n: number, measured: boolean): Pr
   if (r.failed) process.stdout.write(`  ${key}: ${r.failed} failed (replies ${JSON.stringify(r.replies)}) ${r.errors.join('; ')}\n`);
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  if (s.length === 0) return NaN;
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 const rate = (key: string): number => median((results[key] ?? []).map((r) => r.rate));
 /** Server CPU per accepted message: robust to machine load, unlike msgs/s. */
 const cpuMs = (key: string): number => median((results[key] ?? []).map((r, i) => ((cpu[key]?.[i] ?? NaN) * 1000) / r.rate));

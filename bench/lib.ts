@@ -652,3 +652,11 @@ export function cleanup(dir: string, keep: boolean): void {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The median of a list of figures; NaN for none. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
