@@ -21,23 +21,33 @@ function random4(): Buffer {
 }
 
 /**
+ * A clock up to this far behind the last id's time is taken as the same moment (a clock stepped back, or
+ * the milliseconds borrowed by a burst): the id continues from the last one instead of reusing a time.
+ */
+const SAME_MOMENT_MS = 1000;
+
+/**
  * 12 characters: 7 of milliseconds since 2024, 1 of a per-millisecond sequence, 4 random.
- * The random part keeps two relay processes sharing nothing from colliding; the sequence keeps one
- * process from colliding with itself within a millisecond.
+ * The random part keeps two relay processes sharing nothing from colliding; time and sequence keep one
+ * process from colliding with itself: past 52 ids in one millisecond the next millisecond is borrowed, so
+ * ids of one process are unique and in order whatever the rate (a repeated id would let a rename into
+ * queue/ replace an accepted message).
  */
 export function newQueueId(now = Date.now()): string {
-  if (now === lastMs) seq++;
-  else {
+  if (now > lastMs || lastMs - now > SAME_MOMENT_MS) {
     lastMs = now;
     seq = 0;
+  } else if (++seq === ALPHABET.length) {
+    lastMs++;
+    seq = 0;
   }
-  let t = now - EPOCH;
+  let t = lastMs - EPOCH;
   let out = '';
   for (let i = 0; i < 7; i++) {
     out = ALPHABET[t % ALPHABET.length]! + out;
     t = Math.floor(t / ALPHABET.length);
   }
-  out += ALPHABET[seq % ALPHABET.length]!;
+  out += ALPHABET[seq]!;
   const r = random4();
   for (const b of r) out += ALPHABET[b % ALPHABET.length]!;
   return out;

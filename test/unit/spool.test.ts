@@ -151,4 +151,12 @@ describe('spool', () => {
     for (const id of ids.slice(0, 100)) expect(id).toMatch(QUEUE_ID_RE);
     expect(newQueueId(Date.UTC(2030, 0, 1)) > newQueueId(Date.UTC(2029, 0, 1))).toBe(true);
   });
+
+  it('keeps ids of one process unique and in order past 52 in one millisecond, without the random part', () => {
+    const now = Date.UTC(2031, 0, 1);
+    const ids = Array.from({ length: 500 }, () => newQueueId(now));
+    // Time and sequence alone (the first 8 characters) must differ: the burst borrows the next milliseconds.
+    expect(new Set(ids.map((id) => id.slice(0, 8))).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
 });
