@@ -106,18 +106,23 @@ describe('bounces', () => {
   it('sends one delay notice when a message waits longer than delayWarningAfter', async () => {
     // Everything to alice's mailbox fails for a while; the notice goes out from the postmaster mailbox.
     tb.emu.script('alice@contoso.example', Array.from({ length: 30 }, () => ({ status: 500, code: 'InternalServerError' })));
-    const r = await relay({ bounces: { postmaster: 'postmaster@contoso.example', delayWarningAfter: '1m' }, delivery: { retry: { schedule: ['100ms'] } } });
+    const cfg = { bounces: { postmaster: 'postmaster@contoso.example', delayWarningAfter: '1m' }, delivery: { retry: { schedule: ['100ms'] } } };
+    const r1 = await relay(cfg);
     // delayWarningAfter has a floor of one minute, so a test cannot wait for it: backdate instead.
-    expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);
-    const rec = await r.waitForLog((l) => l.event === 'received');
-    await r.waitForLog((l) => l.event === 'deferred');
+    expect((await pySend(r1.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);
+    const rec = await r1.waitForLog((l) => l.event === 'received');
+    await r1.waitForLog((l) => l.event === 'deferred');
+    // With the relay stopped: a running one rewrites the state file at every deferral (every 100 ms here)
+    // from the envelope it loaded, and would undo an edit that lands during an attempt.
+    expect(await r1.stop()).toBe(0);
     const { readFileSync, writeFileSync, renameSync } = await import('node:fs');
-    const envPath = path.join(r.spoolDir, 'queue', `${rec.qid}.json`);
+    const envPath = path.join(r1.spoolDir, 'queue', `${rec.qid}.json`);
     // Rewrite receivedAt as a queue tool would (atomically), two minutes in the past.
     const env = JSON.parse(readFileSync(envPath, 'utf8'));
     env.receivedAt = new Date(Date.now() - 120_000).toISOString();
     writeFileSync(`${envPath}.tmp`, JSON.stringify(env));
     renameSync(`${envPath}.tmp`, envPath);
+    const r = await relay(cfg, { dir: r1.dir });
     const notice = await r.waitForLog((l) => l.event === 'delay-notice', 20_000);
     expect(notice.to).toBe('alice@contoso.example');
     const sent = await tb.emu.waitForSent(1);
