@@ -50,7 +50,7 @@ process.stdout.write(`ingest: ${a.n} messages of ${size} B, ${sessions} concurre
 // Two emulators: the held relay's hung requests must not count against the instant relay's mailbox limit.
 const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1000 });
 const emuInstant = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 4 });
-const bare = await startBareServer(path.join(a.dir, 'bare-spool'));
+const bare = await startBareServer(path.join(a.dir, 'bare-spool'), profileDir);
 const unlimitedSessions = { limits: { maxMessagesPerSession: 100_000 } };
 // The held requests must stay held: with the default 60 s header timeout, a run longer than a minute
 // (a large --n) would see them time out and be retried inside the measurement.

@@ -95,8 +95,8 @@ export class Relay {
     this.listeners = cfg.listeners.map(
       (l) =>
         new SmtpListener(l, cfg, this.spool, log, {
-          accepted: (env) => {
-            this.metrics.accepted(env);
+          accepted: (env, receivedAtMs) => {
+            this.metrics.accepted(env, receivedAtMs);
             this.scheduler.add(env.id, env.mailbox, Date.now());
           },
           rejected: (reason) => this.metrics.rejected(reason),

@@ -4,7 +4,7 @@ import { unlink } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
-import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule } from '../policy/senders.js';
+import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
@@ -13,7 +13,6 @@ import type { Socket } from 'node:net';
 import type { ListenerConfig, RelayConfig } from '../config/config.js';
 import { maxRawForRequest } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
-import { resolveMailbox } from '../policy/mailbox.js';
 import { NetworkList } from '../policy/networks.js';
 import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
@@ -39,13 +38,20 @@ export class SmtpReply extends Error {
 class ClientGone extends Error {}
 
 export interface SmtpEvents {
-  /** Called after the spool commit, before the 250 goes out. */
-  accepted(env: Envelope): void;
+  /** Called after the spool commit, before the 250 goes out; `receivedAtMs` is env.receivedAt as a number. */
+  accepted(env: Envelope, receivedAtMs: number): void;
   rejected(reason: string, session: SMTPServerSession): void;
   /** Passthrough listeners: send now and answer with Graph's verdict instead of queueing. */
   passthrough?: (env: Envelope, data: MessageData) => Promise<SendResult>;
   /** A client connected to this listener (before any check), for session metrics. */
   session?(listener: string): void;
+}
+
+interface SessionState {
+  counted: boolean;
+  messages: number;
+  /** The current transaction's mailbox, decided at MAIL FROM (sender and session rights cannot change before DATA). */
+  mailbox: SessionMailbox | null;
 }
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$|^[^\s@<>]+@\[[0-9a-f:.]+\]$/i;
@@ -59,8 +65,8 @@ export class SmtpListener {
   private readonly networkRules: NetworkRules;
   private readonly shared: FrontDoorShared;
   private readonly certs: CertificateWatcher | null;
-  /** Per-session counters, by session id; removed in onClose. */
-  private readonly sessions = new Map<string, { counted: boolean; messages: number }>();
+  /** Per-session state, by session id; removed in onClose. */
+  private readonly sessions = new Map<string, SessionState>();
   private closing = false;
 
   constructor(
@@ -186,7 +192,7 @@ export class SmtpListener {
       const who = admission.limit === 'maxConnections' ? 'in total' : `from [${client}]`;
       return cb(this.reject(session, 'connection-limit', new SmtpReply(421, `4.7.0 Too many connections ${who}: at most ${admission.max} (limits.${admission.limit}), try again later`)));
     }
-    this.sessions.set(session.id, { counted: true, messages: 0 });
+    this.sessions.set(session.id, { counted: true, messages: 0, mailbox: null });
     cb();
   }
 
@@ -259,11 +265,12 @@ export class SmtpListener {
     const rule = this.ruleFor(session);
     const verdict = checkEnvelopeSender(address, rule);
     if (!verdict.ok) return this.reject(session, 'sender-policy', new SmtpReply(550, `5.7.1 ${verdict.reason}`));
-    if (!rule?.mailbox) {
-      const res = resolveMailbox(address, this.cfg.mailboxes);
-      if (!res.ok) return this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${res.reason}`));
+    const mailbox = mailboxForSession(address, rule, this.cfg.mailboxes);
+    if (!mailbox.ok) return this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${mailbox.reason}`));
+    if (state) {
+      state.messages++;
+      state.mailbox = mailbox;
     }
-    if (state) state.messages++;
     return null;
   }
 
@@ -296,6 +303,7 @@ export class SmtpListener {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
     const now = new Date();
+    const at = now.toISOString();
     const writer = this.spool.beginMessage(id);
     const headers = new HeaderCollector();
     let failure: unknown = null;
@@ -376,7 +384,7 @@ export class SmtpListener {
       if (!this.cfg.delivery.largeMessages && outgoing > maxRaw) {
         throw this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: with its ${rcptTo.length} recipients it exceeds what one Graph request carries (${maxRaw} bytes)`));
       }
-      const resolution = mailboxForSession(mailFrom, rule, this.cfg.mailboxes);
+      const resolution = this.sessions.get(session.id)?.mailbox ?? mailboxForSession(mailFrom, rule, this.cfg.mailboxes);
       if (!resolution.ok) throw this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${resolution.reason}`));
       const env: Envelope = {
         version: 1,
@@ -389,10 +397,10 @@ export class SmtpListener {
         clientHostname: session.clientHostname,
         helo: session.hostNameAppearsAs,
         listener: this.listener.name,
-        receivedAt: now.toISOString(),
+        receivedAt: at,
         size: writer.bytes,
         attempts: 0,
-        nextAttemptAt: now.toISOString(),
+        nextAttemptAt: at,
         lastError: null,
       };
       if (this.events.passthrough) {
@@ -424,7 +432,7 @@ export class SmtpListener {
       if (plan.headerOnly.length > 0) {
         this.log.warn({ qid: id, headerOnlyRcpts: plan.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
       }
-      this.events.accepted(env);
+      this.events.accepted(env, now.getTime());
       return `2.0.0 Ok: queued as ${id}`;
     } catch (err) {
       await writer.abort();

@@ -112,9 +112,13 @@ const FOOTER_BYTES = FOOTER_TAG.length + 11;
 const FOOTER_RE = /^#envelope (\d{10})\n$/;
 
 function envelopeTrailer(env: Envelope): Buffer {
-  const json = `${JSON.stringify(env)}\n`;
-  const length = Buffer.byteLength(json);
-  return Buffer.from(`${json}${FOOTER_TAG}${String(length).padStart(10, '0')}\n`, 'utf8');
+  const json = JSON.stringify(env);
+  // Measured, then written in place: one buffer, and no second string holding JSON and footer together.
+  const length = Buffer.byteLength(json) + 1;
+  const out = Buffer.allocUnsafe(length + FOOTER_BYTES);
+  out.write(json, 0, 'utf8');
+  out.write(`\n${FOOTER_TAG}${String(length).padStart(10, '0')}\n`, length - 1, 'latin1');
+  return out;
 }
 
 /** Receives one message's bytes into tmp/; nothing is in the queue until Spool.commit. */

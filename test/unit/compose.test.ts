@@ -92,4 +92,46 @@ describe('header facts', () => {
       expect(addresses(v), v).toEqual(parsed);
     }
   });
+
+  it('reads the same facts as a plain unfold-then-filter reading, over generated header sections', async () => {
+    const { readHeaderFacts, addresses } = await import('../../src/smtp/headers.js');
+    // The reading readHeaderFacts replaced (split into lines, unfold, then filter by name): the oracle.
+    const reference = (text: string) => {
+      const fields: { name: string; value: string }[] = [];
+      for (const line of text.split(/\r?\n/)) {
+        if (/^[ \t]/.test(line) && fields.length > 0) {
+          fields[fields.length - 1]!.value += ` ${line.trim()}`;
+          continue;
+        }
+        const m = /^([^:\s]+)[ \t]*:(.*)$/.exec(line);
+        if (m) fields.push({ name: m[1]!.toLowerCase(), value: m[2]!.trim() });
+      }
+      const list = (name: string) => fields.filter((f) => f.name === name).flatMap((f) => addresses(f.value));
+      return {
+        receivedCount: fields.filter((f) => f.name === 'received').length,
+        to: list('to'),
+        cc: list('cc'),
+        bcc: list('bcc'),
+        from: list('from'),
+        messageId: fields.find((f) => f.name === 'message-id')?.value ?? null,
+      };
+    };
+    const names = ['To', 'cc', 'BCC', 'From', 'Received', 'Message-ID', 'Subject', 'X-To', 'To ', 'to\t', 'Resent-To'];
+    const values = ['a@x.example', ' "Doe, Jane" <j@x.example>', 'g: p@x.example, q@x.example;', '', '<m@id>', 'no address', 'Zoë <zoë@x.example>'];
+    let seed = 7;
+    const pick = <T,>(xs: readonly T[]): T => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length]!;
+    for (let round = 0; round < 500; round++) {
+      let text = '';
+      const lines = 1 + (round % 9);
+      for (let i = 0; i < lines; i++) {
+        const eol = pick(['\r\n', '\r\n', '\n']);
+        const kind = pick(['field', 'field', 'field', 'fold', 'junk']);
+        if (kind === 'field') text += `${pick(names)}:${pick(values)}${eol}`;
+        else if (kind === 'fold') text += `${pick([' ', '\t', '  \t'])}${pick(values)}${eol}`;
+        else text += `${pick(['no colon here', ':starts with colon', ' '])}${eol}`;
+      }
+      text += pick(['\r\n', '']);
+      expect(readHeaderFacts(Buffer.from(text, 'utf8')), JSON.stringify(text)).toEqual(reference(text));
+    }
+  });
 });
