@@ -117,7 +117,7 @@ try {
   // The emulator goes first: closing it ends the held requests, so the relays stop at once (and write
   // their CPU profile when --profile is on).
   await Promise.all([emu.stop(), emuInstant.stop()]);
-  await Promise.all([held.stop(), instant.stop()]);
+  await Promise.all([held.stop(), instant.stop(), bare.stop()]);
   instant = null;
   await summarizeProfiles(profileDir);
   const reuseRatio = rate('held/reuse') / bareReuse;

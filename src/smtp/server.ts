@@ -16,6 +16,7 @@ import type { Logger } from '../observability/logger.js';
 import { NetworkList } from '../policy/networks.js';
 import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
+import { isoTime } from '../observability/iso-time.js';
 import type { Envelope, MessageData, Spool } from '../spool/spool.js';
 import { installReplyPatch } from './replies.js';
 import { HeaderCollector, readHeaderFacts } from './headers.js';
@@ -303,7 +304,7 @@ export class SmtpListener {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
     const now = new Date();
-    const at = now.toISOString();
+    const at = isoTime(now.getTime());
     const writer = this.spool.beginMessage(id);
     const headers = new HeaderCollector();
     let failure: unknown = null;

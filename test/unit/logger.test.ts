@@ -35,3 +35,21 @@ describe('log destination', () => {
     await vi.waitFor(() => expect(read().trim().split('\n')).toHaveLength(100));
   });
 });
+
+describe('log timestamps', () => {
+  it('are what toISOString writes, across millisecond, second, day and year boundaries', async () => {
+    const { isoTime } = await import('../../src/observability/iso-time.js');
+    const points = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1), Date.UTC(2028, 1, 29, 12), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1), -1, -1001];
+    for (const ms of points) {
+      // Each point, then its neighbours, then the point again: the cached second must never leak into another.
+      for (const x of [ms, ms - 1, ms + 1, ms + 1000, ms]) expect(isoTime(x), String(x)).toBe(new Date(x).toISOString());
+    }
+    const out: string[] = [];
+    const log = createLogger('info', { write: (s: string) => void out.push(s) });
+    const before = Date.now();
+    log.info('x');
+    const time = Date.parse((JSON.parse(out[0]!) as { time: string }).time);
+    expect(time).toBeGreaterThanOrEqual(before);
+    expect(time).toBeLessThanOrEqual(Date.now());
+  });
+});
