@@ -8,15 +8,18 @@ export interface RecipientPlan {
 }
 
 export function planRecipients(envelopeRcpts: readonly string[], headerTo: readonly string[], headerCc: readonly string[], headerBcc: readonly string[]): RecipientPlan {
-  const inHeaders = new Set([...headerTo, ...headerCc, ...headerBcc].map((a) => a.toLowerCase()));
-  const inEnvelope = new Set(envelopeRcpts.map((a) => a.toLowerCase()));
+  // Plain loops and two sets: this runs for every accepted message.
+  const inHeaders = new Set<string>();
+  for (const list of [headerTo, headerCc, headerBcc]) for (const a of list) inHeaders.add(a.toLowerCase());
+  const inEnvelope = new Set<string>();
   const bcc: string[] = [];
-  const seen = new Set<string>();
   for (const r of envelopeRcpts) {
     const k = r.toLowerCase();
-    if (!inHeaders.has(k) && !seen.has(k)) bcc.push(r);
-    seen.add(k);
+    if (inEnvelope.has(k)) continue;
+    inEnvelope.add(k);
+    if (!inHeaders.has(k)) bcc.push(r);
   }
-  const headerOnly = [...new Set([...headerTo, ...headerCc, ...headerBcc].map((a) => a.toLowerCase()))].filter((a) => !inEnvelope.has(a));
+  const headerOnly: string[] = [];
+  for (const a of inHeaders) if (!inEnvelope.has(a)) headerOnly.push(a);
   return { bcc, headerOnly };
 }

@@ -31,6 +31,11 @@ describe('added headers', () => {
   it('plans Bcc for envelope-only recipients and reports header-only ones', () => {
     expect(planRecipients(['A@x.example', 'b@x.example', 'c@x.example'], ['a@x.example'], ['b@x.example'], [])).toEqual({ bcc: ['c@x.example'], headerOnly: [] });
     expect(planRecipients(['a@x.example'], ['a@x.example', 'list@x.example'], [], [])).toEqual({ bcc: [], headerOnly: ['list@x.example'] });
+    // Each address once, compared without case: the first spelling of an envelope recipient is kept.
+    expect(planRecipients(['C@x.example', 'c@x.example', 'd@x.example', 'f@x.example'], ['E@x.example', 'e@x.example'], ['G@x.example'], ['D@x.example'])).toEqual({
+      bcc: ['C@x.example', 'f@x.example'],
+      headerOnly: ['e@x.example', 'g@x.example'],
+    });
   });
 
   it('streams prefix + file as one continuous base64 string of the announced length', async () => {
