@@ -77,13 +77,20 @@ export function readHeaderFacts(block: Buffer): HeaderFacts {
     const end = nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
     const first = text.charCodeAt(at);
     if (first === 32 || first === 9) {
-      if (name !== null) value += ` ${text.slice(at, end).trim()}`;
+      if (name !== null && READ.has(name)) value += ` ${text.slice(at, end).trim()}`;
     } else {
-      const field = FIELD_NAME.exec(text.slice(at, end));
-      if (field) {
-        if (name !== null) take(facts, name, value);
-        name = field[1]!.toLowerCase();
-        value = field[2]!.trim();
+      // The first colon ends the name, less the blanks before it (no regular expression: its match
+      // arrays were most of what this function allocated).
+      const colon = text.indexOf(':', at);
+      let nameEnd = colon;
+      while (nameEnd > at && (text.charCodeAt(nameEnd - 1) === 32 || text.charCodeAt(nameEnd - 1) === 9)) nameEnd--;
+      if (colon !== -1 && colon < end && nameEnd > at) {
+        const fieldName = text.slice(at, nameEnd);
+        if (!WHITESPACE.test(fieldName)) {
+          if (name !== null) take(facts, name, value);
+          name = fieldName.toLowerCase();
+          value = READ.has(name) ? text.slice(colon + 1, end).trim() : '';
+        }
       }
     }
     at = nl + 1;
@@ -92,7 +99,9 @@ export function readHeaderFacts(block: Buffer): HeaderFacts {
   return facts;
 }
 
-const FIELD_NAME = /^([^:\s]+)[ \t]*:(.*)$/s;
+const WHITESPACE = /\s/;
+/** The fields whose values take() reads. */
+const READ = new Set(['to', 'cc', 'bcc', 'from', 'message-id']);
 
 function take(facts: HeaderFacts, name: string, value: string): void {
   switch (name) {

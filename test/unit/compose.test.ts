@@ -121,7 +121,7 @@ describe('header facts', () => {
         messageId: fields.find((f) => f.name === 'message-id')?.value ?? null,
       };
     };
-    const names = ['To', 'cc', 'BCC', 'From', 'Received', 'Message-ID', 'Subject', 'X-To', 'To ', 'to\t', 'Resent-To'];
+    const names = ['To', 'cc', 'BCC', 'From', 'Received', 'Message-ID', 'Subject', 'X-To', 'To ', 'to\t', 'Resent-To', 'To x', 'Cc\u00a0', ' \tFrom'];
     const values = ['a@x.example', ' "Doe, Jane" <j@x.example>', 'g: p@x.example, q@x.example;', '', '<m@id>', 'no address', 'Zoë <zoë@x.example>'];
     let seed = 7;
     const pick = <T,>(xs: readonly T[]): T => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length]!;
