@@ -523,9 +523,10 @@ function firstJsonLine<T>(child: ChildProcess, what: string, stderr: string[]): 
 const TSX = ['--import', 'tsx'];
 
 /** The reference: a bare smtp-server that fsyncs each message into a spool dir before its 250 (bench/bare-server.ts). */
-export async function startBareServer(spoolDir: string, profileDir: string | null = null): Promise<Child & { port: number }> {
+export async function startBareServer(spoolDir: string, profileDir: string | null = null, env: Record<string, string> = {}): Promise<Child & { port: number }> {
   const child = spawn(process.execPath, [...profFlags(profileDir, 'bare'), ...TSX, path.join(BENCH, 'bare-server.ts'), spoolDir], {
     cwd: REPO,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const t = track(child);

@@ -26,6 +26,7 @@ describe('bench smoke', () => {
     ['ingest.ts', ['--n', '50', '--warmup', '10', '--rounds', '1'], /^SUMMARY ingest: /m],
     ['drain.ts', ['--n', '50', '--mailboxes', '5', '--latency', '20', '--jitter', '5'], /^SUMMARY drain: /m],
     ['queue-scale.ts', ['--n', '50', '--mailboxes', '5', '--latency', '10'], /^SUMMARY queue-scale: /m],
+    ['alloc.ts', ['--n', '30', '--warmup', '10'], /^SUMMARY alloc: relay \d+\.\d KB .* bare fsync'd smtp-server \d+\.\d KB/m],
     ['ab.ts', ['--b', path.join(REPO, 'dist/cli.js'), '--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY ab: /m],
   ];
   for (const [script, args, summary] of cases) {
