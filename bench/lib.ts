@@ -309,21 +309,28 @@ export async function ingest(plan: IngestPlan): Promise<IngestResult> {
 export interface ProcFigures {
   rssMB: number;
   hwmMB: number;
-  /** user + system CPU seconds so far. */
+  /** user + system CPU seconds so far, all threads. */
   cpuS: number;
+  /** The same for the main thread (the event loop) alone; the rest is the thread pool and V8's helpers. */
+  mainCpuS: number;
+}
+
+function cpuSeconds(statFile: string): number {
+  const stat = readFileSync(statFile, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
 }
 
 export function procFigures(pid: number | undefined): ProcFigures {
-  const out = { rssMB: NaN, hwmMB: NaN, cpuS: NaN };
+  const out = { rssMB: NaN, hwmMB: NaN, cpuS: NaN, mainCpuS: NaN };
   if (!pid) return out;
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
     out.rssMB = kb('VmRSS') / 1024;
     out.hwmMB = kb('VmHWM') / 1024;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.cpuS = (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+    out.cpuS = cpuSeconds(`/proc/${pid}/stat`);
+    out.mainCpuS = cpuSeconds(`/proc/${pid}/task/${pid}/stat`);
   } catch {
     // exited
   }
