@@ -13,6 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { shortUrl } from './profile-summary.js';
 import { args, BENCH, cleanup, ingest, machine, num, sleep, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
 
 const a = args({ n: 6000 }, ['warmup', 'top']);
@@ -38,11 +39,7 @@ function sites(file: string): Map<string, number> {
   const out = new Map<string, number>();
   const walk = (n: HeapNode): void => {
     const { functionName, url, lineNumber } = n.callFrame;
-    let where = url.replace(/^file:\/\//, '');
-    const nm = where.lastIndexOf('node_modules/');
-    if (nm >= 0) where = where.slice(nm + 'node_modules/'.length);
-    where = where.replace(`${path.dirname(BENCH)}/`, '');
-    const key = `${functionName || '(anonymous)'}  ${where ? `${where}:${lineNumber + 1}` : '(native)'}`;
+    const key = `${functionName || '(anonymous)'}  ${shortUrl(url)}${url ? `:${lineNumber + 1}` : ''}`;
     out.set(key, (out.get(key) ?? 0) + n.selfSize);
     for (const c of n.children) walk(c);
   };

@@ -24,7 +24,8 @@ interface CpuProfile {
 
 const REPO = path.resolve(import.meta.dirname, '..');
 
-function shortUrl(url: string): string {
+/** A profile frame's script, short: repository-relative, or package-relative under node_modules; '(native)' for none. */
+export function shortUrl(url: string): string {
   if (!url) return '(native)';
   let u = url.replace(/^file:\/\//, '');
   if (u.startsWith(REPO)) u = u.slice(REPO.length + 1);
