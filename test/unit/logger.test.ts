@@ -1,15 +1,18 @@
 /** The log destination: batched lines leave in writes of at least 4 KB (or at a flush); unbatched ones at once. */
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { createLogger, logDestination } from '../../src/observability/logger.js';
+import { createLogger, LineBatch, logDestination } from '../../src/observability/logger.js';
 
 function fileLogger(flushIntervalMs: number) {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'log-')), 'out.log');
-  const dest = logDestination(flushIntervalMs, openSync(file, 'w')) as ReturnType<typeof logDestination> & NodeJS.EventEmitter;
-  const firstWrite = new Promise<number>((resolve) => dest.once('write', (n: number) => resolve(n)));
+  const dest = logDestination(flushIntervalMs, openSync(file, 'w'));
+  // sonic-boom's 'write' event gives the bytes of each write it makes.
+  const sonic = (dest instanceof LineBatch ? dest.out : dest) as unknown as NodeJS.EventEmitter;
+  const firstWrite = new Promise<number>((resolve) => sonic.once('write', (n: number) => resolve(n)));
   const log = createLogger('info', dest);
   return { log, firstWrite, read: () => readFileSync(file, 'utf8') };
 }
@@ -26,6 +29,24 @@ describe('log destination', () => {
     expect(await firstWrite).toBeGreaterThanOrEqual(4096);
     await flushed(log);
     expect(read().trim().split('\n').map((l) => (JSON.parse(l) as { qid: string }).qid)).toEqual(Array.from({ length: 100 }, (_, i) => `q${i}`));
+  });
+
+  it('keeps lines whole and in order across batches, multi-byte text included', async () => {
+    const { log, read } = fileLogger(60_000);
+    const names = Array.from({ length: 300 }, (_, i) => `${'é€😀'.repeat(i % 40)}#${i}`);
+    for (const name of names) log.info({ event: 'x', name }, 'line');
+    await flushed(log);
+    expect(read().trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(names);
+  });
+
+  it('writes out the lines still gathered when the process exits', () => {
+    // Fewer than 4 KB: nothing has been written when process.exit comes.
+    const script = `import { createLogger } from ${JSON.stringify(path.resolve('dist/observability/logger.js'))};
+      const log = createLogger('info', undefined, 60000);
+      for (let i = 0; i < 3; i++) log.info({ event: 'x', i }, 'line');
+      process.exit(0);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(out.trim().split('\n').map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
   });
 
   it('writes the first line at once with log.flushInterval 0', async () => {
