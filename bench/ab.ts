@@ -3,7 +3,7 @@
  * noise, which on a shared 2-core machine moves single figures by 20%, hits both alike.
  *
  *   npx tsx bench/ab.ts --b /path/to/other/dist/cli.js [--a dist/cli.js] [--mode reuse|per-message]
- *                       [--rounds 6] [--n 2000] [--warmup 3000] [--b-config JSON] [--b-env JSON]
+ *                       [--rounds 6] [--n 2000] [--warmup 10000] [--b-config JSON] [--b-env JSON]
  *
  * Both run in graph mode against one emulator that holds every sendMail (acceptance only, as the
  * ingest benchmark's "graph held" row), with limits.maxMessagesPerSession out of the way. Prints, per
@@ -35,9 +35,9 @@ try {
     });
   }
   let offset = 0;
-  // Warm-up: the relay needs a few thousand messages to settle (after 1000, the first timed round still
-  // took twice the CPU per message of the later ones).
-  const warm = num(a.values.warmup, mode === 'reuse' ? 3000 : 600);
+  // Warm-up: a fresh relay takes thousands of messages to settle (bench/warmup.ts: about 6000, from 1.7 to
+  // 0.4–0.6 ms of CPU per message).
+  const warm = num(a.values.warmup, mode === 'reuse' ? 10_000 : 600);
   for (const k of ['A', 'B'] as const) await ingest({ port: relays[k]!.port, n: warm, concurrency: 20, mode, from, offset: (offset += warm) });
   const figures: Record<'A' | 'B', { rate: number; cpuMs: number }[]> = { A: [], B: [] };
   for (let round = 0; round < rounds; round++) {

@@ -2,7 +2,7 @@
  * Ingest: how fast the relay accepts 10 KB messages (250 after its fsync'd spool commit), against a bare
  * smtp-server that fsyncs each message into a spool folder before its 250, started by this script.
  *
- *   npx tsx bench/ingest.ts [--n 2000] [--sessions 20] [--size 10240] [--rounds 3] [--profile] [--dir DIR]
+ *   npx tsx bench/ingest.ts [--n 2000] [--sessions 20] [--size 10240] [--rounds 3] [--warmup 10000] [--profile] [--dir DIR]
  *
  * Rows, each the median of --rounds, reference and relay alternating so that machine noise hits both:
  *   reuse        --sessions persistent sessions, MAIL/RCPT/DATA pipelined
@@ -39,9 +39,10 @@ const a = args({ n: 2000 }, ['sessions', 'size', 'rounds', 'warmup']);
 const sessions = num(a.values.sessions, 20);
 const size = num(a.values.size, 10 * 1024);
 const rounds = Math.max(1, num(a.values.rounds, 3));
-// The relay needs a few thousand messages to settle (JIT): in A/B runs (bench/ab.ts) the first timed round
-// of 2000 after a 1000-message warm-up still took twice the CPU per message of the later ones.
-const warmup = num(a.values.warmup, Math.min(3000, a.n));
+// A fresh server, relay or bare, takes thousands of messages to settle (JIT): bench/warmup.ts measured CPU per
+// message falling from 1.5–1.7 ms in the first 2000 to 0.4–0.6 ms after about 6000, both of them. Timed
+// rounds begin after 10,000 each (5 × n for a small --n), so that they compare servers, not warm-ups.
+const warmup = num(a.values.warmup, Math.min(10_000, 5 * a.n));
 const profileDir = a.profile ? path.join(a.dir, 'profiles') : null;
 const from = (i: number): string => `sender${i % 10}@bench.example`;
 
@@ -62,6 +63,8 @@ type Target = 'bare' | 'held' | 'instant';
 const results: Record<string, IngestResult[]> = {};
 const cpu: Record<string, number[]> = {};
 const mainCpu: Record<string, number[]> = {};
+/** CPU of this process (the SMTP client) per message: the load generator must cost the same for both servers. */
+const clientCpu: Record<string, number[]> = {};
 const reconnects: Record<string, number> = {};
 let offset = 0;
 
@@ -69,7 +72,9 @@ async function run(target: Target, mode: Mode, n: number, measured: boolean): Pr
   const server = { bare, held, instant: instant! }[target];
   const { port, pid } = server;
   const p0 = procFigures(pid);
+  const c0 = process.cpuUsage();
   const r = await ingest({ port, n, concurrency: sessions, mode, from, size, offset });
+  const c1 = process.cpuUsage(c0);
   const p1 = procFigures(pid);
   offset += n;
   if (!measured) return;
@@ -77,6 +82,7 @@ async function run(target: Target, mode: Mode, n: number, measured: boolean): Pr
   (results[key] ??= []).push(r);
   (cpu[key] ??= []).push((p1.cpuS - p0.cpuS) / (r.ms / 1000));
   (mainCpu[key] ??= []).push((p1.mainCpuS - p0.mainCpuS) / (r.ms / 1000));
+  (clientCpu[key] ??= []).push((c1.user + c1.system) / 1e6 / (r.ms / 1000));
   reconnects[key] = (reconnects[key] ?? 0) + r.reconnects;
   if (r.failed) process.stdout.write(`  ${key}: ${r.failed} failed (replies ${JSON.stringify(r.replies)}) ${r.errors.join('; ')}\n`);
 }
@@ -106,12 +112,12 @@ try {
   const barePer = rate('bare/per-message');
   const ceiling = sessions / 0.1;
   const rows = [
-    { server: 'bare smtp-server + fsync (reference)', connections: `${sessions} sessions reused`, 'msgs/s': bareReuse, 'server CPU': pct(median(cpu['bare/reuse'] ?? [])), 'CPU ms/msg': cpuMs('bare/reuse'), 'main thread ms/msg': cpuMs('bare/reuse', mainCpu), 'vs reference': '100%' },
-    { server: 'relay, graph held (acceptance only)', connections: `${sessions} sessions reused`, 'msgs/s': rate('held/reuse'), 'server CPU': pct(median(cpu['held/reuse'] ?? [])), 'CPU ms/msg': cpuMs('held/reuse'), 'main thread ms/msg': cpuMs('held/reuse', mainCpu), 'vs reference': pct(rate('held/reuse') / bareReuse) },
-    { server: 'relay, graph instant (delivering too)', connections: `${sessions} sessions reused`, 'msgs/s': rate('instant/reuse'), 'server CPU': pct(median(cpu['instant/reuse'] ?? [])), 'CPU ms/msg': cpuMs('instant/reuse'), 'main thread ms/msg': cpuMs('instant/reuse', mainCpu), 'vs reference': pct(rate('instant/reuse') / bareReuse) },
-    { server: 'ceiling: sessions / 0.1 s greeting delay', connections: `1 per message, ${sessions} at once`, 'msgs/s': ceiling, 'server CPU': '', 'CPU ms/msg': '', 'main thread ms/msg': '', 'vs reference': '100%' },
-    { server: 'bare smtp-server + fsync (reference)', connections: `1 per message, ${sessions} at once`, 'msgs/s': barePer, 'server CPU': pct(median(cpu['bare/per-message'] ?? [])), 'CPU ms/msg': cpuMs('bare/per-message'), 'main thread ms/msg': cpuMs('bare/per-message', mainCpu), 'vs reference': pct(barePer / ceiling) },
-    { server: 'relay, graph held (acceptance only)', connections: `1 per message, ${sessions} at once`, 'msgs/s': rate('held/per-message'), 'server CPU': pct(median(cpu['held/per-message'] ?? [])), 'CPU ms/msg': cpuMs('held/per-message'), 'main thread ms/msg': cpuMs('held/per-message', mainCpu), 'vs reference': pct(rate('held/per-message') / ceiling) },
+    { server: 'bare smtp-server + fsync (reference)', connections: `${sessions} sessions reused`, 'msgs/s': bareReuse, 'server CPU': pct(median(cpu['bare/reuse'] ?? [])), 'CPU ms/msg': cpuMs('bare/reuse'), 'main thread ms/msg': cpuMs('bare/reuse', mainCpu), 'client ms/msg': cpuMs('bare/reuse', clientCpu), 'vs reference': '100%' },
+    { server: 'relay, graph held (acceptance only)', connections: `${sessions} sessions reused`, 'msgs/s': rate('held/reuse'), 'server CPU': pct(median(cpu['held/reuse'] ?? [])), 'CPU ms/msg': cpuMs('held/reuse'), 'main thread ms/msg': cpuMs('held/reuse', mainCpu), 'client ms/msg': cpuMs('held/reuse', clientCpu), 'vs reference': pct(rate('held/reuse') / bareReuse) },
+    { server: 'relay, graph instant (delivering too)', connections: `${sessions} sessions reused`, 'msgs/s': rate('instant/reuse'), 'server CPU': pct(median(cpu['instant/reuse'] ?? [])), 'CPU ms/msg': cpuMs('instant/reuse'), 'main thread ms/msg': cpuMs('instant/reuse', mainCpu), 'client ms/msg': cpuMs('instant/reuse', clientCpu), 'vs reference': pct(rate('instant/reuse') / bareReuse) },
+    { server: 'ceiling: sessions / 0.1 s greeting delay', connections: `1 per message, ${sessions} at once`, 'msgs/s': ceiling, 'server CPU': '', 'CPU ms/msg': '', 'main thread ms/msg': '', 'client ms/msg': '', 'vs reference': '100%' },
+    { server: 'bare smtp-server + fsync (reference)', connections: `1 per message, ${sessions} at once`, 'msgs/s': barePer, 'server CPU': pct(median(cpu['bare/per-message'] ?? [])), 'CPU ms/msg': cpuMs('bare/per-message'), 'main thread ms/msg': cpuMs('bare/per-message', mainCpu), 'client ms/msg': cpuMs('bare/per-message', clientCpu), 'vs reference': pct(barePer / ceiling) },
+    { server: 'relay, graph held (acceptance only)', connections: `1 per message, ${sessions} at once`, 'msgs/s': rate('held/per-message'), 'server CPU': pct(median(cpu['held/per-message'] ?? [])), 'CPU ms/msg': cpuMs('held/per-message'), 'main thread ms/msg': cpuMs('held/per-message', mainCpu), 'client ms/msg': cpuMs('held/per-message', clientCpu), 'vs reference': pct(rate('held/per-message') / ceiling) },
   ];
   process.stdout.write(`\n${table(rows)}\n`);
   process.stdout.write(`(server CPU: user+system CPU of the server process over the timed window, all threads; 100% = one core; main thread: the event loop's share, the rest being the thread pool and V8's helpers. instant relay: ${delivered} delivered, ${deferredInstant} deferred by the end of its runs; env UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '(default 4)'}; ` +

@@ -27,6 +27,7 @@ describe('bench smoke', () => {
     ['drain.ts', ['--n', '50', '--mailboxes', '5', '--latency', '20', '--jitter', '5'], /^SUMMARY drain: /m],
     ['queue-scale.ts', ['--n', '50', '--mailboxes', '5', '--latency', '10'], /^SUMMARY queue-scale: /m],
     ['alloc.ts', ['--n', '30', '--warmup', '10'], /^SUMMARY alloc: relay \d+\.\d KB .* bare fsync'd smtp-server \d+\.\d KB/m],
+    ['warmup.ts', ['--n', '20', '--rounds', '2'], /^SUMMARY warmup: CPU per message, first round → median of the later half: bare \d+\.\d\d → \d+\.\d\d ms, relay /m],
     ['ab.ts', ['--b', path.join(REPO, 'dist/cli.js'), '--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY ab: /m],
   ];
   for (const [script, args, summary] of cases) {
