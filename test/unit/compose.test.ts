@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { base64Length, base64Stream, bccHeader } from '../../src/delivery/compose.js';
 import { planRecipients } from '../../src/policy/recipients.js';
-import { receivedHeader } from '../../src/smtp/received.js';
+import { receivedHeader, rfc5322Date } from '../../src/smtp/received.js';
 
 describe('added headers', () => {
   it('folds a long Bcc header under 78 characters a line', () => {
@@ -26,6 +26,15 @@ describe('added headers', () => {
     expect(two).not.toContain('for <');
     expect(two).toContain('[IPv6:2001:db8::1]');
     expect(two.split('\r\n').filter((l) => l.startsWith('Injected'))).toEqual([]);
+  });
+
+  it('dates trace headers as RFC 5322 does, whichever second comes next (the text is cached per second)', () => {
+    const expected = (d: Date): string => d.toUTCString().replace(/^(\w{3}), 0?(\d+) (\w{3}) (\d{4}) (\S+) GMT$/, '$1, $2 $3 $4 $5 +0000');
+    const base = Date.UTC(2026, 11, 31, 23, 59, 58, 500);
+    for (const ms of [base, base + 1, base + 499, base + 500, base + 1500, base, base - 86_400_000, base + 1500]) {
+      expect(rfc5322Date(new Date(ms)), String(ms)).toBe(expected(new Date(ms)));
+    }
+    expect(rfc5322Date(new Date(Date.UTC(2027, 0, 1, 0, 0, 0)))).toBe('Fri, 1 Jan 2027 00:00:00 +0000');
   });
 
   it('plans Bcc for envelope-only recipients and reports header-only ones', () => {
