@@ -38,7 +38,7 @@ try {
   // Warm-up: a fresh relay takes thousands of messages to settle (bench/warmup.ts: about 6000, from 1.7 to
   // 0.4–0.6 ms of CPU per message).
   const warm = num(a.values.warmup, mode === 'reuse' ? 10_000 : 600);
-  for (const k of ['A', 'B'] as const) await ingest({ port: relays[k]!.port, n: warm, concurrency: 20, mode, from, offset: (offset += warm) });
+  if (warm > 0) for (const k of ['A', 'B'] as const) await ingest({ port: relays[k]!.port, n: warm, concurrency: 20, mode, from, offset: (offset += warm) });
   const figures: Record<'A' | 'B', { rate: number; cpuMs: number }[]> = { A: [], B: [] };
   for (let round = 0; round < rounds; round++) {
     for (const k of round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {

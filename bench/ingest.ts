@@ -93,8 +93,10 @@ const cpuMs = (key: string, of = cpu): number => median((results[key] ?? []).map
 
 try {
   // Warm-up: JIT and connection pools of both servers, not timed.
-  await run('bare', 'reuse', warmup, false);
-  await run('held', 'reuse', warmup, false);
+  if (warmup > 0) {
+    await run('bare', 'reuse', warmup, false);
+    await run('held', 'reuse', warmup, false);
+  }
   // ABBA order: whoever runs second inherits the first one's disk writeback, so the order alternates.
   for (let round = 0; round < rounds; round++) {
     const order: Target[] = round % 2 === 0 ? ['bare', 'held'] : ['held', 'bare'];
@@ -103,7 +105,7 @@ try {
   }
   // The steady state: accepting while delivering. A fresh relay so that the held attempts do not count.
   instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emuInstant.graph, extra: unlimitedSessions });
-  await run('instant', 'reuse', warmup, false);
+  if (warmup > 0) await run('instant', 'reuse', warmup, false);
   for (let round = 0; round < rounds; round++) await run('instant', 'reuse', a.n, true);
   const delivered = instant.counts.delivered ?? 0;
   const deferredInstant = instant.counts.deferred ?? 0;
