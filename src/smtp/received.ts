@@ -9,7 +9,8 @@ export interface ReceivedInfo {
   queueId: string;
   /** Named only when there is exactly one, as most MTAs do: more would disclose Bcc recipients. */
   recipients: readonly string[];
-  date: Date;
+  /** Milliseconds since the epoch, or a Date. */
+  date: number | Date;
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -18,9 +19,11 @@ let cachedSecond = NaN;
 let cachedText = '';
 
 /** Made once per second: every accepted message asks for one. */
-export function rfc5322Date(d: Date): string {
-  const second = Math.floor(d.getTime() / 1000);
+export function rfc5322Date(date: number | Date): string {
+  const ms = typeof date === 'number' ? date : date.getTime();
+  const second = Math.floor(ms / 1000);
   if (second === cachedSecond) return cachedText;
+  const d = new Date(ms);
   const p = (n: number): string => String(n).padStart(2, '0');
   cachedText = `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
   cachedSecond = second;
