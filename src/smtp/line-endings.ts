@@ -3,8 +3,6 @@
 export type LineEndingMode = 'reject' | 'normalize';
 
 const CR = 0x0d;
-const LF = 0x0a;
-const NUL = 0x00;
 const CRLF = Buffer.from('\r\n');
 const CR_BUF = Buffer.from('\r');
 
@@ -37,7 +35,7 @@ export class LineEndingGuard {
     const end = this.pendingCR ? chunk.length - 1 : chunk.length;
     // Searched with indexOf on a latin1 copy (one byte per char, so offsets agree): on a string it runs in
     // V8 itself, where Buffer.indexOf crosses into C++ on every call, two calls per line (on Node 24 the
-    // guard took 11 µs for a 10 KB message that way, 2.4 µs this way). Only the first NUL matters, since it
+    // guard took 11 µs for a 10 KB message that way, 2.9 µs this way). Only the first NUL matters, since it
     // ends everything.
     const text = chunk.toString('latin1');
     const nul = text.indexOf('\0');

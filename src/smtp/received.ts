@@ -9,8 +9,8 @@ export interface ReceivedInfo {
   queueId: string;
   /** Named only when there is exactly one, as most MTAs do: more would disclose Bcc recipients. */
   recipients: readonly string[];
-  /** Milliseconds since the epoch, or a Date. */
-  date: number | Date;
+  /** Milliseconds since the epoch. */
+  date: number;
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -19,8 +19,7 @@ let cachedSecond = NaN;
 let cachedText = '';
 
 /** Made once per second: every accepted message asks for one. */
-export function rfc5322Date(date: number | Date): string {
-  const ms = typeof date === 'number' ? date : date.getTime();
+export function rfc5322Date(ms: number): string {
   const second = Math.floor(ms / 1000);
   if (second === cachedSecond) return cachedText;
   const d = new Date(ms);
