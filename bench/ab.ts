@@ -11,7 +11,7 @@
  */
 
 import path from 'node:path';
-import { args, cleanup, ingest, machine, median, num, procFigures, startEmulatorChild, startRelay, table, type RelayChild } from './lib.js';
+import { args, cleanup, HELD_GRAPH, HELD_RELAY, ingest, machine, median, num, procFigures, startEmulatorChild, startRelay, table, type RelayChild } from './lib.js';
 
 const a = args({ n: 2000 }, ['a', 'b', 'mode', 'rounds', 'warmup', 'b-config', 'b-env']);
 if (typeof a.values.b !== 'string') throw new Error('--b /path/to/dist/cli.js is required');
@@ -22,7 +22,7 @@ const rounds = Math.max(2, num(a.values.rounds, 6));
 const from = (i: number): string => `sender${i % 10}@bench.example`;
 
 process.stdout.write(`ab: ${a.n} messages of 10 KB per round, ${mode}, 20 at once, ${rounds} rounds; A ${builds.A}, B ${builds.B}; ${machine()}\n`);
-const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1000 });
+const emu = await startEmulatorChild(HELD_GRAPH);
 const relays: Record<'A' | 'B', RelayChild | null> = { A: null, B: null };
 try {
   for (const k of ['A', 'B'] as const) {
@@ -30,7 +30,7 @@ try {
       dir: path.join(a.dir, k),
       graph: emu.graph,
       cli: builds[k],
-      extra: { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' }, ...(k === 'B' && typeof a.values['b-config'] === 'string' ? JSON.parse(a.values['b-config']) : {}) },
+      extra: { ...HELD_RELAY, ...(k === 'B' && typeof a.values['b-config'] === 'string' ? JSON.parse(a.values['b-config']) : {}) },
       env: k === 'B' && typeof a.values['b-env'] === 'string' ? JSON.parse(a.values['b-env']) : {},
     });
   }

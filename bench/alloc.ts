@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { shortUrl } from './profile-summary.js';
-import { args, BENCH, cleanup, ingest, machine, num, sleep, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
+import { args, BENCH, cleanup, HELD_GRAPH, HELD_RELAY, ingest, machine, num, sleep, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
 
 const a = args({ n: 6000 }, ['warmup', 'top']);
 const warmup = num(a.values.warmup, 3000);
@@ -59,10 +59,10 @@ async function measure(server: Child & { port: number }, out: string, offset: nu
 }
 
 process.stdout.write(`alloc: ${a.n} messages of 10 KB over 20 reused sessions, after ${warmup} unsampled; ${machine()}\n`);
-const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1000 });
+const emu = await startEmulatorChild(HELD_GRAPH);
 const relayOut = path.join(a.dir, 'relay.heapprofile');
 const bareOut = path.join(a.dir, 'bare.heapprofile');
-const relay = await startRelay({ dir: path.join(a.dir, 'relay'), graph: emu.graph, env: hook(relayOut), extra: { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' } } });
+const relay = await startRelay({ dir: path.join(a.dir, 'relay'), graph: emu.graph, env: hook(relayOut), extra: HELD_RELAY });
 const bare = await startBareServer(path.join(a.dir, 'bare-spool'), null, hook(bareOut));
 try {
   const b = await measure(bare, bareOut, 0);

@@ -20,6 +20,8 @@ import path from 'node:path';
 import {
   args,
   cleanup,
+  HELD_GRAPH,
+  HELD_RELAY,
   ingest,
   machine,
   median,
@@ -49,13 +51,10 @@ const from = (i: number): string => `sender${i % 10}@bench.example`;
 process.stdout.write(`ingest: ${a.n} messages of ${size} B, ${sessions} concurrent; ${machine()}\n`);
 
 // Two emulators: the held relay's hung requests must not count against the instant relay's mailbox limit.
-const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1000 });
+const emu = await startEmulatorChild(HELD_GRAPH);
 const emuInstant = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 4 });
 const bare = await startBareServer(path.join(a.dir, 'bare-spool'), profileDir);
-const unlimitedSessions = { limits: { maxMessagesPerSession: 100_000 } };
-// The held requests must stay held: with the default 60 s header timeout, a run longer than a minute
-// (a large --n) would see them time out and be retried inside the measurement.
-const held = await startRelay({ dir: path.join(a.dir, 'relay-held'), graph: emu.graph, profileDir, extra: { ...unlimitedSessions, graph: { headersTimeout: '1h', bodyTimeout: '1h' } } });
+const held = await startRelay({ dir: path.join(a.dir, 'relay-held'), graph: emu.graph, profileDir, extra: HELD_RELAY });
 let instant: Awaited<ReturnType<typeof startRelay>> | null = null;
 
 type Mode = 'reuse' | 'per-message';
@@ -104,7 +103,7 @@ try {
     for (const t of order) await run(t, 'per-message', a.n, true);
   }
   // The steady state: accepting while delivering. A fresh relay so that the held attempts do not count.
-  instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emuInstant.graph, extra: unlimitedSessions });
+  instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emuInstant.graph, extra: { limits: HELD_RELAY.limits } });
   if (warmup > 0) await run('instant', 'reuse', warmup, false);
   for (let round = 0; round < rounds; round++) await run('instant', 'reuse', a.n, true);
   const delivered = instant.counts.delivered ?? 0;

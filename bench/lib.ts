@@ -566,6 +566,16 @@ export interface EmulatorChild extends Child {
   sent(): Promise<SentSummary>;
 }
 
+/** Acceptance only: an emulator that holds every sendMail (10 min), up to 1000 at once per mailbox. */
+export const HELD_GRAPH = { latencyMs: 600_000, mailboxConcurrency: 1000 };
+
+/**
+ * The relay's settings against HELD_GRAPH: no session limit (the bare server has none; at the default of 100
+ * every session reconnects behind the 100 ms greeting pause), and header and body timeouts of an hour, so
+ * that the held requests stay held and are not retried inside a measurement longer than a minute.
+ */
+export const HELD_RELAY = { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' } };
+
 /** The Graph + Entra emulator (test/emulator) in a child of its own, driven over IPC (bench/emulator-child.ts). */
 export async function startEmulatorChild(opts: { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number }): Promise<EmulatorChild> {
   const child = spawn(process.execPath, [...TSX, path.join(BENCH, 'emulator-child.ts'), JSON.stringify(opts)], {

@@ -10,7 +10,7 @@
  */
 
 import path from 'node:path';
-import { args, cleanup, ingest, machine, median, num, procFigures, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
+import { args, cleanup, HELD_GRAPH, HELD_RELAY, ingest, machine, median, num, procFigures, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
 
 const a = args({ n: 2000 }, ['rounds']);
 const rounds = Math.max(2, num(a.values.rounds, 10));
@@ -18,11 +18,11 @@ const from = (i: number): string => `sender${i % 10}@bench.example`;
 
 process.stdout.write(`warmup: ${rounds} rounds of ${a.n} messages of 10 KB, 20 reused sessions, from a fresh start; ${machine()}\n`);
 
-const emu = await startEmulatorChild({ latencyMs: 600_000, mailboxConcurrency: 1000 });
+const emu = await startEmulatorChild(HELD_GRAPH);
 const servers: Record<'bare' | 'relay', (Child & { port: number }) | null> = { bare: null, relay: null };
 try {
   servers.bare = await startBareServer(path.join(a.dir, 'bare-spool'));
-  servers.relay = await startRelay({ dir: path.join(a.dir, 'relay'), graph: emu.graph, extra: { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' } } });
+  servers.relay = await startRelay({ dir: path.join(a.dir, 'relay'), graph: emu.graph, extra: HELD_RELAY });
   const cpuMs: Record<'bare' | 'relay', number[]> = { bare: [], relay: [] };
   const rate: Record<'bare' | 'relay', number[]> = { bare: [], relay: [] };
   let offset = 0;
