@@ -128,28 +128,33 @@ export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, k
   const dsn = buildDsn({ env, kind, postmaster, reportingMta, originalHeaders });
   const id = newQueueId();
   const writer = spool.beginMessage(id);
-  await writer.write(dsn);
-  const now = new Date().toISOString();
-  const bounce: Envelope = {
-    version: 1,
-    id,
-    mailFrom: '',
-    rcptTo: [env.mailFrom],
-    mailbox: postmaster,
-    bcc: [],
-    clientAddress: '127.0.0.1',
-    clientHostname: 'localhost',
-    helo: reportingMta,
-    listener: 'bounce',
-    receivedAt: now,
-    size: writer.bytes,
-    attempts: 0,
-    nextAttemptAt: now,
-    lastError: null,
-    isBounce: true,
-  };
-  await spool.commit(writer, bounce);
-  return bounce;
+  try {
+    await writer.write(dsn);
+    const now = new Date().toISOString();
+    const bounce: Envelope = {
+      version: 1,
+      id,
+      mailFrom: '',
+      rcptTo: [env.mailFrom],
+      mailbox: postmaster,
+      bcc: [],
+      clientAddress: '127.0.0.1',
+      clientHostname: 'localhost',
+      helo: reportingMta,
+      listener: 'bounce',
+      receivedAt: now,
+      size: writer.bytes,
+      attempts: 0,
+      nextAttemptAt: now,
+      lastError: null,
+      isBounce: true,
+    };
+    await spool.commit(writer, bounce);
+    return bounce;
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
 }
 
 /** Sends notifications for the engine: decides whether one is owed, spools it, and hands it to the scheduler. */

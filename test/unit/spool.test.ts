@@ -1,12 +1,13 @@
 /** The spool: commit order, crash recovery, and queue ids. */
 
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newQueueId, QUEUE_ID_RE } from '../../src/spool/queue-id.js';
 import { readRange } from '../../src/spool/read-range.js';
 import { Spool, SpoolFileError, type Envelope } from '../../src/spool/spool.js';
+import { spoolDsn } from '../../src/delivery/bounce.js';
 
 function envelope(id: string): Envelope {
   const now = new Date().toISOString();
@@ -51,6 +52,33 @@ describe('spool', () => {
     expect(env).toMatchObject({ id, rcptTo: ['b@contoso.example'], size: 20, attempts: 0 });
     expect(data.size).toBe(20);
     expect(data.bytes?.toString('latin1')).toBe('Subject: x\r\n\r\nbody\r\n');
+  });
+
+  it('leaves nothing behind for a writer aborted before any byte, and names the file it could not create', async () => {
+    const s = await openSpool();
+    const w = s.beginMessage(newQueueId());
+    await w.abort();
+    expect(readdirSync(s.tmpDir)).toEqual([]);
+    // The open fails (tmp/ is gone): reported by the commit, with its path, and queue/ stays empty.
+    rmSync(s.tmpDir, { recursive: true });
+    const id = newQueueId();
+    const broken = s.beginMessage(id);
+    broken.write(Buffer.from('abc'));
+    await expect(s.commit(broken, envelope(id))).rejects.toMatchObject({ code: 'ENOENT', path: broken.tmpPath });
+    await broken.abort();
+    expect(readdirSync(s.queueDir)).toEqual([]);
+  });
+
+  it('leaves no half-made notification in tmp/ when spooling a bounce fails', async () => {
+    const s = await openSpool();
+    const id = await spoolOne(s, 'Subject: x\r\n\r\nbody\r\n');
+    const env = { ...(await s.readEnvelope('queue', id)), lastError: { at: new Date().toISOString(), kind: 'permanent' as const, reason: 'recipient', message: 'no such user' } };
+    await s.move('queue', 'dead', env);
+    // queue/ is gone: the notification is written and fsynced in tmp/, then its rename fails.
+    rmSync(s.queueDir, { recursive: true });
+    await expect(spoolDsn(s, 'dead', env, 'failed', 'postmaster@contoso.example', 'relay.contoso.example')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(readdirSync(s.tmpDir)).toEqual([]);
+    expect(readdirSync(s.deadDir).sort()).toEqual([`${id}.json`, `${id}.msg`]);
   });
 
   it('reads the envelope of a large file from its tail and never hands out the trailer as message bytes', async () => {
