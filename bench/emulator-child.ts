@@ -14,6 +14,13 @@ const emu = await startEmulator(opts);
 let count = 0;
 let first = 0;
 let last = 0;
+/** When the first Graph request since the last reset arrived (before its latency), as Date.now(). */
+let firstRequest = 0;
+// 'request' comes when a request is answered; its entry's `at` is when it arrived.
+emu.on('request', (entry: { at: Date }) => {
+  const at = entry.at.getTime();
+  if (!firstRequest || at < firstRequest) firstRequest = at;
+});
 const waiters: { n: number; resolve: () => void }[] = [];
 emu.on('sent', (r: SentRecord) => {
   count++;
@@ -29,7 +36,7 @@ emu.on('sent', (r: SentRecord) => {
     }
   }
 });
-const summary = (): { count: number; first: number; last: number } => ({ count, first, last });
+const summary = (): { count: number; first: number; last: number; firstRequest: number } => ({ count, first, last, firstRequest });
 
 type Handler = (arg: unknown) => unknown;
 const handlers: Record<string, Handler> = {
@@ -38,7 +45,7 @@ const handlers: Record<string, Handler> = {
   setFaults: (f) => emu.setFaults(f as Record<string, number>),
   reset: () => {
     emu.reset();
-    count = first = last = 0;
+    count = first = last = firstRequest = 0;
   },
   sent: () => summary(),
   waitForSent: async (arg) => {

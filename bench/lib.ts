@@ -550,8 +550,11 @@ export interface EmuStats {
 
 export interface SentSummary {
   count: number;
+  /** The first and last accept (the moment a 202 goes out, after the emulated latency). */
   first: number;
   last: number;
+  /** When the first Graph request arrived, before its latency. */
+  firstRequest: number;
 }
 
 export interface EmulatorChild extends Child {
