@@ -129,7 +129,7 @@ export class SpoolWriter {
   bytes = 0;
   /**
    * A plain descriptor and callback calls, not a FileHandle: on the accept path fs/promises cost more main
-   * thread per call (a handle object, reference counting, a promise each) and 6 KB of garbage a message.
+   * thread per call (a handle object, reference counting, a promise each) and 7 KB of garbage a message.
    */
   private fd: number | null = null;
   constructor(
