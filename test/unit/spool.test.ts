@@ -1,6 +1,7 @@
 /** The spool: commit order, crash recovery, and queue ids. */
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -79,6 +80,30 @@ describe('spool', () => {
     await expect(spoolDsn(s, 'dead', env, 'failed', 'postmaster@contoso.example', 'relay.contoso.example')).rejects.toMatchObject({ code: 'ENOENT' });
     expect(readdirSync(s.tmpDir)).toEqual([]);
     expect(readdirSync(s.deadDir).sort()).toEqual([`${id}.json`, `${id}.msg`]);
+  });
+
+  it('fails the commit, and keeps nothing, when the file can take only part of a message (a disk filling up)', () => {
+    // A file size limit of 8 KB (ulimit -f 8) makes the kernel take a short write and refuse the next
+    // (EFBIG; SIGXFSZ ignored), as a filling disk does with ENOSPC: a short count must not pass for a whole message.
+    const dir = mkdtempSync(path.join(tmpdir(), 'spool-'));
+    const script = path.join(dir, 'commit.mts');
+    writeFileSync(
+      script,
+      `import { Spool } from ${JSON.stringify(path.resolve(import.meta.dirname, '../../src/spool/spool.ts'))};
+const s = new Spool(${JSON.stringify(path.join(dir, 'spool'))});
+await s.open();
+const id = '4dSQQcg0pZ7p';
+const w = s.beginMessage(id);
+w.write(Buffer.alloc(20000, 97));
+const now = new Date().toISOString();
+const env = { version: 1, id, mailFrom: 'a@contoso.example', rcptTo: ['b@contoso.example'], mailbox: 'a@contoso.example', bcc: [], clientAddress: '127.0.0.1', clientHostname: '[127.0.0.1]', helo: 'x', listener: 'default', receivedAt: now, size: w.bytes, attempts: 0, nextAttemptAt: now, lastError: null };
+await s.commit(w, env).then(() => console.log('committed'), async (err) => { await w.abort(); console.log('refused', err.code); });
+`,
+    );
+    const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 8; exec "$0" --import tsx "$1"`, process.execPath, script], { cwd: path.resolve(import.meta.dirname, '../..'), encoding: 'utf8' });
+    expect(r.stdout.trim(), r.stderr).toBe('refused EFBIG');
+    expect(readdirSync(path.join(dir, 'spool', 'queue'))).toEqual([]);
+    expect(readdirSync(path.join(dir, 'spool', 'tmp'))).toEqual([]);
   });
 
   it('reads the envelope of a large file from its tail and never hands out the trailer as message bytes', async () => {
