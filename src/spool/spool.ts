@@ -1,8 +1,9 @@
 /** The spool: a directory queue that owns every accepted message until Graph has taken it. */
 
-import { close as closeFd, closeSync, constants as fsc, fstatSync, fsync, open as openFd, openSync, readSync, rename as renameCb, writev } from 'node:fs';
+import { close, closeSync, constants as fsc, fstatSync, fsync, open as openCb, openSync, readSync, writev } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { QUEUE_ID_RE } from './queue-id.js';
 import { readAt } from './read-range.js';
 
@@ -72,7 +73,7 @@ class DirSyncer {
     this.next ??= new Promise<void>((resolve, reject) => {
       setImmediate(() => {
         this.next = null;
-        fsync(this.handle.fd, (err) => (err ? reject(err) : resolve()));
+        fsyncFd(this.handle.fd).then(resolve, reject);
       });
     });
     return this.next;
@@ -99,6 +100,12 @@ export class SpoolFileError extends Error {
     super(`${file}: ${why}`);
   }
 }
+
+// The accept path's file calls on a plain descriptor: fs/promises' FileHandle costs more per call (see SpoolWriter).
+const openFd = promisify(openCb);
+const writevFd = promisify(writev);
+const fsyncFd = promisify(fsync);
+const closeFd = promisify(close);
 
 const FLUSH_BYTES = 256 * 1024;
 /**
@@ -154,9 +161,7 @@ export class SpoolWriter {
     this.pending = [];
     this.pendingBytes = 0;
     // Opened at the first flush: a small message costs one open, one writev, one fsync and one close.
-    this.fd ??= await new Promise<number>((resolve, reject) =>
-      openFd(this.tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o640, (err, fd) => (err ? reject(err) : resolve(fd))),
-    );
+    this.fd ??= await openFd(this.tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o640);
     if (chunks.length) await writeAll(this.fd, chunks);
   }
 
@@ -168,11 +173,11 @@ export class SpoolWriter {
     }
     await this.flush();
     const fd = this.fd!;
-    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    await fsyncFd(fd);
     this.fd = null;
     // The data is on disk: the close need not hold up the rename and the 250 (one thread-pool round
     // trip less per message), and an error from it cannot undo the fsync, so it is not waited for.
-    closeFd(fd, () => undefined);
+    close(fd, () => undefined);
   }
 
   /** The message bytes, for senders, while the file is in tmp/ (passthrough listeners). */
@@ -183,7 +188,7 @@ export class SpoolWriter {
   async abort(): Promise<void> {
     const fd = this.fd;
     this.fd = null;
-    if (fd !== null) await new Promise<void>((resolve) => closeFd(fd, () => resolve()));
+    if (fd !== null) await closeFd(fd).catch(() => undefined);
     await unlink(this.tmpPath).catch(() => undefined);
   }
 }
@@ -339,8 +344,7 @@ export class Spool {
    */
   async commit(writer: SpoolWriter, env: Envelope): Promise<void> {
     await writer.finish(envelopeTrailer(env));
-    const to = this.messagePath('queue', env.id);
-    await new Promise<void>((resolve, reject) => renameCb(writer.tmpPath, to, (err) => (err ? reject(err) : resolve())));
+    await rename(writer.tmpPath, this.messagePath('queue', env.id));
     await this.queueSync.sync();
   }
 
@@ -498,7 +502,7 @@ async function parseMessageFile(file: string, buf: Buffer, at: number, size: num
  */
 async function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
   for (;;) {
-    let written = await new Promise<number>((resolve, reject) => writev(fd, chunks, (err, n) => (err ? reject(err) : resolve(n))));
+    let { bytesWritten: written } = await writevFd(fd, chunks);
     if (written === 0) throw new Error('writev wrote nothing');
     let i = 0;
     while (i < chunks.length && written >= chunks[i]!.length) written -= chunks[i++]!.length;
