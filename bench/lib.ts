@@ -104,16 +104,25 @@ export class SmtpClient {
     socket.on('close', () => this.fail(new Error('connection closed')));
   }
 
-  /** Connects and reads the greeting; with `ehlo`, also says EHLO. */
+  /** Connects, reads the greeting and says EHLO. */
   static async open(port: number, host = '127.0.0.1', ehlo = 'bench.client.example'): Promise<SmtpClient> {
-    const socket = net.connect({ port, host });
-    const c = new SmtpClient(socket);
+    const c = await SmtpClient.connect(port, host);
+    await c.ehlo(ehlo);
+    return c;
+  }
+
+  /** Connects and reads the greeting. */
+  static async connect(port: number, host = '127.0.0.1'): Promise<SmtpClient> {
+    const c = new SmtpClient(net.connect({ port, host }));
     const greeting = await c.reply();
     if (greeting.code !== 220) throw new Error(`greeting ${greeting.code} ${greeting.text}`);
-    socket.write(`EHLO ${ehlo}\r\n`);
-    const r = await c.reply();
-    if (r.code !== 250) throw new Error(`EHLO ${r.code} ${r.text}`);
     return c;
+  }
+
+  async ehlo(name = 'bench.client.example'): Promise<void> {
+    this.socket.write(`EHLO ${name}\r\n`);
+    const r = await this.reply();
+    if (r.code !== 250) throw new Error(`EHLO ${r.code} ${r.text}`);
   }
 
   private onData(s: string): void {

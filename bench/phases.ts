@@ -10,9 +10,8 @@
  * Medians and 90th percentiles in ms over every message of every round.
  */
 
-import net from 'node:net';
 import path from 'node:path';
-import { args, cleanup, HELD_GRAPH, HELD_RELAY, ingest, machine, makeMessage, median, num, startBareServer, startEmulatorChild, startRelay, table } from './lib.js';
+import { args, cleanup, HELD_GRAPH, HELD_RELAY, ingest, machine, makeMessage, median, num, SmtpClient, startBareServer, startEmulatorChild, startRelay, table } from './lib.js';
 
 const a = args({ n: 1000 }, ['rounds', 'warmup', 'b']);
 const rounds = Math.max(2, num(a.values.rounds, 8));
@@ -24,54 +23,18 @@ const from = (i: number): string => `sender${i % 10}@bench.example`;
 
 /** One connection, one message: the duration of each phase in ms. */
 async function cycle(port: number, msg: Buffer, i: number): Promise<number[]> {
-  const socket = net.connect({ port, host: '127.0.0.1' });
-  socket.setNoDelay(true);
-  socket.setEncoding('latin1');
-  let buf = '';
-  let complete = 0;
-  let waiting: { n: number; resolve: () => void } | null = null;
-  const settle = (): void => {
-    if (waiting && complete >= waiting.n) {
-      const w = waiting;
-      waiting = null;
-      w.resolve();
-    }
-  };
-  socket.on('data', (s: string) => {
-    buf += s;
-    for (let k = buf.indexOf('\r\n'); k >= 0; k = buf.indexOf('\r\n')) {
-      if (buf[3] !== '-') complete++;
-      buf = buf.slice(k + 2);
-    }
-    settle();
-  });
-  const failed = new Promise<never>((_, reject) => socket.once('error', reject));
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  /** Waits for n more complete replies. */
-  const replies = (n: number): Promise<void> =>
-    Promise.race([
-      new Promise<void>((resolve) => {
-        waiting = { n: complete + n, resolve };
-        settle();
-      }),
-      failed,
-    ]);
   const marks = [performance.now()];
-  await replies(1);
+  const c = await SmtpClient.connect(port);
   marks.push(performance.now());
-  socket.write('EHLO phases.bench.example\r\n');
-  await replies(1);
+  await c.ehlo('phases.bench.example');
   marks.push(performance.now());
-  socket.write(`MAIL FROM:<${from(i)}>\r\nRCPT TO:<rcpt${i % 50}@dest.example>\r\nDATA\r\n`);
-  await replies(3);
+  c.socket.write(`MAIL FROM:<${from(i)}>\r\nRCPT TO:<rcpt${i % 50}@dest.example>\r\nDATA\r\n`);
+  for (let k = 0; k < 3; k++) await c.reply();
   marks.push(performance.now());
-  socket.write(msg);
-  await replies(1);
+  c.socket.write(msg);
+  await c.reply();
   marks.push(performance.now());
-  socket.write('QUIT\r\n');
-  await replies(1);
-  socket.end();
-  await closed;
+  await c.quit();
   marks.push(performance.now());
   return marks.slice(1).map((t, j) => t - marks[j]!);
 }
