@@ -87,10 +87,10 @@ async function preQueued(): Promise<Row> {
     const fig = procFigures(relay.pid);
     const startedAt = relay.firstAt.started ?? relay.spawnedAt;
     // Delivery begins while the queue is still being loaded, so the first request can come before "started".
-    const from = s.firstRequest ? Math.min(startedAt, s.firstRequest) : startedAt;
+    const drainStart = s.firstRequest ? Math.min(startedAt, s.firstRequest) : startedAt;
     return {
       what: 'queued, then a relay restart ("started" or the first request if earlier → last 202)',
-      drainS: (s.last - from) / 1000,
+      drainS: (s.last - drainStart) / 1000,
       stats,
       fig,
       cpuS: fig.cpuS,
