@@ -18,7 +18,7 @@ import { newQueueId } from '../spool/queue-id.js';
 import { isoTime } from '../observability/iso-time.js';
 import type { Envelope, MessageData, Spool } from '../spool/spool.js';
 import { installReplyPatch } from './replies.js';
-import { HeaderCollector, readHeaderFacts } from './headers.js';
+import { HeaderCollector, readHeaderFacts } from '../mime/headers.js';
 import { receivedHeader } from './received.js';
 import { enhancedStatus } from '../delivery/classify.js';
 import type { SendResult } from '../delivery/senders.js';

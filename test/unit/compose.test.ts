@@ -67,7 +67,7 @@ describe('added headers', () => {
 
 describe('header facts', () => {
   it('reads recipients from folded, grouped and UTF-8 headers, and counts Received', async () => {
-    const { readHeaderFacts } = await import('../../src/smtp/headers.js');
+    const { readHeaderFacts } = await import('../../src/mime/headers.js');
     const block = Buffer.from(
       'Received: from a by b; Sat, 28 Nov 2026 00:00:00 +0000\r\nreceived : from c\r\n by d\r\n' +
         'To: "Doe, Jane" <jane@contoso.example>,\r\n\tteam: x@contoso.example, y@contoso.example;\r\n' +
@@ -85,7 +85,7 @@ describe('header facts', () => {
   });
 
   it('reads single addresses without the full parser exactly as the parser does', async () => {
-    const { addresses } = await import('../../src/smtp/headers.js');
+    const { addresses } = await import('../../src/mime/headers.js');
     const { default: addressparser } = await import('nodemailer/lib/addressparser');
     const samples = [
       'dev@printer.local',
@@ -108,7 +108,7 @@ describe('header facts', () => {
   });
 
   it('reads the same facts as a plain unfold-then-filter reading, over generated header sections', async () => {
-    const { readHeaderFacts, addresses } = await import('../../src/smtp/headers.js');
+    const { readHeaderFacts, addresses } = await import('../../src/mime/headers.js');
     // The reading readHeaderFacts replaced (split into lines, unfold, then filter by name): the oracle.
     const reference = (text: string) => {
       const fields: { name: string; value: string }[] = [];
