@@ -80,7 +80,8 @@ const sendMime = (upn: string, message: Buffer, extra: { auth?: string | null; h
 beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), 'emulator-test-'));
   pki = makeTestPki(join(workDir, 'pki'));
-  emu = await startEmulator({ pki, mailboxes: [ALICE, BOB], acceptedAssertions: ['federated-token-from-kubelet'] });
+  // The test messages come From sender@contoso.example: both mailboxes may send as it (Send As granted).
+  emu = await startEmulator({ pki, mailboxes: [ALICE, BOB], acceptedAssertions: ['federated-token-from-kubelet'], sendAs: { [ALICE]: ['sender@contoso.example'], [BOB]: ['Sender@Contoso.example'] } });
   dispatcher = new Agent({ connect: { ca: pki.caCertPem } });
   token = await msalToken({ clientSecret: emu.clientSecret });
 });
@@ -160,6 +161,36 @@ describe('Graph sendMail', () => {
     expect(sent).toMatchObject({ upn: ALICE, requestId: res.headers['request-id'], contentType: 'text/plain', recipients: ['rcpt@example.org'] });
     expect(sent?.sha256).toBe(createHash('sha256').update(message).digest('hex'));
     expect(emu.stats().perMailbox[ALICE]).toMatchObject({ accepted: 1, maxInFlight: 1, throttled: 0 });
+  });
+
+  it('is as strict as Exchange on From and Sender: the mailbox or a Send As address, and no @ in the name', async () => {
+    const withFrom = (from: string, extra = ''): Buffer => Buffer.from(`From: ${from}\r\n${extra}To: rcpt@example.org\r\nSubject: s\r\n\r\nx\r\n`);
+    for (const [from, extra] of [['printer@printer.local', ''], [`"x@y.example" <${ALICE}>`, ''], [ALICE, 'Sender: printer@printer.local\r\n'], [`${ALICE}, other@contoso.example`, '']] as const) {
+      const res = await sendMime(ALICE, withFrom(from, extra));
+      expect(res.status, from + extra).toBe(403);
+      expect(res.json().error?.code).toBe('ErrorSendAsDenied');
+    }
+    expect((await sendMime(ALICE, withFrom(`Alice <${ALICE.toUpperCase()}>`))).status).toBe(202);
+    expect((await sendMime(ALICE, Buffer.from('To: rcpt@example.org\r\nSubject: no From\r\n\r\nx\r\n'))).status).toBe(202);
+    emu.grantSendAs(ALICE, 'printer@printer.local');
+    expect((await sendMime(ALICE, withFrom('printer@printer.local'))).status).toBe(202);
+    const json = (from: string) => call('POST', `/v1.0/users/${ALICE}/sendMail`, {
+      contentType: 'application/json',
+      body: JSON.stringify({ message: { subject: 's', from: { emailAddress: { address: from } }, toRecipients: [{ emailAddress: { address: 'x@example.org' } }] } }),
+    });
+    expect((await json('boss@contoso.example')).status).toBe(403);
+    expect((await json(ALICE)).status).toBe(202);
+    expect(emu.sent).toHaveLength(4);
+  });
+
+  it('reads the whole header section for recipients, and refuses one over 256 KB (ErrorMessageSizeExceeded)', async () => {
+    const filler = (n: number): string => Array.from({ length: n }, (_, i) => `X-Filler-${i}: ${'f'.repeat(990)}\r\n`).join('');
+    const ok = await sendMime(ALICE, Buffer.from(`From: ${ALICE}\r\nTo: a@example.org\r\n${filler(200)}Cc: "b@x, y" <b@example.org>, g: c@example.org;\r\n\r\nx\r\n`));
+    expect(ok.status).toBe(202);
+    expect(emu.sent[0]!.recipients).toEqual(['a@example.org', 'b@example.org', 'c@example.org']);
+    const big = await sendMime(ALICE, Buffer.from(`From: ${ALICE}\r\nTo: a@example.org\r\n${filler(263)}\r\nx\r\n`));
+    expect(big.status).toBe(400);
+    expect(big.json().error?.code).toBe('ErrorMessageSizeExceeded');
   });
 
   it('accepts a JSON message and rejects one without recipients', async () => {

@@ -4,7 +4,7 @@ import { decodeStrictBase64 } from './base64.js';
 import { GraphError, isObject, parseJsonObject } from './call.js';
 import type { GraphCall, Reply } from './call.js';
 import { mediaType } from './http.js';
-import { decodeMimeBody, jsonRecipients, mimeHeader, mimeRecipients, requireRecipients, sha256, unsupportedMediaType } from './mail.js';
+import { checkSendAs, decodeMimeBody, jsonRecipients, jsonSenders, mimeSenders, mimeHeader, mimeRecipients, requireRecipients, sha256, unsupportedMediaType } from './mail.js';
 import type { UploadSession } from './state.js';
 import type { Attachment, Draft, SentRecord } from './types.js';
 
@@ -222,6 +222,7 @@ export function sendDraft(call: GraphCall): Reply {
   const draft = requireDraft(call);
   const recipients = draft.mime ? mimeRecipients(draft.mime) : jsonRecipients(draft.json ?? {});
   requireRecipients(recipients);
+  checkSendAs(call.state, call.upn, draft.mime ? mimeSenders(draft.mime) : jsonSenders(draft.json ?? {}));
   const content = draft.mime ?? Buffer.from(JSON.stringify(draft.json ?? {}));
   const record: SentRecord = {
     via: 'draft',

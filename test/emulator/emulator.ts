@@ -46,6 +46,8 @@ export interface EmulatorOptions {
   acceptedAssertions?: Iterable<string>;
   federatedTokens?: (assertion: string) => boolean;
   tokenLifetimeSec?: number;
+  /** Mailbox → other addresses it may send as (Send As granted); From/Sender anything else gets 403 ErrorSendAsDenied. */
+  sendAs?: Record<string, string[]>;
   /** When set, any other user gets 404 ErrorInvalidUser. */
   mailboxes?: string[];
   mailboxConcurrency?: number;
@@ -182,6 +184,12 @@ export class Emulator extends EventEmitter {
     this.state.reset();
   }
 
+  /** Grants `mailbox` Send As on `addresses` until the next reset(). */
+  grantSendAs(mailbox: string, ...addresses: string[]): void {
+    const key = mailboxKey(mailbox);
+    this.state.sendAs.set(key, [...(this.state.sendAs.get(key) ?? []), ...addresses]);
+  }
+
   async close(): Promise<void> {
     this.state.closing.abort();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -203,6 +211,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     acceptedAssertions: new Set(opts.acceptedAssertions ?? []),
     tokenLifetimeSec: opts.tokenLifetimeSec ?? 3600,
     maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
+    sendAs: new Map(Object.entries(opts.sendAs ?? {}).map(([k, v]) => [mailboxKey(k), v])),
     faults: {
       latencyMs: opts.latencyMs ?? 0,
       jitterMs: opts.jitterMs ?? 0,

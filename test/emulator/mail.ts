@@ -5,6 +5,9 @@ import { GraphError, isObject, parseJsonObject } from './call.js';
 import type { GraphCall, Reply } from './call.js';
 import { mediaType } from './http.js';
 import type { SentRecord } from './types.js';
+import type { EmulatorState } from './state.js';
+import addressparser from 'nodemailer/lib/addressparser';
+import libmime from 'libmime';
 
 export const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -14,27 +17,92 @@ export function decodeMimeBody(body: Buffer): Buffer {
   return mime;
 }
 
-/** Header block of a MIME message, unfolded; enough to find the recipient headers. */
-function mimeHeaders(mime: Buffer): string {
-  const head = mime.subarray(0, Math.min(mime.length, 256 * 1024)).toString('latin1');
-  const end = head.search(/\r?\n\r?\n/);
-  return (end >= 0 ? head.slice(0, end) : head).replace(/\r?\n[ \t]+/g, ' ');
+/** Exchange Online's limit on a message's header section (its service description: 256 KB). */
+export const MAX_HEADER_SECTION = 256 * 1024;
+
+/**
+ * The whole header section (up to the first empty line), as bytes: Exchange reads all of it, so the
+ * emulator does too. Over MAX_HEADER_SECTION the message is refused, as Exchange refuses it.
+ */
+export function headerSection(mime: Buffer): Buffer {
+  const crlf = mime.indexOf('\r\n\r\n');
+  const lf = mime.indexOf('\n\n');
+  let end = crlf === -1 ? lf : lf === -1 ? crlf : Math.min(crlf, lf);
+  if (mime.subarray(0, 2).toString('latin1') === '\r\n' || mime[0] === 0x0a) end = 0;
+  const head = end === -1 ? mime : mime.subarray(0, end);
+  if (head.length > MAX_HEADER_SECTION) {
+    throw new GraphError(400, 'ErrorMessageSizeExceeded', `The message header exceeds the maximum supported size (${head.length} bytes; the limit is ${MAX_HEADER_SECTION}).`);
+  }
+  return head;
+}
+
+/** Header fields, unfolded, in order: [lower-case name, value decoded as UTF-8]. */
+export function headerFields(mime: Buffer): [string, string][] {
+  const text = headerSection(mime).toString('utf8').replace(/\r?\n[ \t]/g, ' ');
+  const out: [string, string][] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) out.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return out;
 }
 
 export function mimeHeader(mime: Buffer, name: string): string | undefined {
-  const match = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(mimeHeaders(mime));
-  return match?.[1]?.trim();
+  const lower = name.toLowerCase();
+  return headerFields(mime).find(([n]) => n === lower)?.[1];
+}
+
+/** The mailboxes of an address header, groups flattened, each with its display name decoded (RFC 2047). */
+export function parseMailboxes(value: string): { name: string; address: string }[] {
+  return addressparser(value, { flatten: true }).map((a) => ({ name: libmime.decodeWords(a.name ?? ''), address: a.address ?? '' }));
 }
 
 /**
- * Addresses in To/Cc/Bcc. Graph delivers a MIME message to its header recipients only, so a relay
- * must turn envelope-only recipients (Bcc) into a Bcc header; an empty list is what Graph rejects.
+ * Addresses in every To/Cc/Bcc field (all of them, however many). Graph delivers a MIME message to its
+ * header recipients only, so a relay must turn envelope-only recipients (Bcc) into a Bcc header; an empty
+ * list is what Graph rejects.
  */
 export function mimeRecipients(mime: Buffer): string[] {
   const out: string[] = [];
-  for (const line of mimeHeaders(mime).split(/\r?\n/)) {
-    const match = /^(to|cc|bcc):(.*)$/i.exec(line);
-    if (match?.[2]) out.push(...(match[2].match(/[^\s<>,;:"()]+@[^\s<>,;:"()]+/g) ?? []));
+  for (const [name, value] of headerFields(mime)) {
+    if (name === 'to' || name === 'cc' || name === 'bcc') for (const m of parseMailboxes(value)) if (m.address) out.push(m.address);
+  }
+  return out;
+}
+
+/**
+ * Exchange submits as the mailbox in the URL: a From (or Sender) that is neither the mailbox nor one of
+ * the addresses it may send as is refused with ErrorSendAsDenied. Operators report the same for a display
+ * name that holds an address, so the emulator refuses that too (stricter, never more lenient).
+ */
+export function checkSendAs(state: EmulatorState, upn: string, senders: { field: string; name: string; address: string }[]): void {
+  const allowed = new Set([upn, ...(state.sendAs.get(upn.toLowerCase()) ?? [])].map((a) => a.toLowerCase()));
+  for (const s of senders) {
+    if (!allowed.has(s.address.toLowerCase())) {
+      throw new GraphError(403, 'ErrorSendAsDenied', `The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message. (${s.field}: ${s.address})`);
+    }
+    if (s.name.includes('@')) {
+      throw new GraphError(403, 'ErrorSendAsDenied', `The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message. (${s.field} display name "${s.name}")`);
+    }
+  }
+}
+
+/** The From and Sender mailboxes of a MIME message. */
+export function mimeSenders(mime: Buffer): { field: string; name: string; address: string }[] {
+  const out: { field: string; name: string; address: string }[] = [];
+  for (const [name, value] of headerFields(mime)) {
+    if (name === 'from' || name === 'sender') for (const m of parseMailboxes(value)) out.push({ field: name === 'from' ? 'From' : 'Sender', ...m });
+  }
+  return out;
+}
+
+/** The from and sender of a JSON message resource; absent means the mailbox itself. */
+export function jsonSenders(message: Record<string, unknown>): { field: string; name: string; address: string }[] {
+  const out: { field: string; name: string; address: string }[] = [];
+  for (const field of ['from', 'sender']) {
+    const v = message[field];
+    const e = isObject(v) && isObject(v['emailAddress']) ? v['emailAddress'] : undefined;
+    if (e && typeof e['address'] === 'string') out.push({ field, name: typeof e['name'] === 'string' ? e['name'] : '', address: e['address'] });
   }
   return out;
 }
@@ -78,6 +146,7 @@ export function sendMail(call: GraphCall): Reply {
     const mime = decodeMimeBody(call.body);
     const recipients = mimeRecipients(mime);
     requireRecipients(recipients);
+    checkSendAs(call.state, call.upn, mimeSenders(mime));
     record = { ...base, mime, recipients, size: mime.length, sha256: sha256(mime) };
   } else if (type === 'application/json') {
     const json = parseJsonObject(call.body);
@@ -85,6 +154,7 @@ export function sendMail(call: GraphCall): Reply {
     if (!isObject(message)) throw new GraphError(400, 'ErrorInvalidRecipients', "The 'message' property is required.");
     const recipients = jsonRecipients(message);
     requireRecipients(recipients);
+    checkSendAs(call.state, call.upn, jsonSenders(message));
     record = { ...base, json, recipients, size: call.body.length, sha256: sha256(call.body) };
   } else {
     throw unsupportedMediaType(type);

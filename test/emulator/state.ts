@@ -40,6 +40,8 @@ export interface StateConfig {
   acceptedAssertions: Set<string>;
   federatedTokens?: (assertion: string) => boolean;
   tokenLifetimeSec: number;
+  /** Lower-cased mailbox → the other addresses it may send as (Send As granted in Exchange). */
+  sendAs: Map<string, string[]>;
   /** Lower-cased known mailboxes; undefined means every user exists. */
   mailboxes?: Set<string>;
   maxBodyBytes: number;
@@ -63,6 +65,8 @@ export class EmulatorState extends EventEmitter {
   readonly drafts = new Map<string, Map<string, Draft>>();
   readonly uploads = new Map<string, UploadSession>();
   throttled429 = 0;
+  /** Send As grants in force: the configured ones, plus any a test adds (reset() restores the configured ones). */
+  sendAs: Map<string, string[]>;
   /** Aborted by close() so that pending latency/delay timers do not keep the process alive. */
   readonly closing = new AbortController();
   /** Replaced (and the old one aborted) by reset(): a request still waiting from before a reset is dropped, never recorded. */
@@ -76,6 +80,7 @@ export class EmulatorState extends EventEmitter {
   constructor(readonly config: StateConfig) {
     super();
     this.faults = { ...config.faults };
+    this.sendAs = new Map(config.sendAs);
   }
 
   addScript(upn: string, steps: ScriptStep[]): void {
@@ -185,6 +190,7 @@ export class EmulatorState extends EventEmitter {
     for (const [key, n] of this.inFlight) this.stats(key).maxInFlight = n;
     this.throttled429 = 0;
     this.faults = { ...this.config.faults };
+    this.sendAs = new Map(this.config.sendAs);
     this.down = false;
   }
 }
