@@ -46,7 +46,8 @@ describe('sentItems: discard', () => {
     const m = body.message as Json;
     expect(m.subject).toBe('Rechnung Nr. 7 – Grüße ✓');
     expect(m.body).toEqual({ contentType: 'html', content: '<p>Grüße <img src="cid:logo@mfp"></p>' });
-    expect(m.from).toEqual({ emailAddress: { address: 'mfp@printer.local', name: 'Scanner Büro' } });
+    // The device's From became the sending mailbox (Exchange refuses any other), its name kept.
+    expect(m.from).toEqual({ emailAddress: { address: 'scans@contoso.example', name: 'Scanner Büro' } });
     expect(addresses(m.replyTo)).toEqual(['helpdesk@contoso.example']);
     expect(m.toRecipients).toEqual([{ emailAddress: { address: 'joerg@contoso.example', name: 'Jörg' } }]);
     expect(addresses(m.ccRecipients)).toEqual(['carol@contoso.example']);
@@ -54,7 +55,10 @@ describe('sentItems: discard', () => {
     expect(m.importance).toBe('high');
     expect(m.isReadReceiptRequested).toBe(true);
     // Only x- headers (nodemailer writes the name as X-Scanner-ID); Keywords is not one, X-Priority became importance.
-    expect((m.internetMessageHeaders as Json[]).map((h) => [String(h.name).toLowerCase(), h.value])).toEqual([['x-scanner-id', 'MFP-7']]);
+    expect((m.internetMessageHeaders as Json[]).map((h) => [String(h.name).toLowerCase(), h.value])).toEqual([
+      ['x-scanner-id', 'MFP-7'],
+      ['x-original-from', '=?UTF-8?Q?Scanner_B=C3=BCro?= <mfp@printer.local>'],
+    ]);
     const atts = m.attachments as Json[];
     expect(atts).toHaveLength(3);
     for (const a of atts) expect(a['@odata.type']).toBe('#microsoft.graph.fileAttachment');

@@ -2,7 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { rfc5322Date } from '../smtp/received.js';
+import { rfc5322Date } from '../mime/received.js';
 import { enhancedStatus } from './classify.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { Envelope, Spool, SpoolState } from '../spool/spool.js';

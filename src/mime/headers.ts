@@ -1,41 +1,112 @@
-/** Reads what ingest needs from a message's header section while its bytes stream to the spool. */
+/** A message's header section: collected from streamed chunks, split into fields over its bytes, read and rewritten. */
 
+import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 
-/** Headers beyond this size are not examined (the bytes are still spooled whole). */
-const MAX_HEADER_BYTES = 1024 * 1024;
+const CRLF_CRLF = '\r\n\r\n';
 
-/** Collects the header section (up to the first empty line) from streamed chunks. */
+/**
+ * Collects the header section from streamed (CRLF-clean) chunks: up to the first empty line, or, when there
+ * is none within `limit` bytes, the first `limit` bytes and a little more (the caller then looks for a line
+ * that ends the section otherwise, or refuses). Every header-derived decision needs all of it.
+ */
 export class HeaderCollector {
   private chunks: Buffer[] = [];
   private bytes = 0;
-  done = false;
+  /** The last three bytes collected; at first a line end, so that a message starting with the empty line has an empty section. */
+  private tail: Buffer = Buffer.from('\r\n');
+  /** The header fields, each with its CRLF, without the empty line that ends the section; set once known. */
+  block: Buffer | null = null;
+  /** False when `block` is only the first bytes of a section that had not ended by `limit`. */
+  complete = true;
 
-  push(chunk: Buffer): void {
-    if (this.done) return;
-    const prevTail = this.chunks.length ? this.chunks[this.chunks.length - 1]!.subarray(-3) : Buffer.alloc(0);
-    const joined = prevTail.length ? Buffer.concat([prevTail, chunk]) : chunk;
-    let end = joined.indexOf('\r\n\r\n');
-    let endLen = 4;
-    const lf = joined.indexOf('\n\n');
-    if (lf !== -1 && (end === -1 || lf < end)) {
-      end = lf;
-      endLen = 2;
-    }
-    if (end !== -1) {
-      const upto = end + endLen - prevTail.length;
-      this.chunks.push(chunk.subarray(0, Math.max(0, upto)));
-      this.done = true;
-    } else {
+  constructor(private readonly limit: number) {}
+
+  /**
+   * Takes the next chunk. Returns the body bytes that follow the section once `block` is set (possibly
+   * empty), or null while it is not.
+   */
+  push(chunk: Buffer): Buffer | null {
+    if (this.block) return null;
+    // The end may straddle chunks (of any size): search from the last three bytes collected.
+    const tail = this.tail;
+    const joined = Buffer.concat([tail, chunk]);
+    const end = joined.indexOf(CRLF_CRLF, 0, 'latin1');
+    if (end === -1) {
       this.chunks.push(chunk);
+      this.bytes += chunk.length;
+      this.tail = joined.subarray(-3);
+      if (this.bytes <= this.limit) return null;
+      this.block = Buffer.concat(this.chunks, this.bytes);
+      this.complete = false;
+      this.chunks = [];
+      return Buffer.alloc(0);
     }
-    this.bytes += chunk.length;
-    if (this.bytes > MAX_HEADER_BYTES) this.done = true;
+    const cut = end + 2 - tail.length; // keeps the last field's CRLF
+    if (cut >= 0) this.chunks.push(chunk.subarray(0, cut));
+    const block = Buffer.concat(this.chunks, this.bytes + Math.max(0, cut));
+    this.block = cut < 0 ? block.subarray(0, block.length + cut) : block;
+    this.chunks = [];
+    return chunk.subarray(cut + 2);
   }
 
-  get block(): Buffer {
-    return Buffer.concat(this.chunks);
+  /** DATA ended before an empty line: everything received is the header section (a message without a body). */
+  finish(): Buffer {
+    this.block ??= Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    return this.block;
   }
+}
+
+/** One header field: its name as written and its bytes [start, end) in the section, folded lines and CRLF included. */
+export interface HeaderField {
+  name: string;
+  /** Lower-cased name; '' for a line that is not a field (no colon, or a continuation with nothing to continue). */
+  key: string;
+  start: number;
+  end: number;
+  /** Offset of the value (after the colon). */
+  valueStart: number;
+}
+
+/**
+ * Splits a header section into fields, in one pass over a latin1 view (one char per byte, so offsets are
+ * byte offsets). A field is a name of no whitespace or colon, optional blanks, a colon; lines that start
+ * with a blank continue it (RFC 5322 section 2.2.3). LF without CR is read as a line end too.
+ */
+export function splitFields(block: Buffer): HeaderField[] {
+  const text = block.toString('latin1');
+  const fields: HeaderField[] = [];
+  let current: HeaderField | null = null;
+  for (let at = 0; at < text.length; ) {
+    let nl = text.indexOf('\n', at);
+    nl = nl === -1 ? text.length : nl + 1;
+    const first = text.charCodeAt(at);
+    if ((first === 32 || first === 9) && current) {
+      current.end = nl;
+    } else {
+      const lineEnd = nl > at && text.charCodeAt(nl - 1) === 10 ? (nl - 1 > at && text.charCodeAt(nl - 2) === 13 ? nl - 2 : nl - 1) : nl;
+      const colon = text.indexOf(':', at);
+      let nameEnd = colon;
+      while (nameEnd > at && (text.charCodeAt(nameEnd - 1) === 32 || text.charCodeAt(nameEnd - 1) === 9)) nameEnd--;
+      const name = colon !== -1 && colon < lineEnd && nameEnd > at ? text.slice(at, nameEnd) : '';
+      current = name && !WHITESPACE.test(name) ? { name, key: name.toLowerCase(), start: at, end: nl, valueStart: colon + 1 } : { name: '', key: '', start: at, end: nl, valueStart: at };
+      fields.push(current);
+    }
+    at = nl;
+  }
+  return fields;
+}
+
+const WHITESPACE = /\s/;
+
+/** A field's value: unfolded, trimmed, its bytes read as UTF-8 (RFC 6532; 8-bit headers are UTF-8 far more often than not). */
+export function fieldValue(block: Buffer, f: HeaderField): string {
+  if (!f.key) return '';
+  return block
+    .toString('utf8', f.valueStart, f.end)
+    .replace(/\r?\n(?=[ \t])/g, '')
+    .trim();
 }
 
 export interface HeaderFacts {
@@ -44,7 +115,38 @@ export interface HeaderFacts {
   cc: string[];
   bcc: string[];
   from: string[];
+  sender: string[];
+  /** Whether the message names a Reply-To. */
+  replyTo: boolean;
   messageId: string | null;
+}
+
+/** What ingest and delivery need from the headers, without a MIME parser (the body never enters memory here). */
+export function readHeaderFacts(block: Buffer, fields: readonly HeaderField[] = splitFields(block)): HeaderFacts {
+  const facts: HeaderFacts = { receivedCount: 0, to: [], cc: [], bcc: [], from: [], sender: [], replyTo: false, messageId: null };
+  for (const f of fields) {
+    // A line that is not a field ends the section, as mail parsers (and Postfix's cleanup) read it.
+    if (!f.key) break;
+    switch (f.key) {
+      case 'received':
+        facts.receivedCount++;
+        break;
+      case 'to':
+      case 'cc':
+      case 'bcc':
+      case 'from':
+      case 'sender':
+        for (const a of addresses(fieldValue(block, f))) facts[f.key].push(a);
+        break;
+      case 'reply-to':
+        facts.replyTo = true;
+        break;
+      case 'message-id':
+        facts.messageId ??= fieldValue(block, f);
+        break;
+    }
+  }
+  return facts;
 }
 
 /** A lone address, bare or in angle brackets after a plain display name: no quotes, comments, groups or lists. */
@@ -59,63 +161,80 @@ export function addresses(value: string): string[] {
     .filter((a): a is string => Boolean(a));
 }
 
-/**
- * What ingest needs from the headers, without a MIME parser: the body never enters memory here, and a
- * full parse per message cost ~7% of ingest CPU. One pass over the lines, unfolding (RFC 5322 section
- * 2.2.3) only the fields it reads; a field is a name of no whitespace or colon, optional blanks, a colon.
- * Addresses are parsed with nodemailer's addressparser (the one mailparser uses), groups flattened.
- */
-export function readHeaderFacts(block: Buffer): HeaderFacts {
-  const facts: HeaderFacts = { receivedCount: 0, to: [], cc: [], bcc: [], from: [], messageId: null };
-  const text = block.toString('utf8');
-  // The field being unfolded: its lower-cased name (null before the first) and its value so far.
-  let name: string | null = null;
-  let value = '';
-  for (let at = 0; at < text.length; ) {
-    let nl = text.indexOf('\n', at);
-    if (nl === -1) nl = text.length;
-    const end = nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-    const first = text.charCodeAt(at);
-    if (first === 32 || first === 9) {
-      if (name !== null && READ.has(name)) value += ` ${text.slice(at, end).trim()}`;
-    } else {
-      // The first colon ends the name, less the blanks before it (no regular expression: its match
-      // arrays were most of what this function allocated).
-      const colon = text.indexOf(':', at);
-      let nameEnd = colon;
-      while (nameEnd > at && (text.charCodeAt(nameEnd - 1) === 32 || text.charCodeAt(nameEnd - 1) === 9)) nameEnd--;
-      if (colon !== -1 && colon < end && nameEnd > at) {
-        const fieldName = text.slice(at, nameEnd);
-        if (!WHITESPACE.test(fieldName)) {
-          if (name !== null) take(facts, name, value);
-          name = fieldName.toLowerCase();
-          value = READ.has(name) ? text.slice(colon + 1, end).trim() : '';
-        }
-      }
-    }
-    at = nl + 1;
-  }
-  if (name !== null) take(facts, name, value);
-  return facts;
+/** The mailboxes of one header value with their display names as written (encoded words not decoded), groups flattened. */
+export function mailboxes(value: string): { name: string; address: string }[] {
+  return addressparser(value, { flatten: true })
+    .filter((a) => Boolean(a.address))
+    .map((a) => ({ name: a.name ?? '', address: a.address! }));
 }
 
-const WHITESPACE = /\s/;
-/** The fields whose values take() reads. */
-const READ = new Set(['to', 'cc', 'bcc', 'from', 'message-id']);
+/** What becomes of a field when the section is rebuilt: removed, replaced by other fields, or followed by more. */
+export interface FieldEdit {
+  /** Replaces the field (an empty list removes it); absent keeps it as it is. */
+  replace?: Buffer[];
+  /** Added right after the field (or after its replacement). */
+  after?: Buffer[];
+}
 
-function take(facts: HeaderFacts, name: string, value: string): void {
-  switch (name) {
-    case 'received':
-      facts.receivedCount++;
-      break;
-    case 'to':
-    case 'cc':
-    case 'bcc':
-    case 'from':
-      for (const a of addresses(value)) facts[name].push(a);
-      break;
-    case 'message-id':
-      facts.messageId ??= value;
-      break;
+/** The section with edits applied; untouched fields keep their exact bytes. */
+export function rebuild(block: Buffer, fields: readonly HeaderField[], edits: ReadonlyMap<HeaderField, FieldEdit>): Buffer {
+  const out: Buffer[] = [];
+  for (const f of fields) {
+    const e = edits.get(f);
+    if (!e) out.push(block.subarray(f.start, f.end));
+    else {
+      if (e.replace) out.push(...e.replace);
+      else out.push(block.subarray(f.start, f.end));
+      if (e.after) out.push(...e.after);
+    }
+  }
+  return Buffer.concat(out);
+}
+
+/** The field under another name, value bytes (and folding) unchanged: e.g. From → X-Original-From. */
+export function renamed(block: Buffer, f: HeaderField, name: string): Buffer {
+  return Buffer.concat([Buffer.from(`${name}:`, 'latin1'), block.subarray(f.valueStart, f.end)]);
+}
+
+/** A new field from a name and an unfolded value: folded at commas to stay near 78 characters (RFC 5322 section 2.1.1). */
+export function newField(name: string, value: string): Buffer {
+  let out = `${name}:`;
+  let line = out.length;
+  const items = value.split(/(?<=,) /);
+  for (const item of items) {
+    if (line + 1 + item.length > 78 && line > name.length + 1) {
+      out += '\r\n';
+      line = 0;
+    }
+    out += ` ${item}`;
+    line += item.length + 1;
+  }
+  return Buffer.from(`${out}\r\n`, 'utf8');
+}
+
+const ENCODED_WORDS = /^=\?[^?\s]+\?[bq]\?[^?\s]*\?=(?:\s+=\?[^?\s]+\?[bq]\?[^?\s]*\?=)*$/i;
+
+/**
+ * A display name for a header: encoded words kept as they are, other ASCII quoted (RFC 5322 quoted-string),
+ * anything else as RFC 2047 encoded words. Controls become spaces: a name can never break the field.
+ */
+export function formatDisplayName(name: string): string {
+  const clean = name.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  if (ENCODED_WORDS.test(clean)) return clean;
+  if (/^[\x20-\x7e]*$/.test(clean)) return `"${clean.replace(/["\\]/g, '\\$&')}"`;
+  return libmime.encodeWord(clean, 'Q', 52);
+}
+
+/** A mailbox for a header: `address`, or `name <address>`. */
+export function formatMailbox(name: string, address: string): string {
+  return name.trim() ? `${formatDisplayName(name)} <${address}>` : address;
+}
+
+/** An RFC 2047 display name decoded; as written when it does not decode. */
+export function decodeDisplayName(name: string): string {
+  try {
+    return libmime.decodeWords(name);
+  } catch {
+    return name;
   }
 }

@@ -3,23 +3,22 @@
 import { unlink } from 'node:fs/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
-import { checkEnvelopeSender, checkHeaderFrom, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
+import { checkEnvelopeSender, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
 import { withProxyV2 } from './proxy-v2.js';
 import type { Socket } from 'node:net';
-import type { ListenerConfig, RelayConfig } from '../config/config.js';
+import type { ListenerConfig, RelayConfig, RewriteFromMode } from '../config/config.js';
 import { maxRawForRequest } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import { NetworkList } from '../policy/networks.js';
-import { planRecipients } from '../policy/recipients.js';
 import { newQueueId } from '../spool/queue-id.js';
 import { isoTime } from '../observability/iso-time.js';
-import type { Envelope, MessageData, Spool } from '../spool/spool.js';
+import type { Envelope, MessageData, Spool, SpoolWriter } from '../spool/spool.js';
 import { installReplyPatch } from './replies.js';
-import { HeaderCollector, readHeaderFacts } from '../mime/headers.js';
-import { receivedHeader } from './received.js';
+import { HeaderCollector } from '../mime/headers.js';
+import { cleanupHeaders, type Cleaned, type CleanupSettings } from '../cleanup/cleanup.js';
 import { enhancedStatus } from '../delivery/classify.js';
 import type { SendResult } from '../delivery/senders.js';
 import { bccHeader } from '../delivery/compose.js';
@@ -298,42 +297,21 @@ export class SmtpListener {
     return new SmtpReply(451, '4.3.0 Local error in processing: the message could not be stored, try again later');
   }
 
+  /**
+   * DATA: the header section is held until it is whole (at most limits.maxHeaderSize), cleaned up (policy on
+   * what Graph will see, From rewrite, Received) and written; the body streams to the spool behind it. The
+   * stream is always read to its end: smtp-server answers only then, and a refusal must not leave data unread.
+   */
   private async ingest(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const id = newQueueId();
-    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const rcptTo = session.envelope.rcptTo.map((r) => r.address);
     const nowMs = Date.now();
-    const at = isoTime(nowMs);
     const writer = this.spool.beginMessage(id);
-    const headers = new HeaderCollector();
-    let failure: unknown = null;
-    try {
-      const received = receivedHeader({
-        helo: session.hostNameAppearsAs,
-        clientAddress: session.remoteAddress,
-        clientHostname: session.clientHostname,
-        byHost: this.cfg.hostname,
-        protocol: session.transmissionType || 'ESMTP',
-        queueId: id,
-        recipients: rcptTo,
-        date: nowMs,
-      });
-      // Gathered, not written (far below the flush size): nothing to wait for.
-      const flushing = writer.write(Buffer.from(received, 'latin1'));
-      if (flushing) await flushing;
-    } catch (err) {
-      failure = err;
-    }
-    // The stream is always read to its end: smtp-server answers only then, and a write error must
-    // not leave the client's data unread.
+    const head = new HeaderCollector(this.cfg.limits.maxHeaderSize);
     const guard = new LineEndingGuard(this.cfg.limits.bareLineEndings, this.cfg.limits.maxLineLength);
-    // 'data' events rather than for await: the async iterator cost a few percent of ingest CPU.
-    const ended = dataEnd(stream);
-    stream.on('data', (raw: Buffer) => {
-      if (failure || stream.sizeExceeded) return;
-      const chunk = guard.push(raw);
-      if (!chunk) return;
-      headers.push(chunk);
+    let cleaned: Cleaned | null = null;
+    let mailbox: SessionMailbox | null = null;
+    let failure: unknown = null;
+    const write = (chunk: Buffer): void => {
       const flushing = writer.write(chunk);
       if (!flushing) return;
       stream.pause();
@@ -344,6 +322,26 @@ export class SmtpListener {
           stream.resume();
         },
       );
+    };
+    // The header section is whole: decide, then write it and what followed it in the same chunk.
+    const headerDone = (body: Buffer): void => {
+      const c = this.cleanup(id, nowMs, head, session);
+      if (!c.ok) failure = c.reply;
+      else {
+        cleaned = c.cleaned;
+        mailbox = c.mailbox;
+        write(body.length ? Buffer.concat([c.cleaned.header, body]) : c.cleaned.header);
+      }
+    };
+    // 'data' events rather than for await: the async iterator cost a few percent of ingest CPU.
+    const ended = dataEnd(stream);
+    stream.on('data', (raw: Buffer) => {
+      if (failure || stream.sizeExceeded) return;
+      const chunk = guard.push(raw);
+      if (!chunk) return;
+      if (cleaned) return write(chunk);
+      const body = head.push(chunk);
+      if (body) headerDone(body);
     });
     try {
       await ended;
@@ -353,92 +351,145 @@ export class SmtpListener {
       throw new ClientGone((err as Error).message);
     }
     const tail = failure ? null : guard.end();
-    if (tail) await writer.write(tail)?.catch((err: unknown) => (failure = err));
+    if (tail) {
+      if (cleaned) await writer.write(tail)?.catch((err: unknown) => (failure = err));
+      else {
+        const body = head.push(tail);
+        if (body) headerDone(body);
+      }
+    }
+    // A message of header fields only (no empty line): all of it is the header section.
+    if (!cleaned && !failure && !stream.sizeExceeded && !guard.violation) {
+      head.finish();
+      headerDone(Buffer.alloc(0));
+    }
     if (!failure && !stream.sizeExceeded && guard.violation) {
       failure = this.reject(session, 'line-endings', new SmtpReply(550, `5.6.0 Message refused: ${guard.violation}`));
     }
-    if (failure || stream.sizeExceeded) {
+    if (failure || stream.sizeExceeded || !cleaned || !mailbox) {
       await writer.abort();
       if (stream.sizeExceeded) {
         throw this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: the limit is ${this.cfg.limits.maxMessageSize} bytes`));
       }
-      throw failure;
+      throw failure ?? new Error('no header section');
     }
     try {
-      const facts = readHeaderFacts(headers.block);
-      if (facts.receivedCount > this.cfg.limits.maxReceivedHeaders) {
-        throw this.reject(session, 'loop', new SmtpReply(554, `5.4.6 Mail loop detected: ${facts.receivedCount} Received headers, the limit is ${this.cfg.limits.maxReceivedHeaders}`));
-      }
-      const rule = this.ruleFor(session);
-      const fromVerdict = checkHeaderFrom(facts.from, rule, this.cfg.policy);
-      if (!fromVerdict.ok) throw this.reject(session, 'header-from-policy', new SmtpReply(550, `5.7.1 ${fromVerdict.reason}`));
-      const plan = planRecipients(rcptTo, facts.to, facts.cc, facts.bcc);
-      if (plan.headerOnly.length > 0 && this.cfg.delivery.headerOnlyRecipients === 'reject') {
-        throw this.reject(
-          session,
-          'header-only-recipients',
-          new SmtpReply(550, `5.7.1 The message headers name ${plan.headerOnly.length} recipient(s) that are not envelope recipients (e.g. <${plan.headerOnly[0]}>); Graph would deliver to them too (delivery.headerOnlyRecipients: reject)`),
-        );
-      }
-      const outgoing = writer.bytes + Buffer.byteLength(bccHeader(plan.bcc));
-      const maxRaw = maxRawForRequest(this.cfg.graph.maxRequestBytes);
-      // With the large-message route, size is bounded by limits.maxMessageSize alone (checked while receiving).
-      if (!this.cfg.delivery.largeMessages && outgoing > maxRaw) {
-        throw this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: with its ${rcptTo.length} recipients it exceeds what one Graph request carries (${maxRaw} bytes)`));
-      }
-      const resolution = this.sessions.get(session.id)?.mailbox ?? mailboxForSession(mailFrom, rule, this.cfg.mailboxes);
-      if (!resolution.ok) throw this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${resolution.reason}`));
-      const env: Envelope = {
-        version: 1,
-        id,
-        mailFrom,
-        rcptTo,
-        mailbox: resolution.mailbox,
-        bcc: plan.bcc,
-        clientAddress: session.remoteAddress,
-        clientHostname: session.clientHostname,
-        helo: session.hostNameAppearsAs,
-        listener: this.listener.name,
-        receivedAt: at,
-        size: writer.bytes,
-        attempts: 0,
-        nextAttemptAt: at,
-        lastError: null,
-      };
-      if (this.events.passthrough) {
-        await writer.finish();
-        try {
-          return await this.passThrough(env, writer.data(), this.events.passthrough);
-        } finally {
-          await unlink(writer.tmpPath).catch(() => undefined);
-        }
-      }
-      await this.spool.commit(writer, env);
-      this.log.info(
-        {
-          qid: id,
-          event: 'received',
-          mailbox: env.mailbox,
-          rule: resolution.rule,
-          client: env.clientAddress,
-          listener: env.listener,
-          from: mailFrom,
-          rcpts: rcptTo.length,
-          bccAdded: plan.bcc.length,
-          headerOnlyRcpts: plan.headerOnly.length,
-          size: env.size,
-          messageId: facts.messageId,
-        },
-        'message accepted',
-      );
-      if (plan.headerOnly.length > 0) {
-        this.log.warn({ qid: id, headerOnlyRcpts: plan.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
-      }
-      this.events.accepted(env, nowMs);
-      return `2.0.0 Ok: queued as ${id}`;
+      return await this.accept(id, nowMs, writer, cleaned, mailbox, session);
     } catch (err) {
       await writer.abort();
       throw err;
+    }
+  }
+
+  /** The transaction's header section, cleaned up; a refusal is logged and counted here. */
+  private cleanup(id: string, nowMs: number, head: HeaderCollector, session: SMTPServerSession): { ok: true; cleaned: Cleaned; mailbox: SessionMailbox & { ok: true } } | { ok: false; reply: SmtpReply } {
+    const rule = this.ruleFor(session);
+    const resolution = this.sessions.get(session.id)?.mailbox ?? mailboxForSession(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rule, this.cfg.mailboxes);
+    if (!resolution.ok) return { ok: false, reply: this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${resolution.reason}`)) };
+    const r = cleanupHeaders({
+      block: head.block ?? Buffer.alloc(0),
+      complete: head.complete,
+      rcptTo: session.envelope.rcptTo.map((x) => x.address),
+      mailbox: resolution.mailbox,
+      rule,
+      received: {
+        helo: session.hostNameAppearsAs,
+        clientAddress: session.remoteAddress,
+        clientHostname: session.clientHostname,
+        byHost: this.cfg.hostname,
+        protocol: session.transmissionType || 'ESMTP',
+        queueId: id,
+        date: nowMs,
+      },
+      settings: this.cleanupSettings('rewriteFrom' in resolution ? resolution.rewriteFrom : undefined),
+    });
+    if (!r.ok) return { ok: false, reply: this.reject(session, r.reason, new SmtpReply(r.code, r.text)) };
+    return { ok: true, cleaned: r, mailbox: resolution };
+  }
+
+  private cleanupSettings(rewriteFrom: RewriteFromMode | undefined): CleanupSettings {
+    const { limits, policy, delivery, mailboxes } = this.cfg;
+    return {
+      maxHeaderSize: limits.maxHeaderSize,
+      maxReceivedHeaders: limits.maxReceivedHeaders,
+      maxRecipients: limits.maxRecipients,
+      policy,
+      headerOnlyRecipients: delivery.headerOnlyRecipients,
+      rewriteFrom: rewriteFrom ?? mailboxes.rewriteFrom,
+      replyToOriginalFrom: mailboxes.replyToOriginalFrom,
+    };
+  }
+
+  /** The message is whole and clean: commit it to the spool (or pass it through), then say so. */
+  private async accept(id: string, nowMs: number, writer: SpoolWriter, cleaned: Cleaned, resolution: SessionMailbox & { ok: true }, session: SMTPServerSession): Promise<string> {
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const rcptTo = session.envelope.rcptTo.map((r) => r.address);
+    const outgoing = writer.bytes + Buffer.byteLength(bccHeader(cleaned.bcc));
+    const maxRaw = maxRawForRequest(this.cfg.graph.maxRequestBytes);
+    // With the large-message route, size is bounded by limits.maxMessageSize alone (checked while receiving).
+    if (!this.cfg.delivery.largeMessages && outgoing > maxRaw) {
+      throw this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: with its ${rcptTo.length} recipients it exceeds what one Graph request carries (${maxRaw} bytes)`));
+    }
+    const at = isoTime(nowMs);
+    const env: Envelope = {
+      version: 1,
+      id,
+      mailFrom,
+      rcptTo,
+      mailbox: resolution.mailbox,
+      bcc: cleaned.bcc,
+      clientAddress: session.remoteAddress,
+      clientHostname: session.clientHostname,
+      helo: session.hostNameAppearsAs,
+      listener: this.listener.name,
+      receivedAt: at,
+      size: writer.bytes,
+      attempts: 0,
+      nextAttemptAt: at,
+      lastError: null,
+    };
+    if (this.events.passthrough) {
+      await writer.finish();
+      try {
+        return await this.passThrough(env, writer.data(), this.events.passthrough);
+      } finally {
+        await unlink(writer.tmpPath).catch(() => undefined);
+      }
+    }
+    await this.spool.commit(writer, env);
+    this.logAccepted(env, resolution.rule, cleaned);
+    this.events.accepted(env, nowMs);
+    return `2.0.0 Ok: queued as ${id}`;
+  }
+
+  private logAccepted(env: Envelope, rule: string, cleaned: Cleaned): void {
+    const qid = env.id;
+    if (cleaned.from) {
+      const f = cleaned.from;
+      this.log.info({ qid, event: 'from-rewritten', mailbox: env.mailbox, from: f.originalFrom, sender: f.originalSender, replyTo: f.replyToAdded }, 'From rewritten to the sending mailbox (mailboxes.rewriteFrom)');
+    }
+    this.log.info(
+      {
+        qid,
+        event: 'received',
+        mailbox: env.mailbox,
+        rule,
+        client: env.clientAddress,
+        listener: env.listener,
+        from: env.mailFrom,
+        rcpts: env.rcptTo.length,
+        graphRcpts: cleaned.graphRecipients,
+        bccAdded: cleaned.bcc.length,
+        headerOnlyRcpts: cleaned.headerOnly.length,
+        size: env.size,
+        messageId: cleaned.messageId,
+      },
+      'message accepted',
+    );
+    if (cleaned.endedAtNonField) this.log.info({ qid, event: 'header-repaired' }, 'a line that is not a header field ended the header section: the empty line was put before it');
+    if (cleaned.headerOnly.length > 0) {
+      if (cleaned.headerOnlyRemoved) this.log.info({ qid, event: 'header-only-removed', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients were removed from To/Cc/Bcc (delivery.headerOnlyRecipients: envelope)');
+      else this.log.warn({ qid, event: 'header-only-recipients', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
     }
   }
 

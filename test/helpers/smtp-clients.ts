@@ -14,7 +14,7 @@ export interface PySendResult {
 export function pySend(port: number, from: string, to: string[], message: Buffer, opts: { host?: string; ehlo?: string } = {}): Promise<PySendResult> {
   const script = `
 import base64, json, smtplib, sys
-args = json.loads(sys.argv[1])
+args = json.loads(sys.stdin.read())
 msg = base64.b64decode(args['msg'])
 try:
     s = smtplib.SMTP(args['host'], args['port'], local_hostname=args.get('ehlo'), timeout=30)
@@ -32,10 +32,12 @@ except smtplib.SMTPServerDisconnected as e:
 `;
   const args = JSON.stringify({ host: opts.host ?? '127.0.0.1', port, from, to, msg: message.toString('base64'), ehlo: opts.ehlo ?? 'pytest.local' });
   return new Promise((resolve, reject) => {
-    execFile('python3', ['-c', script, args], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+    // The arguments go through stdin: a message of a few hundred KB does not fit in argv (E2BIG).
+    const child = execFile('python3', ['-c', script], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`python3 failed: ${stderr || err.message}`));
       resolve(JSON.parse(stdout) as PySendResult);
     });
+    child.stdin!.end(args);
   });
 }
 
