@@ -48,7 +48,7 @@ async function main(argv: string[]): Promise<void> {
   const configFile = values.config ?? process.env.RELAY_CONFIG;
   let cfg;
   try {
-    cfg = loadConfig(configFile, process.env, { requireCredentials: command !== 'queue' });
+    cfg = loadConfig(configFile, process.env, { requireCredentials: command !== 'queue', requireMailboxes: command !== 'queue' });
   } catch (err) {
     if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
     throw err;

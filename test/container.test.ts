@@ -115,6 +115,7 @@ describe('container image', () => {
       '-e', `AZURE_TENANT_ID=${e.tenantId}`,
       '-e', `AZURE_CLIENT_ID=${e.clientId}`,
       '-e', `AZURE_CLIENT_SECRET=${e.clientSecret}`,
+      '-e', 'RELAY_SENDER_DOMAINS=contoso.example',
       // The host's network: let the kernel pick the SMTP port; the admin port must be known to HEALTHCHECK.
       '-e', 'RELAY_SMTP_PORT=0',
       '-e', `RELAY_ADMIN_PORT=${adminPort}`,
@@ -141,6 +142,15 @@ describe('container image', () => {
     expect(stdout).toContain('8025/tcp');
     const who = await run('podman', ['exec', id, 'id', '-u']);
     expect(who.stdout.trim()).toBe('1000');
+  });
+
+  it('does not start without a sender mapping, and says which variables to set', async () => {
+    const res = await run('podman', ['run', '--rm', '--pull=never', '--network', 'none', '-e', 'AZURE_TENANT_ID=t', '-e', 'AZURE_CLIENT_ID=c', '-e', 'AZURE_CLIENT_SECRET=s', IMAGE]).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code?: number; stderr?: string }) => ({ code: err.code ?? -1, stderr: err.stderr ?? '' }),
+    );
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/configuration error: mailboxes: .*RELAY_SENDER_DOMAINS.*RELAY_MAILBOX_MAP.*RELAY_FALLBACK_MAILBOX/);
   });
 
   it('is healthy and ready (the image HEALTHCHECK and /readyz)', async () => {

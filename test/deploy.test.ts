@@ -120,6 +120,11 @@ describe('Kubernetes manifests', () => {
     expect(one<Service>(objs, 'Service', 'smtp-graph-relay').spec!.ports).toEqual([{ name: 'smtp', port: 25, targetPort: 'smtp', protocol: 'TCP' }]);
     // Remote clients must be allowed explicitly: the image's default is loopback only.
     expect(env.RELAY_ALLOWED_NETWORKS).toMatch(/^\d+\.\d+\.\d+\.\d+\/\d+/);
+    // The relay's settings, as the pod gets them, make a valid configuration: senders have mailboxes.
+    const { AZURE_CLIENT_SECRET_FILE: _file, ...rest } = env;
+    // (Credentials are checked in their own tests: workload identity's are injected into the pod at run time.)
+    const cfg = buildConfig(parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8')), rest, REPO, { requireCredentials: false });
+    expect(cfg.mailboxes.senderDomains.length + Object.keys(cfg.mailboxes.map).length).toBeGreaterThan(0);
   });
 
   it('central-secret: the client secret comes from a Secret mounted as a file', () => {
@@ -173,14 +178,18 @@ describe('Kubernetes manifests', () => {
 describe('container image configuration', () => {
   it('config/relay.container.yaml: loopback-only SMTP on all interfaces, spool on the volume, admin for probes', () => {
     const raw = parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8'));
-    const cfg = buildConfig(raw, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' }, REPO);
+    const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' };
+    // No "accept anything" default: without a sender mapping the image says what to set, and does not start.
+    expect(() => buildConfig(raw, creds, REPO)).toThrow(/^mailboxes: no sender can be given a mailbox .*RELAY_SENDER_DOMAINS.*RELAY_MAILBOX_MAP.*RELAY_FALLBACK_MAILBOX/);
+    const cfg = buildConfig(raw, { ...creds, RELAY_SENDER_DOMAINS: 'contoso.example' }, REPO);
+    expect(cfg.mailboxes.senderDomains).toEqual(['contoso.example']);
     expect(cfg.listeners).toHaveLength(1);
     expect(cfg.listeners[0]).toMatchObject({ host: '0.0.0.0', port: 2525, allowedNetworks: ['127.0.0.0/8', '::1/128'] });
     expect(cfg.spool.directory).toBe('/var/spool/smtp-graph-relay');
     expect(cfg.admin).toEqual({ enabled: true, host: '0.0.0.0', port: 8025 });
     expect(cfg.delivery.mode).toBe('graph');
     // The drain is sized by the deployment, next to its stop timeout.
-    expect(buildConfig(raw, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's', RELAY_SHUTDOWN_GRACE_MS: '90000' }, REPO).shutdownGraceMs).toBe(90_000);
+    expect(buildConfig(raw, { ...creds, RELAY_FALLBACK_MAILBOX: 'noreply@contoso.example', RELAY_SHUTDOWN_GRACE_MS: '90000' }, REPO).shutdownGraceMs).toBe(90_000);
   });
 
   it('Dockerfile: multi-stage on node:24-slim, non-root, volume, ports, healthcheck, the shipped config', () => {

@@ -198,13 +198,14 @@ describe('UploadBudget', () => {
 
 describe('configuration', () => {
   const graph = { tenantId: 't', clientId: 'c', clientSecret: 's' };
+  const env = { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' };
   it('defaults to 35 MB with the large route, allows up to 150 MB, and stays at one request without it', () => {
-    expect(buildConfig({ graph }, {}).limits.maxMessageSize).toBe(35 * 1024 * 1024);
-    expect(buildConfig({ graph, limits: { maxMessageSize: '150MB' } }, {}).limits.maxMessageSize).toBe(150 * 1024 * 1024);
-    expect(() => buildConfig({ graph, limits: { maxMessageSize: '151MB' } }, {})).toThrow(/^limits\.maxMessageSize: must be between/);
-    const off = buildConfig({ graph, delivery: { largeMessages: false } }, {});
+    expect(buildConfig({ graph }, env).limits.maxMessageSize).toBe(35 * 1024 * 1024);
+    expect(buildConfig({ graph, limits: { maxMessageSize: '150MB' } }, env).limits.maxMessageSize).toBe(150 * 1024 * 1024);
+    expect(() => buildConfig({ graph, limits: { maxMessageSize: '151MB' } }, env)).toThrow(/^limits\.maxMessageSize: must be between/);
+    const off = buildConfig({ graph, delivery: { largeMessages: false } }, env);
     expect(off.limits.maxMessageSize).toBeLessThan(3 * 1024 * 1024);
-    expect(() => buildConfig({ graph, delivery: { largeMessages: false }, limits: { maxMessageSize: '10MB' } }, {})).toThrow(/^limits\.maxMessageSize: /);
+    expect(() => buildConfig({ graph, delivery: { largeMessages: false }, limits: { maxMessageSize: '10MB' } }, env)).toThrow(/^limits\.maxMessageSize: /);
   });
 
   it('reads sentItems globally and per mapping, keeping string mappings', () => {
@@ -217,8 +218,8 @@ describe('configuration', () => {
     const plain = resolveMailbox('a@b.example', cfg.mailboxes);
     expect(plain).toMatchObject({ ok: true, mailbox: 'box@contoso.com' });
     expect(plain).not.toHaveProperty('sentItems');
-    expect(() => buildConfig({ graph, delivery: { sentItems: 'drop' } }, {})).toThrow(/^delivery\.sentItems: must be one of keep, discard/);
-    expect(() => buildConfig({ graph, mailboxes: { map: { '@p.local': { mailbox: 'x@y.com', sentItems: 'nope' } } } }, {})).toThrow(/^mailboxes\.map\.@p\.local\.sentItems: /);
-    expect(() => buildConfig({ graph, mailboxes: { map: { '@p.local': { mailbox: 'x@y.com', saveSent: true } } } }, {})).toThrow(/^mailboxes\.map\.@p\.local\.saveSent: unknown setting/);
+    expect(() => buildConfig({ graph, delivery: { sentItems: 'drop' } }, env)).toThrow(/^delivery\.sentItems: must be one of keep, discard/);
+    expect(() => buildConfig({ graph, mailboxes: { map: { '@p.local': { mailbox: 'x@y.com', sentItems: 'nope' } } } }, env)).toThrow(/^mailboxes\.map\.@p\.local\.sentItems: /);
+    expect(() => buildConfig({ graph, mailboxes: { map: { '@p.local': { mailbox: 'x@y.com', saveSent: true } } } }, env)).toThrow(/^mailboxes\.map\.@p\.local\.saveSent: unknown setting/);
   });
 });

@@ -343,7 +343,7 @@ describe('configuration of the front door', () => {
   const check = (config: Record<string, unknown>): Promise<{ code: number; stderr: string }> => {
     const dir = path.dirname(cert.certFile);
     const file = path.join(dir, `cfg-${Math.random().toString(36).slice(2)}.json`);
-    writeFileSync(file, JSON.stringify({ delivery: { mode: 'capture' }, admin: { enabled: false }, ...config }));
+    writeFileSync(file, JSON.stringify({ delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, ...config }));
     return new Promise((resolve) => execFile(process.execPath, [CLI, 'check-config', '--config', file], (err, _o, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr })));
   };
 

@@ -123,7 +123,7 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
   });
 
   const graph = (over: Partial<GraphConfig> = {}): GraphConfig =>
-    buildConfig({ delivery: { mode: 'capture' }, graph: { credential: 'managed-identity', ...over } }, {}).graph;
+    buildConfig({ delivery: { mode: 'capture' }, graph: { credential: 'managed-identity', ...over } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).graph;
 
   it('gets a Graph token from the host endpoint, for a user-assigned identity when AZURE_CLIENT_ID is set', async () => {
     const results: boolean[] = [];
@@ -177,11 +177,11 @@ describe('credential selection', () => {
   });
 
   it('configuration: graph.credential, RELAY_CREDENTIAL and AZURE_FEDERATED_TOKEN_FILE; graph mode refuses to start without a credential', () => {
-    const env = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c' };
+    const env = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' };
     const cfg = buildConfig({ graph: { federatedTokenFile: 'token' } }, { ...env, RELAY_CREDENTIAL: 'workload-identity' }, '/etc/relay');
     expect(cfg.graph).toMatchObject({ credential: 'workload-identity', federatedTokenFile: '/etc/relay/token' });
     expect(buildConfig({ graph: { federatedTokenFile: 'a' } }, { ...env, AZURE_FEDERATED_TOKEN_FILE: '/var/run/t' }).graph.federatedTokenFile).toBe('/var/run/t');
-    expect(buildConfig({ graph: { credential: 'managed-identity' } }, {}).graph.credential).toBe('managed-identity');
+    expect(buildConfig({ graph: { credential: 'managed-identity' } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).graph.credential).toBe('managed-identity');
     expect(() => buildConfig({}, env)).toThrow(ConfigError);
     expect(() => buildConfig({}, env)).toThrow(/graph.credential: no Graph credential/);
     expect(() => buildConfig({}, { ...env, RELAY_CREDENTIAL: 'password' })).toThrow(/RELAY_CREDENTIAL: must be one of/);

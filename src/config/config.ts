@@ -35,8 +35,12 @@ export interface RetryConfig {
 export interface DeliveryConfig {
   mode: 'graph' | 'capture';
   captureDirectory: string;
-  /** What to do with a header To/Cc recipient that is not an envelope recipient (Graph delivers to it). */
-  headerOnlyRecipients: 'deliver' | 'reject';
+  /**
+   * A To/Cc/Bcc address that is not an envelope recipient: `deliver` (Graph delivers to it, as to every
+   * header recipient), `reject` (550 at DATA) or `envelope` (removed from the headers, so Graph delivers to
+   * exactly the envelope recipients). Recipient policy applies to every address Graph delivers to, whichever.
+   */
+  headerOnlyRecipients: HeaderOnlyMode;
   perMailboxConcurrency: number;
   globalConcurrency: number;
   /** Optional pacing per mailbox, messages per minute; 0 = off. */
@@ -49,14 +53,22 @@ export interface DeliveryConfig {
 }
 
 export type SentItemsMode = 'keep' | 'discard';
+export type HeaderOnlyMode = 'deliver' | 'reject' | 'envelope';
+/** `mailbox`: a From (or Sender) that is not the sending mailbox becomes the mailbox; `never`: left alone (Send As granted). */
+export type RewriteFromMode = 'mailbox' | 'never';
 
 export interface MailboxConfig {
   /** Sender address or "@domain" (lower-case) → mailbox UPN. "<>" maps the null sender. */
   map: Record<string, string>;
   /** Per-mapping Sent Items override, same keys as `map`; absent keys use delivery.sentItems. */
   sentItems: Record<string, SentItemsMode>;
+  /** Per-mapping From rewrite override, same keys as `map`; absent keys use `rewriteFrom`. */
+  rewriteFromFor: Record<string, RewriteFromMode>;
+  rewriteFrom: RewriteFromMode;
+  /** On a From rewrite, the original From goes into Reply-To when the message has none. */
+  replyToOriginalFrom: boolean;
   useEnvelopeSender: boolean;
-  /** When set, the envelope sender is used as the mailbox only for these domains. */
+  /** Domains whose envelope senders send as themselves; empty: none; "*": any (explicit, never the default). */
   senderDomains: string[];
   fallback: string | null;
 }
@@ -89,6 +101,8 @@ export interface RelayConfig {
     maxMessageSize: number;
     maxRecipients: number;
     maxReceivedHeaders: number;
+    /** The whole header section as Graph gets it (the relay's own fields included); Exchange Online refuses more than 256 KB. */
+    maxHeaderSize: number;
   } & FrontDoorLimits;
   /** SMTP AUTH users and sender policy (src/config/front-door.ts). */
   users: UserConfig[];
@@ -301,22 +315,27 @@ function readRetry(r: Reader): RetryConfig {
   return cfg;
 }
 
+const REWRITE_FROM = ['mailbox', 'never'] as const;
+
 function readMailboxes(r: Reader): MailboxConfig {
   const map: Record<string, string> = {};
   const sentItems: Record<string, SentItemsMode> = {};
+  const rewriteFromFor: Record<string, RewriteFromMode> = {};
   for (const [k, raw] of Object.entries(r.map('map'))) {
     const key = `${r.key('map')}.${k}`;
     const from = k.trim().toLowerCase();
     if (from !== '<>' && !isAddress(from) && !/^@[^\s@<>]+$/.test(from)) {
       throw new ConfigError(key, 'the key must be a sender address, "@domain" or "<>"');
     }
-    // A value is a UPN, or { mailbox, sentItems } when the mapping overrides delivery.sentItems.
+    // A value is a UPN, or { mailbox, sentItems, rewriteFrom } when the mapping overrides the defaults.
     let v: unknown = raw;
     if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
       const m = new Reader(raw as Raw, key);
       v = m.str('mailbox', '');
       const si = m.oneOf('sentItems', ['keep', 'discard'] as const, 'keep');
       if (m.raw('sentItems') !== undefined) sentItems[from] = si;
+      const rf = m.oneOf('rewriteFrom', REWRITE_FROM, 'mailbox');
+      if (m.raw('rewriteFrom') !== undefined) rewriteFromFor[from] = rf;
       m.done();
     }
     if (typeof v !== 'string' || !isAddress(v)) throw new ConfigError(key, `the mailbox must be a UPN such as scans@contoso.com (got ${JSON.stringify(v)})`);
@@ -324,13 +343,39 @@ function readMailboxes(r: Reader): MailboxConfig {
   }
   const fallback = r.str('fallback', null);
   if (fallback !== null && !isAddress(fallback)) throw new ConfigError(r.key('fallback'), `must be a mailbox UPN such as noreply@contoso.com (got "${fallback}")`);
-  const senderDomains = r.list('senderDomains', []).map((d, i) => {
-    if (typeof d !== 'string' || !/^[a-z0-9.-]+$/i.test(d)) throw new ConfigError(`${r.key('senderDomains')}[${i}]`, 'must be a domain name');
-    return d.toLowerCase();
-  });
-  const cfg: MailboxConfig = { map, sentItems, useEnvelopeSender: r.bool('useEnvelopeSender', true), senderDomains, fallback };
+  const senderDomains = r.list('senderDomains', []).map((d, i) => domainOrStar(`${r.key('senderDomains')}[${i}]`, d));
+  const cfg: MailboxConfig = {
+    map,
+    sentItems,
+    rewriteFromFor,
+    rewriteFrom: r.oneOf('rewriteFrom', REWRITE_FROM, 'mailbox'),
+    replyToOriginalFrom: r.bool('replyToOriginalFrom', true),
+    useEnvelopeSender: r.bool('useEnvelopeSender', true),
+    senderDomains,
+    fallback,
+  };
   r.done();
   return cfg;
+}
+
+function domainOrStar(key: string, d: unknown): string {
+  if (typeof d !== 'string' || !/^(\*|[a-z0-9.-]+)$/i.test(d)) throw new ConfigError(key, `must be a domain name, or "*" for any domain (got ${JSON.stringify(d)})`);
+  return d.toLowerCase();
+}
+
+/** RELAY_MAILBOX_MAP: "sender=mailbox" pairs, comma or space separated; sender is an address, "@domain" or "<>". */
+function mailboxMapFromEnv(value: string): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of value.split(/[\s,]+/).filter(Boolean)) {
+    const eq = pair.lastIndexOf('=');
+    const from = pair.slice(0, eq).trim().toLowerCase();
+    const to = pair.slice(eq + 1).trim();
+    if (eq < 1 || (from !== '<>' && !isAddress(from) && !/^@[^\s@<>]+$/.test(from)) || !isAddress(to)) {
+      throw new ConfigError('RELAY_MAILBOX_MAP', `"${pair}" is not sender=mailbox (e.g. scanner@printer.local=scans@contoso.com or @printer.local=scans@contoso.com)`);
+    }
+    map[from] = to;
+  }
+  return map;
 }
 
 function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphConfig {
@@ -401,6 +446,8 @@ function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
 export interface BuildOptions {
   /** Queue tools only need the spool: they must work where the Graph credentials are not at hand. */
   requireCredentials?: boolean;
+  /** Queue tools need no sender mapping either. */
+  requireMailboxes?: boolean;
 }
 
 export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd(), opts: BuildOptions = {}): RelayConfig {
@@ -435,6 +482,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     maxMessageSize: lim.size('maxMessageSize', largeMessages ? DEFAULT_MAX_LARGE_MESSAGE : maxForMime, 1024, maxSize),
     maxRecipients: lim.int('maxRecipients', 500, 1, 500),
     maxReceivedHeaders: lim.int('maxReceivedHeaders', 50, 1, 1000),
+    maxHeaderSize: lim.size('maxHeaderSize', 256 * 1024, 4 * 1024, 1024 * 1024),
     ...readFrontDoorLimits(lim),
   };
   lim.done();
@@ -446,7 +494,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const delivery: DeliveryConfig = {
     mode: envFirst(env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined, d.oneOf('mode', ['graph', 'capture'] as const, 'graph')),
     captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
-    headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject'] as const, 'deliver'),
+    headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject', 'envelope'] as const, 'deliver'),
     perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
     globalConcurrency: d.int('globalConcurrency', 128, 1, 1024),
     messagesPerMinute: d.int('messagesPerMinute', 0, 0, 10_000),
@@ -462,6 +510,8 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
     if (!isAddress(env.RELAY_FALLBACK_MAILBOX)) throw new ConfigError('RELAY_FALLBACK_MAILBOX', `must be a mailbox UPN (got "${env.RELAY_FALLBACK_MAILBOX}")`);
     mailboxes.fallback = env.RELAY_FALLBACK_MAILBOX;
   }
+  if (env.RELAY_SENDER_DOMAINS) mailboxes.senderDomains = env.RELAY_SENDER_DOMAINS.split(/[\s,]+/).filter(Boolean).map((d) => domainOrStar('RELAY_SENDER_DOMAINS', d));
+  if (env.RELAY_MAILBOX_MAP) Object.assign(mailboxes.map, mailboxMapFromEnv(env.RELAY_MAILBOX_MAP));
 
   let shutdownGraceMs = root.duration('shutdownGrace', 30_000, 0, 3_600_000);
   // Containers size the drain next to their stop timeout (compose stop_grace_period, terminationGracePeriodSeconds).
@@ -497,7 +547,23 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
 
   const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, shutdownGraceMs, admin };
   if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireCredentials(cfg.graph, env);
+  if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
   return cfg;
+}
+
+/**
+ * No "accept anything" default: a sender the relay cannot map would get 250 and then fail at Graph (or, with
+ * any domain allowed, Exchange refuses a From it cannot send as). So some way to a mailbox must be named.
+ */
+function requireSomeMailbox(cfg: RelayConfig): void {
+  const m = cfg.mailboxes;
+  const forced = [...cfg.users, ...cfg.policy.networks].some((x) => x.mailbox);
+  if ((m.useEnvelopeSender && m.senderDomains.length > 0) || Object.keys(m.map).length > 0 || m.fallback || forced) return;
+  const why = m.senderDomains.length > 0 ? 'mailboxes.useEnvelopeSender is off and nothing else is set' : 'none is set';
+  throw new ConfigError(
+    'mailboxes',
+    `no sender can be given a mailbox to send as (${why}): set mailboxes.senderDomains (RELAY_SENDER_DOMAINS), mailboxes.map (RELAY_MAILBOX_MAP) or mailboxes.fallback (RELAY_FALLBACK_MAILBOX), or a users[]/policy.networks[] mailbox`,
+  );
 }
 
 /** Production mode never falls back to capture: missing credentials stop the relay here. */

@@ -1,6 +1,6 @@
 /** Mailbox resolution: which /users/{upn} sends a message, decided from its envelope sender. */
 
-import type { MailboxConfig, SentItemsMode } from '../config/config.js';
+import type { MailboxConfig, RewriteFromMode, SentItemsMode } from '../config/config.js';
 
 export type MailboxResolution =
   | {
@@ -9,6 +9,8 @@ export type MailboxResolution =
       rule: 'map-address' | 'map-domain' | 'map-null-sender' | 'envelope-sender' | 'fallback';
       /** The matched mapping's Sent Items override; absent means delivery.sentItems applies. */
       sentItems?: SentItemsMode;
+      /** The matched mapping's From rewrite override; absent means mailboxes.rewriteFrom applies. */
+      rewriteFrom?: RewriteFromMode;
     }
   | { ok: false; reason: string };
 
@@ -26,17 +28,21 @@ export function resolveMailbox(mailFrom: string, cfg: MailboxConfig): MailboxRes
   const domain = sender.slice(sender.lastIndexOf('@') + 1);
   const byDomain = cfg.map[`@${domain}`];
   if (byDomain) return withSentItems({ ok: true, mailbox: byDomain, rule: 'map-domain' }, cfg, `@${domain}`);
-  if (cfg.useEnvelopeSender && (cfg.senderDomains.length === 0 || cfg.senderDomains.includes(domain))) {
+  if (cfg.useEnvelopeSender && (cfg.senderDomains.includes(domain) || cfg.senderDomains.includes('*'))) {
     return { ok: true, mailbox: sender, rule: 'envelope-sender' };
   }
   if (cfg.fallback) return { ok: true, mailbox: cfg.fallback, rule: 'fallback' };
   const why = !cfg.useEnvelopeSender
     ? 'mailboxes.useEnvelopeSender is off'
-    : `its domain is not in mailboxes.senderDomains (${cfg.senderDomains.join(', ')})`;
+    : cfg.senderDomains.length === 0
+      ? 'mailboxes.senderDomains is empty'
+      : `its domain is not in mailboxes.senderDomains (${cfg.senderDomains.join(', ')})`;
   return { ok: false, reason: `no mailbox for sender <${mailFrom}>: it matches no mailboxes.map entry, ${why}, and no mailboxes.fallback is set` };
 }
 
+/** The mapping's own overrides, when it has any. */
 function withSentItems<T extends MailboxResolution & { ok: true }>(res: T, cfg: MailboxConfig, key: string): T {
-  const mode = cfg.sentItems?.[key];
-  return mode ? { ...res, sentItems: mode } : res;
+  const sentItems = cfg.sentItems?.[key];
+  const rewriteFrom = cfg.rewriteFromFor?.[key];
+  return { ...res, ...(sentItems ? { sentItems } : {}), ...(rewriteFrom ? { rewriteFrom } : {}) };
 }

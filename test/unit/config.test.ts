@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { buildConfig, ConfigError, redactConfig } from '../../src/config/config.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
 
-const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's3cret' };
+const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's3cret', RELAY_SENDER_DOMAINS: 'contoso.example' };
 
 function configError(raw: unknown, env: NodeJS.ProcessEnv = creds): string {
   try {
@@ -54,7 +54,7 @@ describe('config', () => {
   it('reads secrets from *_FILE and never prints them', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
     writeFileSync(path.join(dir, 'secret'), 'from-file\n');
-    const c = buildConfig({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET_FILE: path.join(dir, 'secret') });
+    const c = buildConfig({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET_FILE: path.join(dir, 'secret'), RELAY_SENDER_DOMAINS: 'contoso.example' });
     expect(c.graph.clientSecret).toBe('from-file');
     expect(JSON.stringify(redactConfig(c))).not.toContain('from-file');
   });
@@ -87,7 +87,56 @@ describe('config', () => {
   it('refuses graph mode without credentials instead of falling back to capture', () => {
     expect(configError({}, { AZURE_CLIENT_SECRET: 'x', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.tenantId: is required when delivery\.mode is graph/);
     expect(configError({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.\w+: .*client secret.*certificate/);
-    expect(buildConfig({ delivery: { mode: 'capture' } }, {}).delivery.mode).toBe('capture');
+    expect(buildConfig({ delivery: { mode: 'capture' } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).delivery.mode).toBe('capture');
+  });
+});
+
+describe('no "accept anything" default: some sender must have a mailbox', () => {
+  const base = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' };
+
+  it('refuses to start without sender domains, mappings or a fallback, naming the settings and their variables', () => {
+    for (const mode of ['graph', 'capture']) {
+      const msg = configError({ delivery: { mode } }, base);
+      expect(msg).toMatch(/^mailboxes: no sender can be given a mailbox to send as/);
+      for (const name of ['mailboxes.senderDomains (RELAY_SENDER_DOMAINS)', 'mailboxes.map (RELAY_MAILBOX_MAP)', 'mailboxes.fallback (RELAY_FALLBACK_MAILBOX)']) expect(msg).toContain(name);
+    }
+    expect(configError({ mailboxes: { senderDomains: ['contoso.example'], useEnvelopeSender: false } }, base)).toMatch(/useEnvelopeSender is off/);
+    // Queue tools work on the spool alone.
+    expect(buildConfig({}, {}, undefined, { requireCredentials: false, requireMailboxes: false }).mailboxes.senderDomains).toEqual([]);
+  });
+
+  it('takes each from the environment or the file; "*" is any domain, only when said', () => {
+    expect(buildConfig({}, { ...base, RELAY_SENDER_DOMAINS: 'contoso.example, Fabrikam.example' }).mailboxes.senderDomains).toEqual(['contoso.example', 'fabrikam.example']);
+    expect(buildConfig({}, { ...base, RELAY_FALLBACK_MAILBOX: 'noreply@contoso.example' }).mailboxes.fallback).toBe('noreply@contoso.example');
+    expect(buildConfig({}, { ...base, RELAY_MAILBOX_MAP: 'Scanner@Printer.local=scans@contoso.example @printer.local=scans@contoso.example,<>=noreply@contoso.example' }).mailboxes.map).toEqual({
+      'scanner@printer.local': 'scans@contoso.example',
+      '@printer.local': 'scans@contoso.example',
+      '<>': 'noreply@contoso.example',
+    });
+    expect(configError({}, { ...base, RELAY_MAILBOX_MAP: 'scanner@printer.local:scans@contoso.example' })).toMatch(/^RELAY_MAILBOX_MAP: "scanner@printer.local:scans@contoso.example" is not sender=mailbox/);
+    expect(buildConfig({ mailboxes: { senderDomains: ['*'] } }, base).mailboxes.senderDomains).toEqual(['*']);
+    expect(configError({ mailboxes: { senderDomains: ['*.example'] } }, base)).toMatch(/^mailboxes\.senderDomains\[0\]: must be a domain name, or "\*"/);
+    expect(buildConfig({ users: [], policy: { networks: [{ cidr: '10.0.0.0/8', allowedSenders: ['@printer.local'], mailbox: 'scans@contoso.example' }] } }, base).policy.networks[0]!.mailbox).toBe('scans@contoso.example');
+  });
+});
+
+describe('headers: limits.maxHeaderSize, headerOnlyRecipients, rewriteFrom', () => {
+  it('defaults to Exchange Online: 256 KB of header, header-only recipients delivered, From rewritten with Reply-To', () => {
+    const c = buildConfig({}, creds);
+    expect(c.limits.maxHeaderSize).toBe(256 * 1024);
+    expect(c.delivery.headerOnlyRecipients).toBe('deliver');
+    expect(c.mailboxes).toMatchObject({ rewriteFrom: 'mailbox', replyToOriginalFrom: true, rewriteFromFor: {} });
+  });
+
+  it('takes the envelope mode, a per-mapping rewriteFrom, and names bad values', () => {
+    const c = buildConfig({ delivery: { headerOnlyRecipients: 'envelope' }, limits: { maxHeaderSize: '64KB' }, mailboxes: { rewriteFrom: 'never', map: { '@printer.local': { mailbox: 'scans@contoso.example', rewriteFrom: 'mailbox' } } } }, creds);
+    expect(c.delivery.headerOnlyRecipients).toBe('envelope');
+    expect(c.limits.maxHeaderSize).toBe(64 * 1024);
+    expect(c.mailboxes.rewriteFrom).toBe('never');
+    expect(c.mailboxes.rewriteFromFor).toEqual({ '@printer.local': 'mailbox' });
+    expect(configError({ mailboxes: { rewriteFrom: 'always' } })).toMatch(/^mailboxes\.rewriteFrom: must be one of mailbox, never/);
+    expect(configError({ limits: { maxHeaderSize: '2MB' } })).toMatch(/^limits\.maxHeaderSize: must be between/);
+    expect(configError({ delivery: { headerOnlyRecipients: 'drop' } })).toMatch(/^delivery\.headerOnlyRecipients: must be one of deliver, reject, envelope/);
   });
 });
 
