@@ -1,84 +1,135 @@
 #!/usr/bin/env node
 /** Command line: run the relay, check its configuration, inspect and repair the queue. */
 
-import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, redactConfig } from './config/config.js';
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfig, redactConfig, type RelayConfig } from './config/config.js';
 import { createLogger } from './observability/logger.js';
 import { Relay } from './relay.js';
 import { hashPasswordCommand } from './auth/hash-password-command.js';
-import { QUEUE_USAGE, UsageError, queueCommand } from './spool/queue-command.js';
+import { selectCredential } from './auth/credential-selection.js';
+import { QUEUE_USAGE, UsageError, queueCommand, type QueueFlags } from './spool/queue-command.js';
 
-const USAGE = `usage: smtp-graph-relay <command> [--config FILE]
+const USAGE = `usage: smtp-graph-relay <command> [options]
 
 commands:
   run            run the relay (SMTP listeners and delivery)
-  check-config   validate the configuration and print it, secrets redacted
+  check-config   validate the configuration and print it, secrets redacted (--strict: credentials too)
   hash-password  read a password from stdin, print its hash for users[].passwordHash
   queue ...      list, show, retry, delete and requeue messages (see below)
+  help           this text
 
 options:
   -c, --config FILE   YAML configuration (default: $RELAY_CONFIG, else built-in defaults + environment)
+  -h, --help          this text
+  -V, --version       the version
 
-${QUEUE_USAGE}`;
+${QUEUE_USAGE}
+exit status: 0 done, 1 failed or nothing to do, 2 usage or configuration error`;
 
-function fail(message: string, code = 2): never {
+type Options = NonNullable<ParseArgsConfig['options']>;
+const COMMON: Options = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+};
+/** Each command's own flags; any other flag is a usage error. */
+const COMMANDS: Record<string, Options> = {
+  run: {},
+  'check-config': { strict: { type: 'boolean' } },
+  'hash-password': {},
+  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' } },
+  help: {},
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Exit 2 with one line and the usage: what tools admins know do for a mistyped command or flag. */
+function usageError(message: string): never {
+  process.stderr.write(`smtp-graph-relay: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function fail(message: string, code: 1 | 2): never {
   process.stderr.write(`smtp-graph-relay: ${message}\n`);
   process.exit(code);
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
-      dead: { type: 'boolean' },
-      all: { type: 'boolean' },
-      mailbox: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    allowPositionals: true,
-  });
-  const command = positionals[0];
-  if (values.help || !command) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  if (command === 'hash-password') return hashPasswordCommand();
-  const configFile = values.config ?? process.env.RELAY_CONFIG;
-  let cfg;
+  // --help and --version work anywhere, before anything else is read.
+  if (argv.includes('--version') || argv.includes('-V')) return void process.stdout.write(`smtp-graph-relay ${version()}\n`);
+  // The command is the first argument that is not an option or an option's value.
+  const all = Object.assign({}, COMMON, ...Object.values(COMMANDS)) as Options;
+  const command = parseArgs({ args: argv, options: all, allowPositionals: true, strict: false }).positionals[0];
+  if (argv.includes('--help') || argv.includes('-h') || command === undefined || command === 'help') return void process.stdout.write(`${USAGE}\n`);
+  const own = COMMANDS[command];
+  if (!own) usageError(`unknown command "${command}"`);
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  let positionals: string[];
   try {
-    cfg = loadConfig(configFile, process.env, { requireCredentials: command !== 'queue', requireMailboxes: command !== 'queue' });
+    ({ values, positionals } = parseArgs({ args: argv, options: { ...COMMON, ...own }, allowPositionals: true, strict: true }));
   } catch (err) {
-    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
-    throw err;
+    const unknown = /Unknown option '([^']+)'/.exec((err as Error).message);
+    usageError(unknown ? `unknown option "${unknown[1]}" for ${command}` : (err as Error).message.split('\n')[0]!);
   }
+  const rest = positionals.slice(positionals.indexOf(command) + 1);
+  if (command !== 'queue' && rest.length) usageError(`${command} takes no arguments (got "${rest.join(' ')}")`);
+  if (command === 'hash-password') return hashPasswordCommand();
+  const configFile = (values.config as string | undefined) ?? process.env.RELAY_CONFIG;
+  const purpose = { requireCredentials: command === 'run', requireMailboxes: command !== 'queue' };
+  const cfg = config(() => loadConfig(configFile, process.env, purpose));
   switch (command) {
     case 'check-config':
-      process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
-      return;
+      return checkConfig(cfg, values.strict === true);
     case 'run':
       return run(cfg);
     case 'queue':
-      try {
-        process.stdout.write(await queueCommand(cfg, positionals.slice(1), values));
-      } catch (err) {
-        if (err instanceof UsageError) fail(err.message);
-        fail((err as Error).message, 1);
-      }
-      return;
-    default:
-      fail(`unknown command "${command}"\n${USAGE}`);
+      return queue(cfg, rest, values as QueueFlags);
   }
 }
 
-async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
+function config(load: () => RelayConfig): RelayConfig {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2);
+    throw err;
+  }
+}
+
+/** Validates everything but the credential, which is often not at hand where the file is written: a warning unless --strict. */
+function checkConfig(cfg: RelayConfig, strict: boolean): void {
+  if (cfg.delivery.mode === 'graph') {
+    const sel = selectCredential(cfg.graph, process.env);
+    if (!sel.ok) {
+      if (strict) fail(`configuration error: ${sel.key}: ${sel.problem}`, 2);
+      process.stderr.write(`smtp-graph-relay: warning: ${sel.key}: ${sel.problem} (the relay will not start without it; --strict makes this an error)\n`);
+    }
+  }
+  process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
+}
+
+async function queue(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<void> {
+  try {
+    const res = await queueCommand(cfg, args, flags);
+    process.stdout.write(res.text);
+    if (!res.ok) process.exit(1);
+  } catch (err) {
+    if (err instanceof UsageError) usageError(err.message);
+    fail((err as Error).message, 1);
+  }
+}
+
+async function run(cfg: RelayConfig): Promise<void> {
   const log = createLogger(cfg.log.level, undefined, cfg.log.flushIntervalMs);
   let relay: Relay;
   try {
     relay = new Relay(cfg, log);
   } catch (err) {
-    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2);
     throw err;
   }
   log.info({ event: 'config', config: redactConfig(cfg) }, 'configuration loaded');
@@ -88,7 +139,7 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
     relay.stop(cfg.shutdownGraceMs).then(
       () => log.flush(() => process.exit(0)),
       (err: unknown) => {
-        log.error({ err }, 'error while stopping');
+        log.error({ event: 'stop-failed', err }, 'error while stopping');
         log.flush(() => process.exit(1));
       },
     );
@@ -99,7 +150,7 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
     await relay.start();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    log.fatal({ err }, 'relay failed to start');
+    log.fatal({ event: 'start-failed', err }, 'relay failed to start');
     log.flush(() => fail(e.code === 'EADDRINUSE' || e.code === 'EACCES' ? `cannot listen: ${e.message}` : `failed to start: ${e.message}`, 1));
   }
 }

@@ -93,4 +93,64 @@ describe('command line', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toContain(`the spool is in use by another relay (pid ${first.child.pid}`);
   });
+
+  it('--help and --version work anywhere, with no configuration or credentials', async () => {
+    for (const args of [['--help'], ['-h'], ['help'], [], ['run', '--help'], ['queue', 'list', '-h'], ['check-config', '--config', '/nonexistent', '--help']]) {
+      const res = await cli(args);
+      expect(res.code, args.join(' ')).toBe(0);
+      expect(res.stdout).toMatch(/^usage: smtp-graph-relay <command>/);
+    }
+    const pkg = JSON.parse(readFileSync(path.join(path.dirname(CLI), '../package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-V'], ['run', '--version']]) expect((await cli(args)).stdout).toBe(`smtp-graph-relay ${pkg.version}\n`);
+  });
+
+  it('an unknown command, flag or argument is one line and the usage, exit 2 (never a stack trace)', async () => {
+    const cases: [string[], string][] = [
+      [['frobnicate'], 'unknown command "frobnicate"'],
+      [['run', '--bogus'], 'unknown option "--bogus" for run'],
+      [['queue', 'list', '--spool', 'x'], 'unknown option "--spool" for queue'],
+      [['check-config', 'extra'], 'check-config takes no arguments (got "extra")'],
+      [['queue', 'frob', '-c', configFile('mailboxes: {fallback: a@b.example}\n')], 'unknown queue command "frob"'],
+    ];
+    for (const [args, line] of cases) {
+      const res = await cli(args);
+      expect(res.code, args.join(' ')).toBe(2);
+      expect(res.stderr.split('\n')[0]).toBe(`smtp-graph-relay: ${line}`);
+      expect(res.stderr).toContain('usage: smtp-graph-relay');
+      expect(res.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('queue commands exit 1 when they did nothing, and name the spool they looked for', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-q-'));
+    const f = configFile(`spool:\n  directory: ${dir}/spool\nmailboxes:\n  fallback: a@b.example\n`);
+    const none = await cli(['queue', 'list', '-c', f]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`no spool at ${dir}/spool (spool.directory, or RELAY_SPOOL_DIR): give the relay's configuration with --config FILE or RELAY_CONFIG`);
+    // The same configuration from RELAY_CONFIG, once the spool exists.
+    const r = await startRelay({ config: { delivery: { mode: 'capture' }, mailboxes: { fallback: 'scans@contoso.example' } }, dir });
+    relays.push(r);
+    await r.stop();
+    const list = await cli(['queue', 'list'], { RELAY_CONFIG: r.configPath });
+    expect(list).toMatchObject({ code: 0 });
+    expect(list.stdout).toContain('-- 0 queued, 0 dead');
+    for (const args of [['queue', 'delete', 'NOPE'], ['queue', 'requeue', 'NOPE'], ['queue', 'retry', '--all']]) {
+      const res = await cli([...args, '-c', r.configPath]);
+      expect(res.code, args.join(' ')).toBe(1);
+      expect(res.stdout).toMatch(/^0 message\(s\)/);
+    }
+  });
+
+  it('check-config validates without credentials (a warning), and --strict makes a missing one an error', async () => {
+    const f = configFile('mailboxes:\n  senderDomains: [contoso.example]\n');
+    const warn = await cli(['check-config', '-c', f]);
+    expect(warn.code).toBe(0);
+    expect(warn.stderr).toMatch(/^smtp-graph-relay: warning: graph\.\w+: .*--strict makes this an error/);
+    expect(JSON.parse(warn.stdout).mailboxes.senderDomains).toEqual(['contoso.example']);
+    const strict = await cli(['check-config', '--strict', '-c', f]);
+    expect(strict.code).toBe(2);
+    expect(strict.stderr).toMatch(/^smtp-graph-relay: configuration error: graph\.\w+: /);
+    // Everything else is still checked.
+    expect((await cli(['check-config', '-c', configFile('limits:\n  maxRecipients: 0\n')])).stderr).toMatch(/configuration error: limits\.maxRecipients/);
+  });
 });

@@ -1,5 +1,6 @@
 /** `smtp-graph-relay queue …`: the administrator's view of the spool, safe while the relay runs. */
 
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { RelayConfig } from '../config/config.js';
 import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from './control.js';
@@ -23,18 +24,24 @@ export interface QueueFlags {
 
 export class UsageError extends Error {}
 
-/** Runs one queue command; returns what to print. */
-export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<string> {
-  const spool = new Spool(cfg.spool.directory);
+/** Runs one queue command; returns what to print, and ok: false when a command that changes the queue changed nothing. */
+export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<{ text: string; ok: boolean }> {
   const [sub, ...ids] = args;
+  if (!sub) throw new UsageError('queue needs a command: list, show, retry, delete or requeue');
+  if (!['list', 'show', 'retry', 'delete', 'requeue'].includes(sub)) throw new UsageError(`unknown queue command "${sub}"`);
+  if (!existsSync(cfg.spool.directory)) {
+    // Most often the configuration was not given: say which spool was looked for, and how to name another.
+    throw new Error(`no spool at ${cfg.spool.directory} (spool.directory, or RELAY_SPOOL_DIR): give the relay's configuration with --config FILE or RELAY_CONFIG`);
+  }
+  const spool = new Spool(cfg.spool.directory);
   switch (sub) {
     case 'list': {
       const entries = await listQueue(spool, flags.all ? ['queue', 'dead'] : flags.dead ? ['dead'] : ['queue']);
-      return flags.json ? `${JSON.stringify(entries.map((e) => ({ state: e.state, ...e.env })), null, 2)}\n` : formatList(entries);
+      return { ok: true, text: flags.json ? `${JSON.stringify(entries.map((e) => ({ state: e.state, ...e.env })), null, 2)}\n` : formatList(entries) };
     }
     case 'show':
       if (ids.length !== 1) throw new UsageError('queue show takes one queue id');
-      return showMessage(spool, ids[0]!);
+      return { ok: true, text: await showMessage(spool, ids[0]!) };
     case 'retry':
       if (!ids.length && !flags.all && !flags.mailbox) throw new UsageError('queue retry needs ids, --mailbox UPN or --all');
       return report(await request(cfg, spool, { op: 'retry', ids, mailbox: flags.mailbox, all: flags.all }));
@@ -45,7 +52,7 @@ export async function queueCommand(cfg: RelayConfig, args: string[], flags: Queu
       if (!ids.length && !flags.all) throw new UsageError('queue requeue needs ids or --all');
       return report(await request(cfg, spool, { op: 'requeue', ids, all: flags.all }));
     default:
-      throw new UsageError(`unknown queue command "${sub ?? ''}"\n${QUEUE_USAGE}`);
+      throw new UsageError(`unknown queue command "${sub}"`);
   }
 }
 
@@ -61,8 +68,8 @@ async function request(cfg: RelayConfig, spool: Spool, req: ControlRequest): Pro
   }
 }
 
-function report(res: ControlResponse): string {
+function report(res: ControlResponse): { text: string; ok: boolean } {
   const lines = [res.message];
   for (const [id, why] of Object.entries(res.skipped ?? {})) lines.push(`  ${id}: ${why}`);
-  return `${lines.join('\n')}\n`;
+  return { text: `${lines.join('\n')}\n`, ok: res.ok && res.count > 0 };
 }
