@@ -20,6 +20,8 @@ RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean -
 # --- runtime ---------------------------------------------------------------------------------
 FROM node:24-slim
 ENV NODE_ENV=production \
+    # Every command finds the configuration without flags: `podman exec … node dist/cli.js queue list`.
+    RELAY_CONFIG=/etc/smtp-graph-relay/relay.yaml \
     # Shorter than `docker stop`'s default 10 s, so a plain stop still drains; compose and
     # Kubernetes raise both together (stop_grace_period / terminationGracePeriodSeconds).
     RELAY_SHUTDOWN_GRACE_MS=8000
@@ -28,10 +30,13 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config/relay.container.yaml /etc/smtp-graph-relay/relay.yaml
-# The spool must belong to the unprivileged user; a new named volume copies this ownership.
-RUN mkdir -p /var/spool/smtp-graph-relay && chown node:node /var/spool/smtp-graph-relay && chmod 750 /var/spool/smtp-graph-relay
+# The spool (and the capture folder of capture mode) must belong to the unprivileged user; a new named
+# volume copies this ownership.
+RUN mkdir -p /var/spool/smtp-graph-relay /var/lib/smtp-graph-relay/capture \
+ && chown node:node /var/spool/smtp-graph-relay /var/lib/smtp-graph-relay/capture \
+ && chmod 750 /var/spool/smtp-graph-relay /var/lib/smtp-graph-relay/capture
 USER node:node
-VOLUME ["/var/spool/smtp-graph-relay"]
+VOLUME ["/var/spool/smtp-graph-relay", "/var/lib/smtp-graph-relay/capture"]
 EXPOSE 2525 8025
 # No curl in -slim: node's own fetch. Liveness only; readiness (/readyz) is for orchestrators.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
@@ -40,4 +45,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
 # processes, so there are no zombies to reap and no init (tini, --init) is needed.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/cli.js"]
-CMD ["run", "--config", "/etc/smtp-graph-relay/relay.yaml"]
+CMD ["run"]

@@ -12,7 +12,8 @@ import { UploadBudget } from './graph/upload-budget.js';
 import { AdminServer } from './observability/admin.js';
 import type { Logger } from './observability/logger.js';
 import { RelayMetrics } from './observability/metrics.js';
-import { ReadinessCheck } from './observability/readiness.js';
+import { ReadinessCheck, writable } from './observability/readiness.js';
+import { mkdir } from 'node:fs/promises';
 import { Scheduler } from './scheduler/scheduler.js';
 import { SmtpListener } from './smtp/server.js';
 import { ControlServer, SpoolLock, controlDir, type ControlRequest, type ControlResponse } from './spool/control.js';
@@ -21,6 +22,11 @@ import { Spool } from './spool/spool.js';
 import path from 'node:path';
 
 const LOAD_BATCH = 256;
+
+/** The relay cannot start, for a reason an administrator can fix; the message says how. */
+export class StartError extends Error {
+  override readonly name = 'StartError';
+}
 
 export class Relay {
   readonly spool: Spool;
@@ -42,7 +48,7 @@ export class Relay {
   ) {
     this.spool = new Spool(cfg.spool.directory);
     this.lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-    this.control = new ControlServer(controlDir(cfg.spool.directory), (req) => this.handleControl(req), (err) => log.error({ err }, 'queue control channel error'));
+    this.control = new ControlServer(controlDir(cfg.spool.directory), (req) => this.handleControl(req), (err) => log.error({ event: 'control-error', err }, 'queue control channel error'));
     let sender: Sender;
     if (cfg.delivery.mode === 'capture') {
       this.graph = null;
@@ -82,7 +88,8 @@ export class Relay {
       this.engine.attempt,
     );
     this.metrics.attach({ has: (id) => this.scheduler.has(id), deadDir: this.spool.deadDir });
-    const readiness = new ReadinessCheck({ probeDir: this.spool.tmpDir, tokens: this.tokens, stopping: () => this.stopping !== null });
+    const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
+    const readiness = new ReadinessCheck({ probeDir: this.spool.tmpDir, tokens: this.tokens, captureDir, stopping: () => this.stopping !== null });
     this.admin = cfg.admin.enabled ? new AdminServer(this.metrics, readiness, log) : null;
     this.scheduler.onOutage = (pauseMs, failures) => {
       if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
@@ -108,6 +115,7 @@ export class Relay {
 
   async start(): Promise<void> {
     await this.spool.ensureDirs();
+    if (this.cfg.delivery.mode === 'capture') await this.checkCaptureDir(this.cfg.delivery.captureDirectory);
     await this.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) {
@@ -131,6 +139,15 @@ export class Relay {
     this.log.flush(); // the start-up story goes out now, not at the next batch
   }
 
+  /** Capture mode writes every message there: a folder it cannot write would take mail and never deliver it. */
+  private async checkCaptureDir(dir: string): Promise<void> {
+    const why = await mkdir(dir, { recursive: true }).then(
+      () => writable(dir),
+      (err: NodeJS.ErrnoException) => err.code ?? err.message,
+    );
+    if (why) throw new StartError(`the capture folder ${dir} is not writable (${why}): set delivery.captureDirectory or RELAY_CAPTURE_DIR to a writable folder (in a container, a volume)`);
+  }
+
   /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */
   private async loadQueue(): Promise<number> {
     const ids = await this.spool.ids('queue');
@@ -139,7 +156,7 @@ export class Relay {
       const batch = ids.slice(i, i + LOAD_BATCH);
       const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
       envs.forEach((env, j) => {
-        if (env instanceof Error) this.log.error({ qid: batch[j], err: env }, 'unreadable spool file; left in place for inspection');
+        if (env instanceof Error) this.log.error({ qid: batch[j], event: 'spool-unreadable', err: env }, 'unreadable spool file; left in place for inspection');
         else {
           this.metrics.queued(env);
           this.scheduler.add(env.id, env.mailbox, now);

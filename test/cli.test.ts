@@ -1,13 +1,14 @@
 /** The command line: capture mode, check-config, start-up errors that name the key, and logs without secrets. */
 
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { message } from './helpers/graph-relay.js';
-import { CLI, startRelay, type RelayProcess } from './helpers/relay-process.js';
+import { CLI, REPO, startRelay, type RelayProcess } from './helpers/relay-process.js';
 import { pySend } from './helpers/smtp-clients.js';
 
 const run = promisify(execFile);
@@ -53,6 +54,9 @@ describe('command line', () => {
       envelope: { mailFrom: 'scanner@printer.local', rcptTo: ['alice@contoso.example', 'bob@contoso.example'] },
       bccAdded: ['bob@contoso.example'],
     });
+    // A secret that is not set is logged as not set, not as "[redacted]".
+    const logged = r.logs.find((l) => l.event === 'config') as { config: { graph: { clientSecret: unknown } } };
+    expect(logged.config.graph.clientSecret).toBeNull();
   });
 
   it('check-config prints the effective configuration with secrets redacted', async () => {
@@ -152,5 +156,44 @@ describe('command line', () => {
     expect(strict.stderr).toMatch(/^smtp-graph-relay: configuration error: graph\.\w+: /);
     // Everything else is still checked.
     expect((await cli(['check-config', '-c', configFile('limits:\n  maxRecipients: 0\n')])).stderr).toMatch(/configuration error: limits\.maxRecipients/);
+  });
+
+  it('capture mode does not start with a capture folder it cannot write (RELAY_CAPTURE_DIR)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-cap-'));
+    writeFileSync(path.join(dir, 'a-file'), 'x');
+    const f = configFile(`delivery:\n  mode: capture\nspool:\n  directory: ${dir}/spool\nadmin:\n  enabled: false\nmailboxes:\n  fallback: a@b.example\nlisteners:\n  - port: 0\n`);
+    const res = await cli(['run', '-c', f], { RELAY_CAPTURE_DIR: path.join(dir, 'a-file', 'capture') });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain(`failed to start: the capture folder ${dir}/a-file/capture is not writable (ENOTDIR): set delivery.captureDirectory or RELAY_CAPTURE_DIR`);
+  });
+
+  it('npm start hands SIGTERM to the relay: it drains and exits, nothing is left running', async () => {
+    // The start script as shipped, minus its build step, in a folder of its own (so no build rewrites dist/ under other tests).
+    const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const start = pkg.scripts['start']!;
+    expect(start).toMatch(/^npm run build && exec node /);
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-npm-'));
+    for (const d of ['dist', 'config', 'node_modules']) symlinkSync(path.join(REPO, d), path.join(dir, d));
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'x', version: '0.0.0', scripts: { start: start.replace(/^npm run build && /, '') } }));
+    const child = spawn('npm', ['start', '--silent'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', HOME: dir, RELAY_SPOOL_DIR: path.join(dir, 'spool'), RELAY_CAPTURE_DIR: path.join(dir, 'capture'), RELAY_SMTP_PORT: '0', RELAY_ADMIN_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: Record<string, unknown>[] = [];
+    const started = new Promise<number>((resolve) =>
+      createInterface({ input: child.stdout! }).on('line', (l) => {
+        const j = JSON.parse(l) as Record<string, unknown>;
+        lines.push(j);
+        // The relay's own pid is in its spool lock.
+        if (j['event'] === 'started') resolve(Number(readFileSync(path.join(dir, 'spool', 'relay.lock'), 'utf8').trim().split(/\s+/)[0]));
+      }),
+    );
+    const pid = await started;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM'); // to npm, as a service manager or a terminal would
+    expect(await exited).toBe(0);
+    expect(lines.some((l) => l['event'] === 'stopped')).toBe(true);
+    expect(() => process.kill(pid, 0)).toThrow(); // the relay itself is gone, not orphaned
   });
 });

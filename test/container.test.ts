@@ -160,6 +160,35 @@ describe('container image', () => {
     expect(await ready.json()).toMatchObject({ status: 'ready', checks: { spool: 'ok', token: 'ok' } });
   });
 
+  it('queue commands need no flags inside the container', async () => {
+    const res = await run('podman', ['exec', id, 'node', 'dist/cli.js', 'queue', 'list']);
+    expect(res.stdout).toMatch(/-- \d+ queued, 0 dead/);
+  });
+
+  it('capture mode writes to its volume, as the unprivileged user, and /readyz checks that folder', { timeout: 120_000 }, async () => {
+    const port = await freePort();
+    const admin = await freePort();
+    const { stdout } = await run('podman', [
+      'run', '-d', '--pull=never', '--network', 'host', '-e', 'RELAY_DELIVERY=capture', '-e', 'RELAY_FALLBACK_MAILBOX=scans@contoso.example',
+      '-e', `RELAY_SMTP_PORT=${port}`, '-e', `RELAY_ADMIN_PORT=${admin}`, IMAGE,
+    ]);
+    const cid = stdout.trim();
+    try {
+      const clog = new ContainerLog(cid);
+      await clog.waitFor((l) => l.event === 'started', 'started');
+      const ready = await fetch(`http://127.0.0.1:${admin}/readyz`);
+      expect(await ready.json()).toMatchObject({ status: 'ready', checks: { spool: 'ok', capture: 'ok', token: 'not needed (capture mode)' } });
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+      await t.sendMail({ from: 'scanner@printer.local', to: 'alice@contoso.example', subject: 'captured', text: 'hello' });
+      t.close();
+      const done = await clog.waitFor((l) => l.event === 'delivered', 'delivered');
+      const files = (await run('podman', ['exec', cid, 'ls', '/var/lib/smtp-graph-relay/capture'])).stdout.trim().split('\n').sort();
+      expect(files).toEqual([`${done.qid}.eml`, `${done.qid}.json`]);
+    } finally {
+      await run('podman', ['rm', '-f', '-v', cid]).catch(() => undefined);
+    }
+  });
+
   it('relays a message to Graph and drains on SIGTERM', { timeout: 120_000 }, async () => {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, secure: false, ignoreTLS: true });
     await t.sendMail({ from: 'scanner@contoso.example', to: 'alice@fabrikam.example', subject: 'first', text: 'hello' });

@@ -199,11 +199,13 @@ describe('container image configuration', () => {
     for (const f of froms) expect(f).toBe('node:24-slim');
     expect(df).toMatch(/npm ci --omit=dev/);
     expect(df).toMatch(/^USER node/m);
-    expect(df).toMatch(/^VOLUME \["\/var\/spool\/smtp-graph-relay"\]/m);
+    expect(df).toMatch(/^VOLUME \["\/var\/spool\/smtp-graph-relay", "\/var\/lib\/smtp-graph-relay\/capture"\]/m);
     expect(df).toMatch(/^EXPOSE 2525 8025/m);
     expect(df).toMatch(/^HEALTHCHECK .*\n?.*\/healthz/m);
     expect(df).toMatch(/COPY config\/relay\.container\.yaml \/etc\/smtp-graph-relay\/relay\.yaml/);
-    expect(df).toMatch(/CMD \["run", "--config", "\/etc\/smtp-graph-relay\/relay\.yaml"\]/);
+    // The configuration comes from RELAY_CONFIG, so every command (run, queue …) finds it without flags.
+    expect(df).toMatch(/RELAY_CONFIG=\/etc\/smtp-graph-relay\/relay\.yaml/);
+    expect(df).toMatch(/CMD \["run"\]/);
     const ignore = readFileSync(path.join(REPO, '.dockerignore'), 'utf8').split('\n');
     for (const p of ['node_modules', 'dist', 'spool', '.git']) expect(ignore).toContain(p);
   });

@@ -86,7 +86,7 @@ export class MsalTokenProvider implements TokenProvider {
         piiLoggingEnabled: false,
         logLevel: LogLevel.Warning,
         loggerCallback: (level, message) => {
-          if (level <= LogLevel.Warning) log.warn({ component: 'msal' }, message);
+          if (level <= LogLevel.Warning) log.warn({ event: 'msal', component: 'msal' }, message);
         },
       },
     };

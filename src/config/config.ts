@@ -488,12 +488,12 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   lim.done();
 
   const sp = root.section('spool');
-  const spool = { directory: path.resolve(baseDir, env.RELAY_SPOOL_DIR || sp.str('directory', './spool')) };
+  const spool = { directory: path.resolve(baseDir, envFirst(env.RELAY_SPOOL_DIR, sp.str('directory', './spool'))) };
   sp.done();
 
   const delivery: DeliveryConfig = {
     mode: envFirst(env.RELAY_DELIVERY as DeliveryConfig['mode'] | undefined, d.oneOf('mode', ['graph', 'capture'] as const, 'graph')),
-    captureDirectory: path.resolve(baseDir, d.str('captureDirectory', './capture')),
+    captureDirectory: path.resolve(baseDir, envFirst(env.RELAY_CAPTURE_DIR, d.str('captureDirectory', './capture'))),
     headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject', 'envelope'] as const, 'deliver'),
     perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
     globalConcurrency: d.int('globalConcurrency', 128, 1, 1024),

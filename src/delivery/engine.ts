@@ -39,7 +39,7 @@ export class DeliveryEngine {
       ({ env, data } = await this.spool.load('queue', msg.id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'done' }; // deleted by a queue tool
-      this.log.error({ qid: msg.id, err }, 'cannot read the spooled message; retrying later');
+      this.log.error({ qid: msg.id, event: 'spool-read-failed', err }, 'cannot read the spooled message; retrying later');
       return { kind: 'retry', dueAt: Date.now() + 60_000 };
     }
     env.attempts++;
@@ -48,7 +48,7 @@ export class DeliveryEngine {
       r = await this.sender.send(env, data);
     } catch (err) {
       // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
-      this.log.error({ qid: env.id, err }, 'delivery attempt failed locally');
+      this.log.error({ qid: env.id, event: 'attempt-failed', err }, 'delivery attempt failed locally');
       r = { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
     }
     // Graph is done with this request: its slot can go to the next message while the spool is updated.
@@ -58,7 +58,7 @@ export class DeliveryEngine {
     try {
       return await this.record(env, r);
     } catch (err) {
-      this.log.error({ qid: env.id, err }, 'cannot record delivery outcome; retrying later');
+      this.log.error({ qid: env.id, event: 'record-failed', err }, 'cannot record delivery outcome; retrying later');
       return { kind: 'retry', dueAt: Date.now() + 60_000 };
     }
   };
@@ -125,7 +125,7 @@ export class DeliveryEngine {
     }
     env.nextAttemptAt = new Date(now + delayMs).toISOString();
     const warning = await this.bouncer?.delayed(env, now).catch((err: unknown) => {
-      this.log.error({ qid: env.id, err }, 'could not queue the delay notice');
+      this.log.error({ qid: env.id, event: 'delay-notice-failed', err }, 'could not queue the delay notice');
       return null;
     });
     if (warning) this.log.info({ qid: env.id, event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
@@ -145,7 +145,7 @@ export class DeliveryEngine {
     try {
       dsn = (await this.bouncer?.failed(env, 'dead')) ?? null;
     } catch (err) {
-      this.log.error({ qid: env.id, err }, 'could not queue the bounce; the message stays in the dead-letter folder');
+      this.log.error({ qid: env.id, event: 'bounce-failed', err }, 'could not queue the bounce; the message stays in the dead-letter folder');
     }
     if (dsn) {
       await this.spool.remove('dead', env.id);

@@ -16,7 +16,7 @@ export class AdminServer {
   ) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
-        this.log.error({ err, path: req.url }, 'admin request failed');
+        this.log.error({ event: 'admin-error', err, path: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ status: 'error' }));
         else res.destroy();
       });

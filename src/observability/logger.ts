@@ -81,7 +81,8 @@ export function createLogger(level: string, destination?: DestinationStream, flu
       timestamp: () => `,"time":"${isoTime(Date.now())}"`,
       // Belt and braces: these keys must never carry values into a log line, whoever logs them. Exact
       // paths only: wildcard paths made pino copy every logged object (2.5% of ingest CPU).
-      redact: { paths: ['clientSecret', 'password', 'passwordHash', 'token', 'authorization', 'accessToken', 'config.graph.clientSecret'], censor: '[redacted]' },
+      // A secret that is not set stays null: "[redacted]" would say there is one.
+      redact: { paths: ['clientSecret', 'password', 'passwordHash', 'token', 'authorization', 'accessToken', 'config.graph.clientSecret'], censor: (v: unknown) => (v === null || v === undefined ? v : '[redacted]') },
       formatters: { level: (label) => ({ level: label }) },
     },
     destination ?? logDestination(flushIntervalMs),

@@ -12,6 +12,8 @@ export interface ReadinessDeps {
   probeDir: string;
   /** null in capture mode: no Graph, no token needed. */
   tokens: TokenProvider | null;
+  /** Capture mode: where messages are written instead (it must stay writable, as the spool must). */
+  captureDir?: string | null;
   stopping(): boolean;
   now?: () => number;
 }
@@ -28,30 +30,18 @@ export class ReadinessCheck {
   async check(): Promise<Readiness> {
     const checks: Record<string, string> = {};
     if (this.deps.stopping()) return { ready: false, reason: 'shutting down', checks: { shutdown: 'in progress' } };
-    const spool = await this.spoolWritable();
+    const spool = await writable(this.deps.probeDir);
     checks.spool = spool ?? 'ok';
     if (spool) return { ready: false, reason: `spool not writable: ${spool}`, checks };
+    if (this.deps.captureDir) {
+      const capture = await writable(this.deps.captureDir);
+      checks.capture = capture ?? 'ok';
+      if (capture) return { ready: false, reason: `capture folder ${this.deps.captureDir} not writable: ${capture}`, checks };
+    }
     const token = await this.token();
     checks.token = token ?? (this.deps.tokens ? 'ok' : 'not needed (capture mode)');
     if (token) return { ready: false, reason: `no Graph token: ${token}`, checks };
     return { ready: true, checks };
-  }
-
-  /** A real write, not access(W_OK): a full disk or a read-only remount only shows when writing. */
-  private async spoolWritable(): Promise<string | null> {
-    const file = path.join(this.deps.probeDir, `.readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      const fh = await open(file, 'wx', 0o600);
-      try {
-        await fh.write('ok');
-      } finally {
-        await fh.close();
-      }
-      await unlink(file);
-      return null;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    }
   }
 
   /** null when a token was obtained recently or can be obtained now; concurrent probes share one attempt. */
@@ -81,5 +71,22 @@ export class ReadinessCheck {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** A real write, not access(W_OK): a full disk or a read-only remount only shows when writing. Null when it worked. */
+export async function writable(dir: string): Promise<string | null> {
+  const file = path.join(dir, `.readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await open(file, 'wx', 0o600);
+    try {
+      await fh.write('ok');
+    } finally {
+      await fh.close();
+    }
+    await unlink(file);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
   }
 }

@@ -132,7 +132,7 @@ export class SmtpListener {
       internals._handleProxy = withProxyV2(internals._handleProxy.bind(this.server), internals._expectsProxyHeader);
     }
     this.certs = listener.tls.mode === 'none' ? null : new CertificateWatcher(listener, index, this.server, log);
-    this.server.on('error', (err) => this.log.error({ err, listener: listener.name }, 'smtp server error'));
+    this.server.on('error', (err) => this.log.error({ event: 'smtp-error', err, listener: listener.name }, 'smtp server error'));
   }
 
   listen(): Promise<{ address: string; port: number }> {
@@ -172,7 +172,7 @@ export class SmtpListener {
   }
 
   private reject(session: SMTPServerSession, reason: string, reply: SmtpReply): SmtpReply {
-    this.log.info({ listener: this.listener.name, client: session.remoteAddress, reason, reply: `${reply.responseCode} ${reply.message}` }, 'smtp rejected');
+    this.log.info({ event: 'rejected', listener: this.listener.name, client: session.remoteAddress, reason, reply: `${reply.responseCode} ${reply.message}` }, 'smtp rejected');
     this.events.rejected(reason, session);
     return reply;
   }
@@ -237,7 +237,7 @@ export class SmtpListener {
         timer.unref();
       },
       (err: unknown) => {
-        this.log.error({ err, client }, 'password check failed');
+        this.log.error({ event: 'auth-error', err, client }, 'password check failed');
         cb(new SmtpReply(454, '4.7.0 Temporary authentication failure'));
       },
     );
@@ -293,7 +293,7 @@ export class SmtpListener {
   }
 
   private internalError(err: unknown, session: SMTPServerSession): SmtpReply {
-    this.log.error({ err, client: session.remoteAddress }, 'could not spool message');
+    this.log.error({ event: 'spool-failed', err, client: session.remoteAddress }, 'could not spool message');
     return new SmtpReply(451, '4.3.0 Local error in processing: the message could not be stored, try again later');
   }
 

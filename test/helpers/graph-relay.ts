@@ -51,8 +51,14 @@ export function useTestbed(emulatorOptions: EmulatorOptions = {}, defaults: Reco
     await emu?.close();
   });
   afterEach(async () => {
-    await Promise.all(relays.splice(0).map((r) => r.kill()));
+    const done = relays.splice(0);
+    await Promise.all(done.map((r) => r.kill()));
     emu?.reset();
+    // Every log line is an event an administrator can filter on.
+    for (const r of done) {
+      const bare = r.logs.filter((l) => !l.raw && typeof l.event !== 'string');
+      if (bare.length) throw new Error(`log lines without an event field:\n${bare.map((l) => JSON.stringify(l)).join('\n')}`);
+    }
   });
   return {
     get emu(): Emulator {

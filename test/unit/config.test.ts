@@ -142,7 +142,12 @@ describe('headers: limits.maxHeaderSize, headerOnlyRecipients, rewriteFrom', () 
 
 describe('environment over file', () => {
   it('overrides a key the file also sets, without calling the file key unknown', () => {
-    const c = buildConfig({ hostname: 'from-file.example', graph: { tenantId: 'file-tenant', graphUrl: 'https://graph.file.example' }, log: { level: 'warn' }, delivery: { mode: 'graph' } }, { ...creds, RELAY_HOSTNAME: 'from-env.example', RELAY_GRAPH_URL: 'https://graph.env.example', RELAY_LOG_LEVEL: 'debug', RELAY_DELIVERY: 'capture' });
+    const c = buildConfig(
+      { hostname: 'from-file.example', graph: { tenantId: 'file-tenant', graphUrl: 'https://graph.file.example' }, log: { level: 'warn' }, delivery: { mode: 'graph', captureDirectory: '/file/capture' }, spool: { directory: '/file/spool' } },
+      { ...creds, RELAY_HOSTNAME: 'from-env.example', RELAY_GRAPH_URL: 'https://graph.env.example', RELAY_LOG_LEVEL: 'debug', RELAY_DELIVERY: 'capture', RELAY_SPOOL_DIR: '/env/spool', RELAY_CAPTURE_DIR: '/env/capture' },
+    );
+    expect(c.spool.directory).toBe('/env/spool');
+    expect(c.delivery.captureDirectory).toBe('/env/capture');
     expect(c.hostname).toBe('from-env.example');
     expect(c.graph.tenantId).toBe('t');
     expect(c.graph.graphUrl).toBe('https://graph.env.example');

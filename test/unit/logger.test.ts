@@ -74,3 +74,18 @@ describe('log timestamps', () => {
     expect(time).toBeLessThanOrEqual(Date.now());
   });
 });
+
+describe('redaction', () => {
+  it('censors a secret that is set, and leaves one that is not set as not set', async () => {
+    const { log, read } = fileLogger(0);
+    log.info({ event: 'config', config: { graph: { clientSecret: 'hunter2-secret' } } }, 'a');
+    log.info({ event: 'config', config: { graph: { clientSecret: null } } }, 'b');
+    log.info({ event: 'x', password: 'pw-in-clear', token: undefined }, 'c');
+    await flushed(log);
+    const out = read().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(out[0]!.config.graph.clientSecret).toBe('[redacted]');
+    expect(out[1]!.config.graph.clientSecret).toBeNull();
+    expect(out[2]!.password).toBe('[redacted]');
+    expect(read()).not.toMatch(/hunter2|pw-in-clear/);
+  });
+});
