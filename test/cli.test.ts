@@ -61,10 +61,10 @@ describe('command line', () => {
 
   it('check-config prints the effective configuration with secrets redacted', async () => {
     const f = configFile('graph:\n  cloud: usgov\nmailboxes:\n  senderDomains: [contoso.example]\n');
-    const res = await cli(['check-config', '--config', f], { AZURE_TENANT_ID: 'tid', AZURE_CLIENT_ID: 'cid', AZURE_CLIENT_SECRET: 'very-secret-value' });
+    const res = await cli(['check-config', '--config', f], { AZURE_TENANT_ID: 'contoso.onmicrosoft.com', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 'very-secret-value' });
     expect(res.code).toBe(0);
     const cfg = JSON.parse(res.stdout);
-    expect(cfg.graph).toMatchObject({ cloud: 'usgov', graphUrl: 'https://graph.microsoft.us', authorityHost: 'https://login.microsoftonline.us', tenantId: 'tid', clientSecret: '[redacted]' });
+    expect(cfg.graph).toMatchObject({ cloud: 'usgov', graphUrl: 'https://graph.microsoft.us', authorityHost: 'https://login.microsoftonline.us', tenantId: 'contoso.onmicrosoft.com', clientSecret: '[redacted]' });
     expect(res.stdout).not.toContain('very-secret-value');
   });
 

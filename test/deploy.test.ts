@@ -1,12 +1,14 @@
 /** The deployment kit: Kustomize overlays render and validate against the Kubernetes API schemas; compose, alerts, dashboard and image config hang together. */
 
-import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { Secret } from 'kubernetes-models/v1/Secret';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -27,13 +29,28 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
+  'v1/Secret': Secret,
   'apps/v1/Deployment': Deployment,
   'apps/v1/StatefulSet': StatefulSet,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
 
+/**
+ * The kit as an administrator has it after the README's steps: a copy with a client secret written where
+ * the overlays' secretGenerator reads it (secrets/ is git-ignored, so the repository has none).
+ */
+const KIT = ((): string => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+  cpSync(path.join(DEPLOY, 'kubernetes'), dir, { recursive: true });
+  for (const o of readdirSync(path.join(dir, 'overlays'))) {
+    mkdirSync(path.join(dir, 'overlays', o, 'secrets'), { recursive: true });
+    writeFileSync(path.join(dir, 'overlays', o, 'secrets', 'client-secret'), 'not-a-real-secret');
+  }
+  return dir;
+})();
+
 function render(overlay: string): Obj[] {
-  const out = execFileSync('kubectl', ['kustomize', path.join(OVERLAYS, overlay)], { encoding: 'utf8' });
+  const out = execFileSync('kubectl', ['kustomize', path.join(KIT, 'overlays', overlay)], { encoding: 'utf8' });
   return parseAllDocuments(out).map((d) => {
     if (d.errors.length) throw d.errors[0];
     return d.toJS() as Obj;
@@ -78,8 +95,10 @@ describe('Kubernetes manifests', () => {
       expect(Model, `no schema model for ${o.apiVersion} ${o.kind}`).toBeDefined();
       expect(() => new Model!(o as never).validate(), `${o.kind} ${o.metadata.name}`).not.toThrow();
     }
-    // Every object lands in one namespace, created by the overlay.
+    // Every object lands in one namespace, created by the overlay, and the Namespace comes first, so one
+    // `kubectl apply -k` works on a fresh cluster.
     const ns = one(objs, 'Namespace').metadata.name;
+    expect(objs[0]!.kind).toBe('Namespace');
     for (const o of objs.filter((x) => x.kind !== 'Namespace')) expect(o.metadata.namespace).toBe(ns);
   });
 
@@ -120,10 +139,14 @@ describe('Kubernetes manifests', () => {
     expect(one<Service>(objs, 'Service', 'smtp-graph-relay').spec!.ports).toEqual([{ name: 'smtp', port: 25, targetPort: 'smtp', protocol: 'TCP' }]);
     // Remote clients must be allowed explicitly: the image's default is loopback only.
     expect(env.RELAY_ALLOWED_NETWORKS).toMatch(/^\d+\.\d+\.\d+\.\d+\/\d+/);
-    // The relay's settings, as the pod gets them, make a valid configuration: senders have mailboxes.
+    // The relay's settings, as the pod gets them: a placeholder left in relay.env stops the relay, naming it;
+    // with the tenant filled in they make a valid configuration, senders having mailboxes.
     const { AZURE_CLIENT_SECRET_FILE: _file, ...rest } = env;
+    const image = parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8'));
     // (Credentials are checked in their own tests: workload identity's are injected into the pod at run time.)
-    const cfg = buildConfig(parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8')), rest, REPO, { requireCredentials: false });
+    const build = (e: Record<string, string>) => buildConfig(image, e, REPO, { requireCredentials: false });
+    if (rest.AZURE_TENANT_ID) expect(() => build(rest)).toThrow(/^AZURE_TENANT_ID: "REPLACE-with-the-directory-tenant-id" is not a tenant/);
+    const cfg = build({ ...rest, ...(rest.AZURE_TENANT_ID ? { AZURE_TENANT_ID: 'contoso.onmicrosoft.com', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f' } : {}) });
     expect(cfg.mailboxes.senderDomains.length + Object.keys(cfg.mailboxes.map).length).toBeGreaterThan(0);
   });
 
@@ -137,14 +160,19 @@ describe('Kubernetes manifests', () => {
     const mount = c.volumeMounts!.find((m) => file.startsWith(`${m.mountPath}/`))!;
     expect(mount.readOnly).toBe(true);
     const vol = pod.volumes!.find((v) => v.name === mount.name)!;
-    expect(vol.secret?.secretName).toBe('smtp-graph-relay-credentials');
+    // The overlay generates the Secret from secrets/client-secret; the pod mounts that very Secret.
+    const secret = one<{ metadata: { name: string }; data: Record<string, string> }>(objs, 'Secret');
+    expect(vol.secret?.secretName).toBe(secret.metadata.name);
+    expect(secret.metadata.name).toMatch(/^smtp-graph-relay-credentials/);
+    expect(Buffer.from(secret.data['client-secret']!, 'base64').toString()).toBe('not-a-real-secret');
     expect(Object.keys(env).some((k) => k === 'AZURE_CLIENT_SECRET')).toBe(false);
   });
 
   it('central-workload-identity: annotated ServiceAccount, labelled pods, no secret', () => {
     const objs = render('central-workload-identity');
     const sa = one<ServiceAccount>(objs, 'ServiceAccount');
-    expect(sa.metadata!.annotations!['azure.workload.identity/client-id']).toMatch(/^[0-9a-f-]{36}$/);
+    // A placeholder that says what goes there (step 2 of the overlay's instructions).
+    expect(sa.metadata!.annotations!['azure.workload.identity/client-id']).toBe('REPLACE-with-the-application-client-id');
     const sts = one<StatefulSet>(objs, 'StatefulSet');
     expect(sts.spec!.template.metadata!.labels!['azure.workload.identity/use']).toBe('true');
     expect(sts.spec!.template.spec!.serviceAccountName).toBe(sa.metadata!.name);
@@ -169,16 +197,65 @@ describe('Kubernetes manifests', () => {
     // The relay's settings, as the pod gets them, make a valid configuration.
     const { AZURE_CLIENT_SECRET_FILE, ...rest } = env; // the Secret's file exists only in the pod
     expect(AZURE_CLIENT_SECRET_FILE).toMatch(/^\/var\/run\/secrets\//);
-    const cfg = buildConfig(parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8')), { ...rest, AZURE_CLIENT_SECRET: 'x' }, REPO);
+    const image = parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8'));
+    expect(() => buildConfig(image, { ...rest, AZURE_CLIENT_SECRET: 'x' }, REPO)).toThrow(/^AZURE_TENANT_ID: "REPLACE-/);
+    const filled = { ...rest, AZURE_CLIENT_SECRET: 'x', AZURE_TENANT_ID: 'contoso.onmicrosoft.com', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f' };
+    const cfg = buildConfig(image, filled, REPO);
     expect(cfg.listeners[0]).toMatchObject({ host: '127.0.0.1', port: 2525 });
+    // The Secret comes from the overlay, generated in the application's namespace.
+    expect(one<{ metadata: { namespace: string } }>(objs, 'Secret').metadata.namespace).toBe('mail-demo');
     expect(cfg.admin).toEqual({ enabled: true, host: '0.0.0.0', port: 8025 });
+  });
+});
+
+describe('systemd unit (a Linux VM without containers)', () => {
+  const unit = readFileSync(path.join(DEPLOY, 'systemd/smtp-graph-relay.service'), 'utf8');
+
+  it('passes systemd-analyze verify, pointed at this checkout', () => {
+    let analyze: string;
+    try {
+      analyze = execFileSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).trim();
+    } catch {
+      throw new Error('systemd-analyze is not installed (Debian package systemd; .ci/run installs it)');
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'unit-'));
+    const file = path.join(dir, 'smtp-graph-relay.service');
+    // The unit as installed, with node and the relay where this machine has them.
+    writeFileSync(file, unit.replace('/usr/bin/node /opt/smtp-graph-relay/dist/cli.js', `${process.execPath} ${path.join(REPO, 'dist/cli.js')}`).replace(/^Documentation=.*$/m, 'Documentation=man:systemd.exec(5)'));
+    const res = spawnSync(analyze, ['verify', file], { encoding: 'utf8' });
+    expect(res.stderr.trim()).toBe('');
+    expect(res.status).toBe(0);
+  });
+
+  it('runs as its own user with the spool in its StateDirectory, hardened, restarted unless the configuration is wrong', () => {
+    const directives = new Map<string, string[]>();
+    for (const line of unit.split('\n')) {
+      const m = /^([A-Za-z]+)=(.*)$/.exec(line);
+      if (m) directives.set(m[1]!, [...(directives.get(m[1]!) ?? []), m[2]!]);
+    }
+    const one = (k: string): string | undefined => directives.get(k)?.[0];
+    expect(one('DynamicUser')).toBe('yes');
+    expect(one('StateDirectory')).toBe('smtp-graph-relay');
+    expect(directives.get('Environment')).toEqual(expect.arrayContaining(['RELAY_SPOOL_DIR=/var/lib/smtp-graph-relay/spool', 'RELAY_CONFIG=/etc/smtp-graph-relay/relay.yaml', 'AZURE_CLIENT_SECRET_FILE=%d/client-secret']));
+    expect(one('LoadCredential')).toBe('client-secret:/etc/smtp-graph-relay/client-secret');
+    for (const [k, v] of [['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['NoNewPrivileges', 'yes'], ['PrivateTmp', 'yes'], ['Restart', 'on-failure'], ['RestartPreventExitStatus', '2'], ['KillSignal', 'SIGTERM']]) expect(one(k!), k).toBe(v);
+    expect(one('ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+    expect(one('CapabilityBoundingSet')).toBe('CAP_NET_BIND_SERVICE');
+  });
+});
+
+describe('secrets stay out of git', () => {
+  it('ignores the files the README tells administrators to write (compose and kustomize secrets)', () => {
+    const paths = ['deploy/secrets/azure_client_secret', 'deploy/kubernetes/overlays/central-secret/secrets/client-secret', 'deploy/kubernetes/overlays/sidecar-example/secrets/client-secret'];
+    const out = execFileSync('git', ['check-ignore', ...paths], { cwd: REPO, encoding: 'utf8' });
+    expect(out.trim().split('\n')).toEqual(paths);
   });
 });
 
 describe('container image configuration', () => {
   it('config/relay.container.yaml: loopback-only SMTP on all interfaces, spool on the volume, admin for probes', () => {
     const raw = parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8'));
-    const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' };
+    const creds = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 's' };
     // No "accept anything" default: without a sender mapping the image says what to set, and does not start.
     expect(() => buildConfig(raw, creds, REPO)).toThrow(/^mailboxes: no sender can be given a mailbox .*RELAY_SENDER_DOMAINS.*RELAY_MAILBOX_MAP.*RELAY_FALLBACK_MAILBOX/);
     const cfg = buildConfig(raw, { ...creds, RELAY_SENDER_DOMAINS: 'contoso.example' }, REPO);

@@ -197,7 +197,7 @@ describe('UploadBudget', () => {
 });
 
 describe('configuration', () => {
-  const graph = { tenantId: 't', clientId: 'c', clientSecret: 's' };
+  const graph = { tenantId: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', clientId: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', clientSecret: 's' };
   const env = { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' };
   it('defaults to 35 MB with the large route, allows up to 150 MB, and stays at one request without it', () => {
     expect(buildConfig({ graph }, env).limits.maxMessageSize).toBe(35 * 1024 * 1024);

@@ -177,7 +177,7 @@ describe('credential selection', () => {
   });
 
   it('configuration: graph.credential, RELAY_CREDENTIAL and AZURE_FEDERATED_TOKEN_FILE; graph mode refuses to start without a credential', () => {
-    const env = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' };
+    const env = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' };
     const cfg = buildConfig({ graph: { federatedTokenFile: 'token' } }, { ...env, RELAY_CREDENTIAL: 'workload-identity' }, '/etc/relay');
     expect(cfg.graph).toMatchObject({ credential: 'workload-identity', federatedTokenFile: '/etc/relay/token' });
     expect(buildConfig({ graph: { federatedTokenFile: 'a' } }, { ...env, AZURE_FEDERATED_TOKEN_FILE: '/var/run/t' }).graph.federatedTokenFile).toBe('/var/run/t');

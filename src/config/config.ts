@@ -251,6 +251,8 @@ export class Reader {
 }
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 
 function isAddress(s: string): boolean {
   return ADDRESS_RE.test(s);
@@ -412,6 +414,13 @@ function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphCon
   if (env.RELAY_CREDENTIAL) {
     if (!(CREDENTIAL_SETTINGS as readonly string[]).includes(env.RELAY_CREDENTIAL)) throw new ConfigError('RELAY_CREDENTIAL', `must be one of ${CREDENTIAL_SETTINGS.join(', ')} (got "${env.RELAY_CREDENTIAL}")`);
     cfg.credential = env.RELAY_CREDENTIAL as CredentialSetting;
+  }
+  // A placeholder left in a deployment template fails here, naming itself, not later at Entra ID.
+  if (cfg.tenantId !== null && !GUID.test(cfg.tenantId) && !DOMAIN_NAME.test(cfg.tenantId)) {
+    throw new ConfigError(env.AZURE_TENANT_ID ? 'AZURE_TENANT_ID' : r.key('tenantId'), `"${cfg.tenantId}" is not a tenant: use the Directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com`);
+  }
+  if (cfg.clientId !== null && !GUID.test(cfg.clientId)) {
+    throw new ConfigError(env.AZURE_CLIENT_ID ? 'AZURE_CLIENT_ID' : r.key('clientId'), `"${cfg.clientId}" is not a client id: use the app registration's Application (client) ID, a GUID`);
   }
   if (cfg.clientCertificatePath) cfg.clientCertificatePath = path.resolve(baseDir, cfg.clientCertificatePath);
   if (cfg.federatedTokenFile) cfg.federatedTokenFile = path.resolve(baseDir, cfg.federatedTokenFile);

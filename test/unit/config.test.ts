@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { buildConfig, ConfigError, redactConfig } from '../../src/config/config.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
 
-const creds = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's3cret', RELAY_SENDER_DOMAINS: 'contoso.example' };
+const creds = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 's3cret', RELAY_SENDER_DOMAINS: 'contoso.example' };
 
 function configError(raw: unknown, env: NodeJS.ProcessEnv = creds): string {
   try {
@@ -54,7 +54,7 @@ describe('config', () => {
   it('reads secrets from *_FILE and never prints them', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
     writeFileSync(path.join(dir, 'secret'), 'from-file\n');
-    const c = buildConfig({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET_FILE: path.join(dir, 'secret'), RELAY_SENDER_DOMAINS: 'contoso.example' });
+    const c = buildConfig({}, { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET_FILE: path.join(dir, 'secret'), RELAY_SENDER_DOMAINS: 'contoso.example' });
     expect(c.graph.clientSecret).toBe('from-file');
     expect(JSON.stringify(redactConfig(c))).not.toContain('from-file');
   });
@@ -85,14 +85,23 @@ describe('config', () => {
   });
 
   it('refuses graph mode without credentials instead of falling back to capture', () => {
-    expect(configError({}, { AZURE_CLIENT_SECRET: 'x', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.tenantId: is required when delivery\.mode is graph/);
-    expect(configError({}, { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c' })).toMatch(/^graph\.\w+: .*client secret.*certificate/);
+    expect(configError({}, { AZURE_CLIENT_SECRET: 'x', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f' })).toMatch(/^graph\.tenantId: is required when delivery\.mode is graph/);
+    expect(configError({}, { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f' })).toMatch(/^graph\.\w+: .*client secret.*certificate/);
     expect(buildConfig({ delivery: { mode: 'capture' } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).delivery.mode).toBe('capture');
   });
 });
 
+describe('tenant and client ids', () => {
+  it('refuses a placeholder left in a template, naming the variable it came from', () => {
+    const env = { ...creds, AZURE_TENANT_ID: 'REPLACE-with-your-tenant-id' };
+    expect(configError({}, env)).toMatch(/^AZURE_TENANT_ID: "REPLACE-with-your-tenant-id" is not a tenant: use the Directory \(tenant\) ID/);
+    expect(configError({ graph: { clientId: 'my-app' } }, { ...creds, AZURE_CLIENT_ID: '' })).toMatch(/^graph\.clientId: "my-app" is not a client id/);
+    expect(buildConfig({}, { ...creds, AZURE_TENANT_ID: 'contoso.onmicrosoft.com' }).graph.tenantId).toBe('contoso.onmicrosoft.com');
+  });
+});
+
 describe('no "accept anything" default: some sender must have a mailbox', () => {
-  const base = { AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' };
+  const base = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 's' };
 
   it('refuses to start without sender domains, mappings or a fallback, naming the settings and their variables', () => {
     for (const mode of ['graph', 'capture']) {
@@ -149,7 +158,7 @@ describe('environment over file', () => {
     expect(c.spool.directory).toBe('/env/spool');
     expect(c.delivery.captureDirectory).toBe('/env/capture');
     expect(c.hostname).toBe('from-env.example');
-    expect(c.graph.tenantId).toBe('t');
+    expect(c.graph.tenantId).toBe('6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e');
     expect(c.graph.graphUrl).toBe('https://graph.env.example');
     expect(c.log.level).toBe('debug');
     expect(c.delivery.mode).toBe('capture');
