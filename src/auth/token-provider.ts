@@ -9,6 +9,9 @@ import { federatedAssertion } from './workload-identity.js';
 import type { GraphConfig } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { isWellKnownAuthorityHost } from '../graph/clouds.js';
+import { Agent, type Dispatcher } from 'undici';
+import { aadstsCode, entraHint, entraSentence } from './entra-errors.js';
+import { MsalNetwork, type TokenNetworkFailure } from './msal-network.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface TokenProvider {
@@ -22,6 +25,8 @@ export class TokenError extends Error {
   constructor(
     message: string,
     readonly errorCode: string,
+    /** What to change, for a refusal Entra ID explains (AADSTS codes). */
+    readonly hint: string | null = null,
   ) {
     super(message);
     this.name = 'TokenError';
@@ -68,6 +73,8 @@ const MIN_VALIDITY_MS = 60_000;
 
 export class MsalTokenProvider implements TokenProvider {
   private readonly acquire: AcquireToken;
+  private readonly network: MsalNetwork;
+  private readonly authorityHost: string;
   readonly credential: CredentialKind;
   lastSuccessAt: number | null = null;
 
@@ -77,11 +84,16 @@ export class MsalTokenProvider implements TokenProvider {
     private readonly log: Logger,
     private readonly onResult: (ok: boolean) => void = () => undefined,
     env: NodeJS.ProcessEnv = process.env,
+    /** How to reach Entra ID (tests: one that trusts their CA); by default an agent with graph.connectTimeout. */
+    dispatcher: Dispatcher = new Agent({ connect: { timeout: cfg.connectTimeoutMs } }),
   ) {
     const sel = selectCredential(cfg, env);
     if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
     this.credential = sel.kind;
+    this.network = new MsalNetwork({ headersTimeoutMs: cfg.headersTimeoutMs, dispatcher });
+    this.authorityHost = new URL(cfg.authorityHost).host;
     const system: NodeSystemOptions = {
+      networkClient: this.network,
       loggerOptions: {
         piiLoggingEnabled: false,
         logLevel: LogLevel.Warning,
@@ -141,6 +153,7 @@ export class MsalTokenProvider implements TokenProvider {
   private pending: Promise<string> | null = null;
 
   private async fetchToken(fresh: boolean): Promise<string> {
+    this.network.lastFailure = null;
     try {
       const res = await this.acquire(fresh);
       if (!res?.accessToken) throw new TokenError('Entra ID returned no access token', 'no_token');
@@ -155,9 +168,16 @@ export class MsalTokenProvider implements TokenProvider {
       this.onResult(false);
       if (err instanceof TokenError) throw err;
       const e = err as { errorCode?: string; errorMessage?: string; message?: string };
-      const msg = (e.errorMessage || e.message || String(err)).split('\n')[0]!;
-      this.log.error({ event: 'token-failed', errorCode: e.errorCode }, `could not get a Graph token: ${msg}`);
-      throw new TokenError(msg, e.errorCode ?? 'unknown');
+      const raw = (e.errorMessage || e.message || String(err)).split('\n')[0]!;
+      // msal's own words ("endpoints_resolution_error", "fetch failed") name neither host nor cause: ours do.
+      const failure = this.network.lastFailure as TokenNetworkFailure | null; // set by requests since the reset above
+      const hint = entraHint(raw);
+      const msg = failure
+        ? `${failure.step}: ${failure.cause}`
+        : `Entra ID (${this.authorityHost}) refused the token request: ${e.errorCode ? `${e.errorCode}: ` : ''}${entraSentence(raw)}${hint ? ` — ${hint}` : ''}`;
+      const aadsts = aadstsCode(raw);
+      this.log.error({ event: 'token-failed', credential: this.credential, errorCode: e.errorCode, ...(aadsts ? { aadsts } : {}), ...(failure ? { step: failure.step } : {}) }, `could not get a Graph token: ${msg}`);
+      throw new TokenError(msg, aadsts ?? e.errorCode ?? 'unknown', hint);
     }
   }
 }
