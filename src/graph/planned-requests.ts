@@ -24,7 +24,9 @@ export interface PlannedRequest {
 export const usersPath = (mailbox: string): string => `/v1.0/users/${encodeURIComponent(mailbox)}`;
 export const sendMailPath = (mailbox: string): string => `${usersPath(mailbox)}/sendMail`;
 export const messagesPath = (mailbox: string): string => `${usersPath(mailbox)}/messages`;
-export const draftPath = (mailbox: string, draftId: string): string => `${messagesPath(mailbox)}/${draftId === '{draft-id}' ? draftId : encodeURIComponent(draftId)}`;
+export const draftPath = (mailbox: string, draftId: string): string => `${messagesPath(mailbox)}/${encodeURIComponent(draftId)}`;
+/** A draft's path before Graph has named the draft. */
+export const plannedDraftPath = (mailbox: string): string => `${messagesPath(mailbox)}/{draft-id}`;
 
 /** Whether an attachment of `bytes` decoded bytes goes in one POST (else through an upload session). */
 export function uploadsDirectly(bytes: number): boolean {
@@ -40,7 +42,7 @@ export function chunkRanges(bytes: number): [number, number][] {
 
 /** The requests that put one attachment of `bytes` decoded bytes on the draft. */
 export function attachmentRequests(mailbox: string, a: AttachmentInfo, bytes: number): PlannedRequest[] {
-  const base = draftPath(mailbox, '{draft-id}');
+  const base = plannedDraftPath(mailbox);
   if (uploadsDirectly(bytes)) {
     // contentBytes is the last field and base64 needs no JSON escaping: its length adds up exactly.
     const json = Buffer.byteLength(JSON.stringify(fileAttachment(a, Buffer.alloc(0)))) + base64Length(bytes);

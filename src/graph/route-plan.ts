@@ -10,7 +10,7 @@ import { buildJsonSendMail } from './json-sendmail.js';
 import { isCalendarInvite, type AttachmentInfo, type MessageParts } from './mime-attachments.js';
 import { planCut, type Cut } from './mime-cut.js';
 import { MimeScanError, scanMime, type MimePart } from './mime-tree.js';
-import { attachmentRequests, draftPath, messagesPath, sendMailPath } from './planned-requests.js';
+import { attachmentRequests, messagesPath, plannedDraftPath, sendMailPath } from './planned-requests.js';
 import type { PlannedRequest } from './planned-requests.js';
 
 export type { PlannedRequest } from './planned-requests.js';
@@ -166,7 +166,7 @@ async function planLarge(msg: RouteInput, limits: RouteLimits, reader: MessageRe
       ? { step: 'createDraft', method: 'POST', path: messagesPath(msg.mailbox), contentType: 'text/plain', bodyBytes: draft.bytes }
       : { step: 'createDraft', method: 'POST', path: messagesPath(msg.mailbox), contentType: 'application/json', bodyBytes: draft.body.length },
     ...detached.flatMap((a, i) => (attachments[i]!.bytes === null ? [] : attachmentRequests(msg.mailbox, a, attachments[i]!.bytes!))),
-    { step: 'sendDraft', method: 'POST', path: `${draftPath(msg.mailbox, '{draft-id}')}/send`, contentType: null, bodyBytes: 0 },
+    { step: 'sendDraft', method: 'POST', path: `${plannedDraftPath(msg.mailbox)}/send`, contentType: null, bodyBytes: 0 },
   ];
   const over = `over graph.maxRequestBytes as one MIME sendMail (${mimeBytes} > ${max} bytes as base64)`;
   const how = cut ? `a draft from the MIME less ${detached.length} attachment(s), each uploaded to it, then sent` : 'no cut of attachments makes the MIME fit: a JSON draft, every attachment uploaded to it, then sent';
