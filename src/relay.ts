@@ -53,7 +53,7 @@ export class Relay {
     if (cfg.delivery.mode === 'capture') {
       this.graph = null;
       this.tokens = null;
-      sender = new CaptureSender(cfg.delivery.captureDirectory, cfg.graph.graphUrl);
+      sender = new CaptureSender(cfg.delivery.captureDirectory, cfg.graph.graphUrl, { maxRequestBytes: cfg.graph.maxRequestBytes, sentItems: cfg.delivery.sentItems, mailboxes: cfg.mailboxes, largeMessages: cfg.delivery.largeMessages });
     } else {
       this.graph = new GraphClient(cfg.graph.graphUrl, {
         connectTimeoutMs: cfg.graph.connectTimeoutMs,
@@ -65,7 +65,7 @@ export class Relay {
       const clientOpts = { connectTimeoutMs: cfg.graph.connectTimeoutMs, headersTimeoutMs: cfg.graph.headersTimeoutMs, bodyTimeoutMs: cfg.graph.bodyTimeoutMs, connections: cfg.delivery.globalConcurrency };
       this.rest = new GraphRest(cfg.graph.graphUrl, clientOpts);
       const large = cfg.delivery.largeMessages
-        ? new LargeMessageRoute({ rest: this.rest, tokens: this.tokens, budget: new UploadBudget(cfg.graph.uploadBudgetBytes, cfg.graph.uploadBudgetWindowMs), tmpDir: this.spool.tmpDir, maxRequestBytes: cfg.graph.maxRequestBytes })
+        ? new LargeMessageRoute({ rest: this.rest, tokens: this.tokens, budget: new UploadBudget(cfg.graph.uploadBudgetBytes, cfg.graph.uploadBudgetWindowMs), tmpDir: this.spool.tmpDir })
         : null;
       sender = new GraphSender(new GraphMimeSender(this.graph, this.tokens), this.rest, this.tokens, large, { maxRequestBytes: cfg.graph.maxRequestBytes, sentItems: cfg.delivery.sentItems, mailboxes: cfg.mailboxes }, log);
     }

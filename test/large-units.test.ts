@@ -78,7 +78,8 @@ describe('scanMime and describeMessage', () => {
       const root = await scan(f);
       expect(root.contentType).toBe('multipart/mixed');
       expect(root.children.map((c) => c.contentType)).toEqual(['multipart/alternative', 'application/octet-stream', 'image/png']);
-      const parts = describeMessage(root);
+      // The logo counts as inline only because an HTML body references it (cid:logo@x).
+      const parts = describeMessage(root, new Set(['logo@x']));
       expect(parts.text?.contentType).toBe('text/plain');
       expect(parts.html?.contentType).toBe('text/html');
       expect(text.slice(parts.html!.bodyStart, parts.html!.bodyEnd)).toBe('<p>hi</p>');

@@ -1,19 +1,22 @@
 /** How a message leaves the relay: Graph (MIME sendMail, JSON sendMail, or the large-message route), or capture files. */
 
-import { mkdir, open, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
 import { GraphNetworkError, type GraphClient } from '../graph/client.js';
 import type { MailboxConfig, SentItemsMode } from '../config/config.js';
-import { buildJsonSendMail, postJsonSendMail } from '../graph/json-sendmail.js';
+import { captureRecord, jsonRequestBody } from '../graph/capture-record.js';
+import { postJsonSendMail } from '../graph/json-sendmail.js';
 import type { LargeMessageRoute } from '../graph/large-message.js';
+import { decodedSize } from '../graph/part-body.js';
+import { planRoute, sentItemsKeptMessage, type RouteInput } from '../graph/route-plan.js';
 import type { GraphRest } from '../graph/rest.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveMailbox } from '../policy/mailbox.js';
 import type { Envelope, MessageData } from '../spool/spool.js';
 import { readRange, readSlice } from '../spool/read-range.js';
-import { classifyNetworkError, classifyResponse, classifyTokenError, type Verdict } from './classify.js';
+import { classifyNetworkError, classifyResponse, classifyTokenError, classifyUnsendable, type Verdict } from './classify.js';
 import { base64Length, base64Stream, bccHeader } from './compose.js';
 
 export interface SendResult {
@@ -85,10 +88,20 @@ export interface RouteOptions {
   mailboxes: MailboxConfig;
 }
 
+/** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
+function sentItemsFor(env: Envelope, opts: RouteOptions): SentItemsMode {
+  const res = resolveMailbox(env.mailFrom, opts.mailboxes);
+  return (res.ok && res.sentItems) || opts.sentItems;
+}
+
+function routeInput(env: Envelope, data: MessageData, opts: RouteOptions): RouteInput {
+  return { mailbox: env.mailbox, bcc: env.bcc, prefix: Buffer.from(bccHeader(env.bcc), 'utf8'), data, sentItems: sentItemsFor(env, opts) };
+}
+
 /**
- * Picks the route per message: JSON sendMail when the mailbox discards Sent Items and the request fits;
- * MIME sendMail when the base64 request fits; otherwise the large route (null when delivery.largeMessages
- * is off, and then the message cannot be carried: SMTP ingest keeps such messages out in that case).
+ * Sends each message the way planRoute (src/graph/route-plan.ts) decides: JSON sendMail, MIME sendMail or
+ * the large route (null when delivery.largeMessages is off: SMTP ingest then keeps messages over one
+ * request out).
  */
 export class GraphSender implements Sender {
   constructor(
@@ -100,70 +113,60 @@ export class GraphSender implements Sender {
     private readonly log: Logger,
   ) {}
 
-  /** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
-  private sentItemsFor(env: Envelope): SentItemsMode {
-    const res = resolveMailbox(env.mailFrom, this.opts.mailboxes);
-    return (res.ok && res.sentItems) || this.opts.sentItems;
-  }
-
   async send(env: Envelope, data: MessageData): Promise<SendResult> {
-    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
-    const { file: dataPath, size } = data;
-    const fitsMime = base64Length(prefix.length + size) <= this.opts.maxRequestBytes;
-    const discard = this.sentItemsFor(env) === 'discard';
-    if (discard && size <= this.opts.maxRequestBytes) {
-      const body = await buildJsonSendMail(data, env.bcc, this.opts.maxRequestBytes);
-      if (body) return { ...(await postJsonSendMail(this.rest, this.tokens, env.mailbox, body)), route: 'json' };
+    const input = routeInput(env, data, this.opts);
+    const { plan, work } = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.large !== null });
+    if (plan.sentItemsKept) {
+      this.log.warn({ qid: env.id, mailbox: env.mailbox, size: data.size, event: 'sent-items-kept', reason: plan.sentItemsKept }, sentItemsKeptMessage(plan.sentItemsKept));
     }
-    if (discard) {
-      this.log.warn({ qid: env.id, mailbox: env.mailbox, size, event: 'sent-items-kept' }, 'sentItems is discard, but the message is too big for JSON sendMail: Graph keeps its copy in Sent Items');
+    if (plan.refused) return { verdict: classifyUnsendable(plan.refused.reason), route: plan.route, message: plan.refused.message };
+    switch (work.route) {
+      case 'json':
+        return { ...(await postJsonSendMail(this.rest, this.tokens, env.mailbox, work.body)), route: 'json' };
+      case 'mime':
+        return this.mime.send(env, data);
+      case 'large': {
+        if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
+        const r = await this.large.send({ id: env.id, mailbox: env.mailbox, prefix: input.prefix, dataPath: data.file }, work.large);
+        const { draft, attachments, ...rest } = r;
+        this.log.debug({ qid: env.id, draft, attachments }, 'large-message route');
+        return { ...rest, route: 'large' };
+      }
+      case 'refused':
+        throw new Error('planRoute refused the message without saying why');
     }
-    if (fitsMime) return this.mime.send(env, data);
-    if (!this.large) {
-      return { verdict: { kind: 'permanent', reason: 'message-too-big' }, route: 'mime', message: `the message (${size} bytes) exceeds one Graph request and delivery.largeMessages is off` };
-    }
-    const r = await this.large.send({ id: env.id, mailbox: env.mailbox, bcc: env.bcc, prefix, dataPath, size });
-    const { draft, attachments, ...rest } = r;
-    this.log.debug({ qid: env.id, draft, attachments }, 'large-message route');
-    return { ...rest, route: 'large' };
   }
 }
 
-/** Writes what would be sent: <id>.eml (the exact MIME) and <id>.json (mailbox, request, recipients). */
+/**
+ * Writes what graph mode would do, without sending: <id>.eml (the exact MIME that MIME sendMail sends),
+ * <id>.json (the route planRoute picks, its permission, requests, recipients and why), and for a JSON
+ * first request its body as <id>.request.json. A message graph mode would refuse is refused here too.
+ */
 export class CaptureSender implements Sender {
   constructor(
     private readonly directory: string,
     private readonly graphUrl: string,
+    private readonly opts: RouteOptions & { largeMessages: boolean },
   ) {}
 
   async send(env: Envelope, data: MessageData): Promise<SendResult> {
     await mkdir(this.directory, { recursive: true });
-    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
+    const input = routeInput(env, data, this.opts);
+    const planned = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.opts.largeMessages, measure: decodedSize });
     const emlPath = path.join(this.directory, `${env.id}.eml`);
     const out = await open(emlPath, 'w');
     try {
-      await out.write(prefix);
+      await out.write(input.prefix);
       for await (const chunk of readRange(data.file, 0, data.size)) await out.write(chunk);
     } finally {
       await out.close();
     }
-    const { size } = await stat(emlPath);
-    const record = {
-      queueId: env.id,
-      mailbox: env.mailbox,
-      request: {
-        method: 'POST',
-        url: `${this.graphUrl}/v1.0/users/${encodeURIComponent(env.mailbox)}/sendMail`,
-        headers: { 'Content-Type': 'text/plain', 'Content-Length': base64Length(size) },
-        body: `base64 of ${path.basename(emlPath)} (${size} bytes)`,
-      },
-      envelope: { mailFrom: env.mailFrom, rcptTo: env.rcptTo },
-      bccAdded: env.bcc,
-      client: { address: env.clientAddress, helo: env.helo, listener: env.listener },
-      receivedAt: env.receivedAt,
-      capturedAt: new Date().toISOString(),
-    };
+    const json = jsonRequestBody(planned.work);
+    if (json) await writeFile(path.join(this.directory, `${env.id}.request.json`), json);
+    const record = await captureRecord(env, input, planned, this.graphUrl);
     await writeFile(path.join(this.directory, `${env.id}.json`), `${JSON.stringify(record, null, 2)}\n`);
+    if (planned.plan.refused) return { verdict: classifyUnsendable(planned.plan.refused.reason), route: 'capture', message: planned.plan.refused.message };
     return { verdict: { kind: 'delivered' }, route: 'capture', status: 202 };
   }
 }

@@ -2,7 +2,7 @@
 
 import { readSlice } from '../spool/read-range.js';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
-import type { MimePart } from './mime-tree.js';
+import { headerText, type MimePart } from './mime-tree.js';
 import type { MessageParts } from './mime-attachments.js';
 
 type Recipient = { emailAddress: { address: string; name?: string } };
@@ -21,11 +21,27 @@ function recipients(field: AddressObject | AddressObject[] | undefined): Recipie
     .map((a) => ({ emailAddress: a.name ? { address: a.address!, name: a.name } : { address: a.address! } }));
 }
 
+/** A parameter value fit to write back into a header unquoted-safe: RFC 2045 token characters only. */
+const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+/**
+ * The part's header as the scan read it (media type, charset, format=flowed, transfer encoding), not as
+ * the client wrote it: mailparser takes a malformed Content-Type (e.g. "text") for an attachment, where
+ * the scan already fell back to text/plain as RFC 2045 section 5.2 says.
+ */
+function readHeader(part: MimePart): Buffer {
+  const params = ['charset', 'format', 'delsp']
+    .filter((k) => TOKEN.test(part.params[k] ?? ''))
+    .map((k) => `; ${k}=${part.params[k]}`)
+    .join('');
+  const encoding = TOKEN.test(part.transferEncoding) ? `Content-Transfer-Encoding: ${part.transferEncoding}\r\n` : '';
+  return Buffer.from(`Content-Type: ${part.contentType}${params}\r\n${encoding}\r\n`, 'latin1');
+}
+
 /** A body part decoded by mailparser (transfer encoding and charset), parsed on its own so nothing else is read. */
 async function bodyText(file: string, part: MimePart): Promise<string> {
-  // The root's own header is the message header: parse from its start as well, it is all one part.
-  const raw = await readSlice(file, part.headerStart, part.bodyEnd);
-  const parsed = await simpleParser(raw, PARSE_OPTS);
+  const body = await readSlice(file, part.bodyStart, part.bodyEnd);
+  const parsed = await simpleParser(Buffer.concat([readHeader(part), body]), PARSE_OPTS);
   return part.contentType === 'text/html' ? (parsed.html || '') : (parsed.text ?? '');
 }
 
@@ -39,7 +55,8 @@ export interface JsonMessageOptions {
  * and the x- headers (Graph accepts only those as internetMessageHeaders). Attachments are added by the caller.
  */
 export async function buildJsonMessage(file: string, root: MimePart, parts: MessageParts, opts: JsonMessageOptions): Promise<Record<string, unknown>> {
-  const head = await simpleParser(Buffer.from(`${root.header}\r\n`, 'latin1'), PARSE_OPTS);
+  // mailparser reads header bytes as UTF-8 only: a latin1 subject or name would come out as U+FFFD.
+  const head = await simpleParser(Buffer.from(`${headerText(root.header)}\r\n`, 'utf8'), PARSE_OPTS);
   const message: Record<string, unknown> = { subject: head.subject ?? '' };
   if (parts.html) message['body'] = { contentType: 'html', content: await bodyText(file, parts.html) };
   else if (parts.text) message['body'] = { contentType: 'text', content: await bodyText(file, parts.text) };

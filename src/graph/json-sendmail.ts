@@ -5,33 +5,23 @@ import { TokenError } from '../auth/token-provider.js';
 import { classifyNetworkError, classifyResponse, classifyTokenError } from '../delivery/classify.js';
 import { GraphNetworkError } from './client.js';
 import { buildJsonMessage } from './json-message.js';
-import { describeMessage, fileAttachment } from './mime-attachments.js';
-import { MimeScanError, scanMime } from './mime-tree.js';
+import { fileAttachment, type MessageParts } from './mime-attachments.js';
+import type { MimePart } from './mime-tree.js';
 import { partToBuffer } from './part-body.js';
 import type { RouteOutcome } from './large-message.js';
 import type { GraphRest } from './rest.js';
-import type { MessageData } from '../spool/spool.js';
 
 /**
  * The whole request body, attachments included, or null when it would exceed `maxRequestBytes` (the
- * caller then takes the large route). Only called for messages whose raw size is near that limit, so
+ * caller then takes another route). Only called for messages whose raw size is at most that limit, so
  * holding it in memory is bounded by one request.
  */
-export async function buildJsonSendMail(data: MessageData, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
-  const dataPath = data.file;
-  let root;
-  try {
-    root = await scanMime(dataPath, data.size);
-  } catch (err) {
-    if (err instanceof MimeScanError) return null;
-    throw err;
-  }
-  const parts = describeMessage(root);
-  const message = await buildJsonMessage(dataPath, root, parts, { extraBcc: bcc });
+export async function buildJsonSendMail(file: string, root: MimePart, parts: MessageParts, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
+  const message = await buildJsonMessage(file, root, parts, { extraBcc: bcc });
   const attachments: Record<string, unknown>[] = [];
   let total = Buffer.byteLength(JSON.stringify(message));
   for (const a of parts.attachments) {
-    const bytes = await partToBuffer(dataPath, a.part);
+    const bytes = await partToBuffer(file, a.part);
     total += Math.ceil(bytes.length / 3) * 4 + 256;
     if (total > maxRequestBytes) return null;
     attachments.push(fileAttachment(a, bytes));

@@ -4,22 +4,17 @@ import { open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { TokenError } from '../auth/token-provider.js';
-import { classifyDraftNetworkError, classifyDraftResponse, classifyTokenError, classifyUnsendable, classifyUploadBudget, type Verdict } from '../delivery/classify.js';
+import { classifyDraftNetworkError, classifyDraftResponse, classifyTokenError, classifyUploadBudget, type Verdict } from '../delivery/classify.js';
 import { GraphNetworkError } from './client.js';
-import { buildJsonMessage } from './json-message.js';
-import { describeMessage, fileAttachment, type AttachmentInfo } from './mime-attachments.js';
-import { planCut } from './mime-cut.js';
-import { base64Length, base64OfRanges } from '../delivery/compose.js';
-import { MimeScanError, scanMime } from './mime-tree.js';
+import { fileAttachment, uploadSessionItem, type AttachmentInfo } from './mime-attachments.js';
+import { base64OfRanges } from '../delivery/compose.js';
 import { partToBuffer, partToFile } from './part-body.js';
+import { chunkRanges, draftPath, messagesPath, uploadsDirectly, UPLOAD_CHUNK } from './planned-requests.js';
 import type { Body, GraphRest, JsonResponse } from './rest.js';
+import type { LargeWork } from './route-plan.js';
 import type { UploadBudget } from './upload-budget.js';
 import { readInto } from '../spool/read-range.js';
 
-/** Graph: attachments under 3 MB go in one POST; from 3 MB to 150 MB through an upload session. */
-export const MAX_DIRECT_ATTACHMENT = 3 * 1024 * 1024;
-/** Under 4 MB per PUT and a multiple of 320 KiB, as Graph asks of upload sessions. */
-export const UPLOAD_CHUNK = 12 * 320 * 1024;
 /** Parts whose encoded form is under this are decoded in memory; bigger ones go to a temp file first. */
 const IN_MEMORY_ENCODED = 4 * 1024 * 1024;
 
@@ -41,18 +36,15 @@ export interface LargeRouteDeps {
   budget: UploadBudget;
   /** The spool's tmp/ folder: decoded attachments wait there while they upload (recovery empties it). */
   tmpDir: string;
-  maxRequestBytes: number;
 }
 
 export interface LargeMessage {
   id: string;
   mailbox: string;
-  bcc: readonly string[];
   /** The Bcc: header for envelope-only recipients, put in front of the MIME as the MIME route does. */
   prefix: Buffer;
-  /** The spool file; the message is its first `size` bytes (the envelope follows). */
+  /** The spool file; the message is at its start (the envelope follows). */
   dataPath: string;
-  size: number;
 }
 
 /** A Graph answer that ends the attempt. */
@@ -75,27 +67,10 @@ interface Source {
 export class LargeMessageRoute {
   constructor(private readonly deps: LargeRouteDeps) {}
 
-  async send(msg: LargeMessage): Promise<RouteOutcome> {
-    let root;
-    try {
-      root = await scanMime(msg.dataPath, msg.size);
-    } catch (err) {
-      if (!(err instanceof MimeScanError)) throw err;
-      return { verdict: classifyUnsendable('invalid-mime'), message: `cannot split the message into parts: ${err.message}` };
-    }
-    const parts = describeMessage(root);
-    const cut = planCut(msg.size, msg.prefix.length, parts.attachments, this.deps.maxRequestBytes);
-    // Without a MIME cut that fits, the draft is built as JSON and every attachment is uploaded.
-    const detached = cut ? cut.detached : parts.attachments;
-    let jsonDraft: Buffer | null = null;
-    if (!cut) {
-      const message = await buildJsonMessage(msg.dataPath, root, parts, { extraBcc: msg.bcc });
-      jsonDraft = Buffer.from(JSON.stringify(message), 'utf8');
-      if (jsonDraft.length > this.deps.maxRequestBytes) {
-        return { verdict: classifyUnsendable('message-too-big'), message: `the message body alone (${jsonDraft.length} bytes as JSON) exceeds one Graph request (${this.deps.maxRequestBytes} bytes)` };
-      }
-    }
-    const draftBytes = cut ? base64Length(msg.prefix.length + cut.keptBytes) : jsonDraft!.length;
+  /** Runs the plan's large route (route-plan.ts decided the draft and which attachments go up). */
+  async send(msg: LargeMessage, work: LargeWork): Promise<RouteOutcome> {
+    const { draft, attachments: detached } = work;
+    const draftBytes = draft.kind === 'mime' ? draft.bytes : draft.body.length;
     const estimate = draftBytes + detached.reduce((s, a) => s + a.rawSize, 0);
     const budget = this.deps.budget.reserve(msg.mailbox, estimate);
     if (!budget.ok) {
@@ -105,48 +80,41 @@ export class LargeMessageRoute {
     const ctx = new Attempt(this.deps, msg.mailbox);
     let draftId: string | null = null;
     try {
-      const draftBody = (): Body => (cut ? base64OfRanges(msg.prefix, msg.dataPath, cut.kept) : jsonDraft);
-      const created = await ctx.call('draft', 'POST', `/v1.0/users/${encodeURIComponent(msg.mailbox)}/messages`, cut ? 'text/plain' : 'application/json', draftBody, draftBytes);
+      const draftBody = (): Body => (draft.kind === 'mime' ? base64OfRanges(msg.prefix, msg.dataPath, draft.cut.kept) : draft.body);
+      const created = await ctx.call('draft', 'POST', messagesPath(msg.mailbox), draft.kind === 'mime' ? 'text/plain' : 'application/json', draftBody, draftBytes);
       const id = created.json?.['id'];
       if (typeof id !== 'string' || !id) throw new StepFailed({ verdict: { kind: 'transient', reason: 'draft-without-id' }, status: created.status, message: 'Graph created a draft but returned no id' });
       draftId = id;
-      const base = `/v1.0/users/${encodeURIComponent(msg.mailbox)}/messages/${encodeURIComponent(id)}`;
+      const base = draftPath(msg.mailbox, id);
       for (const [i, a] of detached.entries()) await this.attach(ctx, msg, base, a, i);
       const sent = await ctx.call('send', 'POST', `${base}/send`, null, () => null, 0);
       draftId = null; // sent drafts leave the Drafts folder by themselves
-      return { verdict: { kind: 'delivered' }, status: sent.status, requestId: sent.requestId, clientRequestId: sent.clientRequestId, draft: cut ? 'mime' : 'json', attachments: detached.length };
+      return { verdict: { kind: 'delivered' }, status: sent.status, requestId: sent.requestId, clientRequestId: sent.clientRequestId, draft: draft.kind, attachments: detached.length };
     } catch (err) {
-      if (err instanceof StepFailed) return { ...err.outcome, draft: cut ? 'mime' : 'json' };
+      if (err instanceof StepFailed) return { ...err.outcome, draft: draft.kind };
       throw err;
     } finally {
       // No orphaned drafts: whatever failed, the half-built draft goes; the next attempt starts from scratch.
-      if (draftId) await ctx.deleteDraft(`/v1.0/users/${encodeURIComponent(msg.mailbox)}/messages/${encodeURIComponent(draftId)}`);
+      if (draftId) await ctx.deleteDraft(draftPath(msg.mailbox, draftId));
     }
   }
 
+  /** One POST or an upload session in chunks, as planned-requests.ts lays out for the decoded size. */
   private async attach(ctx: Attempt, msg: LargeMessage, base: string, a: AttachmentInfo, index: number): Promise<void> {
     const encoded = a.part.bodyEnd - a.part.bodyStart;
     const source = encoded < IN_MEMORY_ENCODED ? await bufferSource(msg.dataPath, a) : await fileSource(msg.dataPath, a, path.join(this.deps.tmpDir, `${msg.id}.att${index}.bin`));
     try {
-      if (source.size < MAX_DIRECT_ATTACHMENT) {
+      if (uploadsDirectly(source.size)) {
         const bytes = await source.read(0, source.size);
         const json = Buffer.from(JSON.stringify(fileAttachment(a, bytes)), 'utf8');
         await ctx.call('attach', 'POST', `${base}/attachments`, 'application/json', () => json, json.length);
         return;
       }
-      const item = Buffer.from(
-        JSON.stringify({
-          AttachmentItem: { attachmentType: 'file', name: a.name, size: source.size, contentType: a.contentType, isInline: a.isInline, ...(a.contentId ? { contentId: a.contentId } : {}) },
-        }),
-        'utf8',
-      );
+      const item = Buffer.from(JSON.stringify(uploadSessionItem(a, source.size)), 'utf8');
       const session = await ctx.call('upload', 'POST', `${base}/attachments/createUploadSession`, 'application/json', () => item, item.length);
       const uploadUrl = session.json?.['uploadUrl'];
       if (typeof uploadUrl !== 'string') throw new StepFailed({ verdict: { kind: 'transient', reason: 'upload-session-without-url' }, status: session.status, message: 'Graph created an upload session but returned no uploadUrl' });
-      for (let off = 0; off < source.size; off += UPLOAD_CHUNK) {
-        const chunk = await source.read(off, Math.min(UPLOAD_CHUNK, source.size - off));
-        await ctx.put(uploadUrl, chunk, off, source.size);
-      }
+      for (const [first, length] of chunkRanges(source.size)) await ctx.put(uploadUrl, await source.read(first, length), first, source.size);
     } finally {
       await source.close();
     }

@@ -27,6 +27,25 @@ export function fileAttachment(a: AttachmentInfo, bytes: Buffer): Record<string,
   };
 }
 
+/** The createUploadSession body for an attachment of `size` decoded bytes. */
+export function uploadSessionItem(a: AttachmentInfo, size: number): Record<string, unknown> {
+  return { AttachmentItem: { attachmentType: 'file', name: a.name, size, contentType: a.contentType, isInline: a.isInline, ...(a.contentId ? { contentId: a.contentId } : {}) } };
+}
+
+/**
+ * A calendar invitation (iMIP, RFC 6047): text/calendar with a method parameter, which that RFC requires.
+ * Graph turns it into a meeting request only when it reads it from MIME; a text/calendar without a method
+ * is a plain .ics file.
+ */
+export function isCalendarInvite(part: MimePart): boolean {
+  return part.contentType === 'text/calendar' && Boolean(part.params['method']);
+}
+
+/** A Content-ID as cid: URLs name it (RFC 2392): without angle brackets, compared case-insensitively. */
+export function contentIdKey(id: string): string {
+  return id.trim().replace(/^<|>$/g, '').toLowerCase();
+}
+
 export interface MessageParts {
   text: MimePart | null;
   html: MimePart | null;
@@ -58,37 +77,35 @@ function attachmentName(part: MimePart, index: number): string {
   return `attachment-${index + 1}.${ext}`;
 }
 
-/**
- * The first text/plain and text/html parts that are not attachments are the bodies; every other leaf is an
- * attachment. An image is inline when it has a Content-ID and is not marked as an attachment: that is what
- * an HTML body can reference with cid:, and what Graph shows inline.
- */
-export function describeMessage(root: MimePart): MessageParts {
+/** The first text/plain and text/html leaves that are not attachments: the message's bodies. */
+export function messageBodies(root: MimePart): { text: MimePart | null; html: MimePart | null } {
   let text: MimePart | null = null;
   let html: MimePart | null = null;
+  for (const part of leaves(root)) {
+    if (!isBodyCandidate(part)) continue;
+    if (part.contentType === 'text/html') html ??= part;
+    else text ??= part;
+  }
+  return { text, html };
+}
+
+/**
+ * The bodies (messageBodies) and every other leaf as an attachment. An attachment is inline only when the
+ * HTML body shows it: its Content-ID is among `htmlCids` (contentIdKey form) and it is not marked as an
+ * attachment. Graph hides inline attachments from the attachment list, so a part with a Content-ID or
+ * "inline" that no HTML references must stay a normal attachment or Outlook shows it nowhere.
+ */
+export function describeMessage(root: MimePart, htmlCids: ReadonlySet<string> = new Set()): MessageParts {
+  const { text, html } = messageBodies(root);
   const attachments: AttachmentInfo[] = [];
   for (const part of leaves(root)) {
-    if (part === root && !part.boundary && isBodyCandidate(part)) {
-      if (part.contentType === 'text/html') html = part;
-      else text = part;
-      continue;
-    }
-    if (isBodyCandidate(part)) {
-      if (part.contentType === 'text/html' && !html) {
-        html = part;
-        continue;
-      }
-      if (part.contentType === 'text/plain' && !text) {
-        text = part;
-        continue;
-      }
-    }
-    if (part.boundary) continue; // an empty multipart: nothing to carry
+    if (part === text || part === html || part.boundary) continue; // a multipart leaf is empty: nothing to carry
+    const referenced = part.contentId !== null && htmlCids.has(contentIdKey(part.contentId));
     attachments.push({
       part,
       name: attachmentName(part, attachments.length),
       contentType: part.contentType,
-      isInline: part.contentId !== null && part.disposition !== 'attachment' && part.contentType !== 'message/rfc822',
+      isInline: referenced && part.disposition !== 'attachment' && part.contentType !== 'message/rfc822',
       contentId: part.contentId,
       rawSize: part.nextDelimStart - part.delimStart,
     });

@@ -1,7 +1,7 @@
 /** The message minus some parts: which parts to cut so the rest fits one request (sent with base64OfRanges). */
 
 import { base64Length } from '../delivery/compose.js';
-import type { AttachmentInfo } from './mime-attachments.js';
+import { isCalendarInvite, type AttachmentInfo } from './mime-attachments.js';
 import type { MimePart } from './mime-tree.js';
 
 export interface Cut {
@@ -15,7 +15,8 @@ export interface Cut {
 /**
  * Cuts the biggest attachments first until prefix + the rest fits `maxRequestBytes` as base64. A part is
  * only cut when its multipart keeps at least one other part, so the remaining tree stays valid MIME.
- * Returns null when no such cut fits (the caller then builds a JSON draft).
+ * A calendar invitation is never cut: uploaded to the draft it would be a plain .ics file, not an
+ * invitation. Returns null when no such cut fits (the caller then builds a JSON draft).
  */
 export function planCut(fileSize: number, prefixBytes: number, attachments: AttachmentInfo[], maxRequestBytes: number): Cut | null {
   const cut = new Set<AttachmentInfo>();
@@ -23,6 +24,7 @@ export function planCut(fileSize: number, prefixBytes: number, attachments: Atta
   let size = fileSize;
   for (const a of [...attachments].sort((x, y) => y.rawSize - x.rawSize)) {
     if (base64Length(prefixBytes + size) <= maxRequestBytes) break;
+    if (isCalendarInvite(a.part)) continue;
     const parent = a.part.parent;
     if (!parent) return null;
     const left = remainingChildren.get(parent) ?? parent.children.length;

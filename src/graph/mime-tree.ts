@@ -1,5 +1,6 @@
 /** Streaming scan of a spooled message into its MIME part tree, with the byte offsets of every part. */
 
+import { isUtf8 } from 'node:buffer';
 import libmime from 'libmime';
 import { readRange } from '../spool/read-range.js';
 
@@ -82,27 +83,56 @@ function decodeParams(parsed: { params: Record<string, string> }): Record<string
   return out;
 }
 
+/**
+ * Header bytes (held as latin1 text) as the client meant them: each line that is valid UTF-8 read as
+ * UTF-8 (scanners write raw UTF-8 file names, as RFC 6532 allows), any other line as latin1.
+ */
+export function headerText(latin1: string): string {
+  if (!/[^\x00-\x7f]/.test(latin1)) return latin1;
+  return latin1
+    .split('\n')
+    .map((line) => {
+      const bytes = Buffer.from(line, 'latin1');
+      return isUtf8(bytes) ? bytes.toString('utf8') : line;
+    })
+    .join('\n');
+}
+
+/** type/subtype made of RFC 2045 tokens: anything else is a Content-Type no reader can trust. */
+const MEDIA_TYPE = /^[a-z0-9!#$%&'*+.^_`|~-]+\/[a-z0-9!#$%&'*+.^_`|~-]+$/;
+
 function finishHeader(part: MimePart, header: string): void {
   part.header = header;
-  const ct = headerValue(header, 'Content-Type');
+  const text = headerText(header);
+  const ct = headerValue(text, 'Content-Type');
   if (ct) {
     const parsed = libmime.parseHeaderValue(ct);
-    part.contentType = (parsed.value || 'text/plain').toLowerCase();
-    part.params = decodeParams(parsed);
+    const type = parsed.value.trim().toLowerCase();
+    // RFC 2045 section 5.2: a Content-Type that cannot be parsed is taken as the default, text/plain
+    // (charset us-ascii), as mail clients do; its parameters mean nothing then.
+    part.contentType = MEDIA_TYPE.test(type) ? type : 'text/plain';
+    part.params = MEDIA_TYPE.test(type) ? decodeParams(parsed) : {};
   } else if (part.parent?.contentType === 'multipart/digest') {
     part.contentType = 'message/rfc822';
   }
-  const cd = headerValue(header, 'Content-Disposition');
+  const cd = headerValue(text, 'Content-Disposition');
   if (cd) {
     const parsed = libmime.parseHeaderValue(cd);
     part.disposition = parsed.value.toLowerCase() || null;
     part.dispositionParams = decodeParams(parsed);
   }
-  part.transferEncoding = (headerValue(header, 'Content-Transfer-Encoding') ?? '7bit').toLowerCase();
-  const cid = headerValue(header, 'Content-ID');
+  part.transferEncoding = (headerValue(text, 'Content-Transfer-Encoding') ?? '7bit').toLowerCase();
+  const cid = headerValue(text, 'Content-ID');
   part.contentId = cid ? cid.replace(/^<|>$/g, '') : null;
   // Embedded messages are leaves here: an attached .eml travels as one attachment, not as its parts.
-  if (part.contentType.startsWith('multipart/') && part.params['boundary']) part.boundary = part.params['boundary'];
+  if (part.contentType.startsWith('multipart/') && part.params['boundary']) part.boundary = latin1Boundary(header);
+}
+
+/** The boundary as the raw header has it: delimiter lines are compared with it as latin1 text. */
+function latin1Boundary(header: string): string | null {
+  const params = libmime.parseHeaderValue(headerValue(header, 'Content-Type') ?? '').params;
+  const key = Object.keys(params).find((k) => k.toLowerCase() === 'boundary');
+  return key ? params[key]! : null;
 }
 
 /**

@@ -107,3 +107,11 @@ export async function partToFile(file: string, part: MimePart, dest: string): Pr
   }
   return size;
 }
+
+/** The decoded size of a leaf part: its raw size for identity encodings, else counted by decoding it (nothing is kept). */
+export async function decodedSize(file: string, part: MimePart): Promise<number> {
+  if (part.transferEncoding !== 'base64' && part.transferEncoding !== 'quoted-printable') return part.bodyEnd - part.bodyStart;
+  let size = 0;
+  for await (const c of partBody(file, part)) size += c.length;
+  return size;
+}

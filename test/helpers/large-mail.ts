@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import nodemailer from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import { RawSmtp } from './smtp-clients.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -46,5 +47,30 @@ export async function sendFile(port: number, from: string, to: string[], file: s
     await transport.sendMail({ envelope: { from, to }, raw: { path: file } });
   } finally {
     transport.close();
+  }
+}
+
+/**
+ * Sends raw message bytes over a plain socket as an 8-bit client does (MAIL FROM with BODY=8BITMIME and
+ * SMTPUTF8, no re-encoding): header bytes arrive exactly as given. Rejects on any unexpected reply.
+ */
+export async function sendRaw8bit(port: number, from: string, to: string[], bytes: Buffer): Promise<void> {
+  const c = await RawSmtp.connect(port);
+  const expectCode = async (pending: Promise<{ code: number; text: string }>, code: number): Promise<void> => {
+    const reply = await pending;
+    if (reply.code !== code) throw new Error(`expected ${code}, got: ${reply.text}`);
+  };
+  try {
+    await expectCode(c.reply(), 220);
+    await expectCode(c.cmd('EHLO scanner.test'), 250);
+    await expectCode(c.cmd(`MAIL FROM:<${from}> BODY=8BITMIME SMTPUTF8`), 250);
+    for (const rcpt of to) await expectCode(c.cmd(`RCPT TO:<${rcpt}>`), 250);
+    await expectCode(c.cmd('DATA'), 354);
+    // Dot-stuffing (RFC 5321 section 4.5.2); the message is expected to end with CRLF.
+    c.write(Buffer.from(bytes.toString('latin1').replace(/^\./gm, '..'), 'latin1'));
+    await expectCode(c.cmd('.'), 250);
+    await c.cmd('QUIT');
+  } finally {
+    c.close();
   }
 }
