@@ -71,7 +71,7 @@ describe('admin listener of a relay in capture mode', () => {
     expect(await h.json()).toEqual({ status: 'ok' });
     const r = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(r.status).toBe(200);
-    expect(await r.json()).toEqual({ status: 'ready', checks: { spool: 'ok', token: 'not needed (capture mode)' } });
+    expect(await r.json()).toEqual({ status: 'ready', checks: { spool: 'ok', capture: 'ok', token: 'not needed (capture mode)' } });
     expect((await fetch(`http://127.0.0.1:${port}/nope`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${port}/healthz`, { method: 'POST' })).status).toBe(405);
   });

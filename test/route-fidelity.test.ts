@@ -38,7 +38,8 @@ describe('raw UTF-8 header bytes', () => {
     expect((await r.waitForLog(delivered)).route).toBe('json');
     const m = (sent!.json as Json).message as Json;
     expect(m.subject).toBe('Scan Übersicht 東京');
-    expect(m.from).toEqual({ emailAddress: { address: 'mfp@printer.local', name: 'Scanner Büro 東京' } });
+    // The device's From becomes the sending mailbox (Exchange refuses any other); its UTF-8 name stays exact.
+    expect(m.from).toEqual({ emailAddress: { address: 'scans@contoso.example', name: 'Scanner Büro 東京' } });
     expect(m.body).toEqual({ contentType: 'text', content: 'Grüße aus Tokio' });
     expect(m.attachments).toHaveLength(1);
     expect(m.attachments[0]).toMatchObject({ name: NAME, contentType: 'application/pdf', isInline: false });

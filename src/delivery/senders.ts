@@ -129,7 +129,7 @@ export class GraphSender implements Sender {
         if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
         const r = await this.large.send({ id: env.id, mailbox: env.mailbox, prefix: input.prefix, dataPath: data.file }, work.large);
         const { draft, attachments, ...rest } = r;
-        this.log.debug({ qid: env.id, draft, attachments }, 'large-message route');
+        this.log.debug({ qid: env.id, event: 'large-route', draft, attachments }, 'large-message route');
         return { ...rest, route: 'large' };
       }
       case 'refused':

@@ -68,12 +68,10 @@ async function recipients(input: RouteInput, work: RouteWork): Promise<Recipient
     const message = (work.route === 'json' ? body['message'] : body) as Record<string, unknown>;
     return { to: jsonAddresses(message['toRecipients']), cc: jsonAddresses(message['ccRecipients']), bcc: jsonAddresses(message['bccRecipients']) };
   }
-  const header = new HeaderCollector();
-  for await (const chunk of readRange(input.data.file, 0, input.data.size)) {
-    header.push(chunk);
-    if (header.done) break;
-  }
-  const facts = readHeaderFacts(Buffer.concat([input.prefix, header.block]));
+  // The spooled header section was checked whole at ingest (limits.maxHeaderSize), so this bound is not reached.
+  const header = new HeaderCollector(4 * 1024 * 1024);
+  for await (const chunk of readRange(input.data.file, 0, input.data.size)) if (header.push(chunk)) break;
+  const facts = readHeaderFacts(Buffer.concat([input.prefix, header.block ?? header.finish()]));
   return { to: facts.to, cc: facts.cc, bcc: facts.bcc };
 }
 

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors } from 'undici';
+import { describeNetworkError, networkErrorCode } from '../net/network-errors.js';
 
 export interface GraphErrorBody {
   code: string;
@@ -101,7 +102,7 @@ export class GraphClient {
       const payload = body === null || typeof body === 'string' || Buffer.isBuffer(body) ? body : Readable.from(body, { objectMode: false });
       res = await this.pool.request({ method, path, headers, body: payload });
     } catch (err) {
-      throw toNetworkError(err, bodyDone(), clientRequestId);
+      throw toNetworkError(err, bodyDone(), clientRequestId, `${method} ${new URL(this.graphUrl).host}${path.split('?')[0]}`);
     }
     const requestId = header(res.headers, 'request-id');
     if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -153,12 +154,12 @@ export function parseGraphError(text: string, requestId: string | null): GraphEr
 
 const CONNECT_ERRORS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED']);
 
-function toNetworkError(err: unknown, bodySent: boolean, clientRequestId: string): GraphNetworkError {
-  const e = err as { code?: string; message?: string; cause?: { code?: string } };
-  let code = e.code ?? e.cause?.code ?? 'UNKNOWN';
+/** `request` names the step: "POST graph.microsoft.com/v1.0/users/…/sendMail". */
+export function toNetworkError(err: unknown, bodySent: boolean, clientRequestId: string, request: string): GraphNetworkError {
+  let code = networkErrorCode(err);
   if (err instanceof undiciErrors.HeadersTimeoutError) code = 'UND_ERR_HEADERS_TIMEOUT';
   if (err instanceof undiciErrors.ConnectTimeoutError) code = 'UND_ERR_CONNECT_TIMEOUT';
   // Whatever the body's progress, these failures happen before Graph could have read a request.
   const beforeRequest = CONNECT_ERRORS.has(code);
-  return new GraphNetworkError(code, bodySent && !beforeRequest, e.message ?? String(err), clientRequestId);
+  return new GraphNetworkError(code, bodySent && !beforeRequest, `${request}: ${describeNetworkError(err)}`, clientRequestId);
 }

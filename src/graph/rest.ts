@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Pool } from 'undici';
-import { GraphNetworkError, parseGraphError, parseRetryAfter, type GraphClientOptions, type GraphResponse } from './client.js';
+import { parseGraphError, toNetworkError, parseRetryAfter, type GraphClientOptions, type GraphResponse } from './client.js';
 
 export interface JsonResponse extends GraphResponse {
   /** The parsed 2xx body, or null (empty body, or an error status). */
@@ -64,8 +64,7 @@ export class GraphRest {
       const payload = source === null ? null : Readable.from(track(source, () => (done = true)), { objectMode: false });
       res = await this.pool(url.origin).request({ method, path: `${url.pathname}${url.search}`, headers, body: payload });
     } catch (err) {
-      const e = err as { code?: string; message?: string; cause?: { code?: string } };
-      throw new GraphNetworkError(e.code ?? e.cause?.code ?? 'UNKNOWN', done, e.message ?? String(err), clientRequestId);
+      throw toNetworkError(err, done, clientRequestId, `${method} ${url.host}${url.pathname}`);
     }
     const h = res.headers['request-id'];
     const requestId = (Array.isArray(h) ? h[0] : h) ?? null;
