@@ -3,12 +3,14 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfig, redactConfig, type RelayConfig } from './config/config.js';
+import { loadConfig, redactConfig, type RelayConfig } from './config/config.js';
 import { createLogger } from './observability/logger.js';
-import { Relay } from './relay.js';
+import { createRelay } from './app/create-relay.js';
+import type { Relay } from './app/relay.js';
 import { hashPasswordCommand } from './auth/hash-password-command.js';
-import { selectCredential } from './auth/credential-selection.js';
-import { QUEUE_USAGE, UsageError, queueCommand, type QueueFlags } from './spool/queue-command.js';
+import { selectCredential } from './config/credentials.js';
+import { QUEUE_USAGE, queueCommand, type QueueFlags } from './spool/queue-command.js';
+import { ConfigError, UsageError } from './errors.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [options]
 
@@ -127,7 +129,7 @@ async function run(cfg: RelayConfig): Promise<void> {
   const log = createLogger(cfg.log.level, undefined, cfg.log.flushIntervalMs);
   let relay: Relay;
   try {
-    relay = new Relay(cfg, log);
+    relay = createRelay(cfg, { log });
   } catch (err) {
     if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2);
     throw err;

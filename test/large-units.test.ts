@@ -7,11 +7,11 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../src/config/config.js';
-import { describeMessage } from '../src/graph/mime-attachments.js';
-import { base64OfRanges } from '../src/delivery/compose.js';
+import { describeMessage } from '../src/mime/mime-attachments.js';
+import { base64OfRanges } from '../src/mime/compose.js';
 import { planCut } from '../src/graph/mime-cut.js';
-import { scanMime } from '../src/graph/mime-tree.js';
-import { partToBuffer } from '../src/graph/part-body.js';
+import { scanMime } from '../src/mime/mime-tree.js';
+import { partToBuffer } from '../src/mime/part-body.js';
 import { UploadBudget } from '../src/graph/upload-budget.js';
 import { resolveMailbox } from '../src/policy/mailbox.js';
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import nodemailer from 'nodemailer';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword } from '../src/auth/passwords.js';
+import { hashPassword } from '../src/config/password-hash.js';
 import { curlSend, mail, makeCert, pyClient, type CertPair } from './helpers/front-door.js';
 import { CLI, startRelay, type RelayProcess } from './helpers/relay-process.js';
 import { RawSmtp } from './helpers/smtp-clients.js';

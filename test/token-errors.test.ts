@@ -3,10 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MsalTokenProvider, TokenError } from '../src/auth/token-provider.js';
+import { MsalTokenProvider } from '../src/auth/token-provider.js';
 import { buildConfig, type GraphConfig } from '../src/config/config.js';
 import { createLogger } from '../src/observability/logger.js';
 import { startEmulator, type Emulator } from './emulator/emulator.js';
+import { TokenError } from '../src/errors.js';
 
 let emu: Emulator;
 beforeAll(async () => {

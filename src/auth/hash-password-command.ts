@@ -1,6 +1,6 @@
 /** `smtp-graph-relay hash-password`: reads one password from stdin (never argv, which `ps` shows), prints its hash. */
 
-import { hashPassword } from './passwords.js';
+import { hashPassword } from '../config/password-hash.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -3,16 +3,16 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfidentialClientApplication, LogLevel, type Configuration, type NodeSystemOptions } from '@azure/msal-node';
-import { selectCredential, type CredentialKind } from './credential-selection.js';
+import { selectCredential, type CredentialKind } from '../config/credentials.js';
 import { managedIdentityAcquirer, type AcquireToken } from './managed-identity.js';
 import { federatedAssertion } from './workload-identity.js';
 import type { GraphConfig } from '../config/config.js';
-import { ConfigError } from '../config/config.js';
-import { isWellKnownAuthorityHost } from '../graph/clouds.js';
+import { isWellKnownAuthorityHost } from '../config/clouds.js';
 import { Agent, type Dispatcher } from 'undici';
 import { aadstsCode, entraHint, entraSentence } from './entra-errors.js';
 import { MsalNetwork, type TokenNetworkFailure } from './msal-network.js';
 import type { Logger } from '../observability/logger.js';
+import { ConfigError, TokenError } from '../errors.js';
 
 export interface TokenProvider {
   /** A token from msal's cache until near expiry; `fresh` bypasses the cache (after a 401). */
@@ -21,17 +21,6 @@ export interface TokenProvider {
   readonly lastSuccessAt: number | null;
 }
 
-export class TokenError extends Error {
-  constructor(
-    message: string,
-    readonly errorCode: string,
-    /** What to change, for a refusal Entra ID explains (AADSTS codes). */
-    readonly hint: string | null = null,
-  ) {
-    super(message);
-    this.name = 'TokenError';
-  }
-}
 
 export interface CertificateCredential {
   thumbprintSha256: string;

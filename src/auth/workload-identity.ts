@@ -1,16 +1,7 @@
 /** Workload identity federation: the projected service-account token is the client assertion. */
 
 import { readFile } from 'node:fs/promises';
-
-export class FederatedTokenError extends Error {
-  constructor(
-    message: string,
-    readonly file: string,
-  ) {
-    super(message);
-    this.name = 'FederatedTokenError';
-  }
-}
+import { FederatedTokenError } from '../errors.js';
 
 /**
  * msal calls this for every token request that reaches Entra ID. The kubelet rotates the file
@@ -22,9 +13,9 @@ export function federatedAssertion(file: string): () => Promise<string> {
     try {
       token = (await readFile(file, 'utf8')).trim();
     } catch (err) {
-      throw new FederatedTokenError(`cannot read the federated token file "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file);
+      throw new FederatedTokenError(`cannot read the federated token file "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    if (!token) throw new FederatedTokenError(`the federated token file "${file}" is empty`, file);
+    if (!token) throw new FederatedTokenError(`the federated token file "${file}" is empty`);
     return token;
   };
 }

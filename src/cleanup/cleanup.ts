@@ -5,7 +5,7 @@
 
 import type { HeaderOnlyMode, RewriteFromMode } from '../config/config.js';
 import type { PolicyConfig } from '../config/front-door.js';
-import { bccHeader } from '../delivery/compose.js'; // moves to mime/ once the route work lands
+import { bccHeader } from '../mime/compose.js'; // moves to mime/ once the route work lands
 import { fieldValue, formatMailbox, mailboxes, newField, readHeaderFacts, rebuild, renamed, splitFields, type FieldEdit, type HeaderField } from '../mime/headers.js';
 import { receivedHeader, type ReceivedInfo } from '../mime/received.js';
 import { checkGraphRecipients, graphRecipients, planRecipients } from '../policy/recipients.js';

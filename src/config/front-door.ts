@@ -1,8 +1,9 @@
 /** Configuration of the SMTP front door: listener TLS/AUTH/PROXY settings, users, sender policy, protocol limits. */
 
 import path from 'node:path';
-import { ConfigError, Reader, validateCidr } from './config.js';
-import { parsePasswordHash, PasswordHashError } from '../auth/passwords.js';
+import { Reader, validateCidr } from './reader.js';
+import { parsePasswordHash } from './password-hash.js';
+import { ConfigError, PasswordHashError } from '../errors.js';
 
 export type TlsMode = 'none' | 'starttls' | 'implicit';
 export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;

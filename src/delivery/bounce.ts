@@ -1,18 +1,12 @@
 /** Delivery status notifications (RFC 3464): the message that tells a sender their mail failed. */
 
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import type { BounceConfig } from '../config/config.js';
 import { rfc5322Date } from '../mime/received.js';
-import { enhancedStatus } from './classify.js';
+import { enhancedStatus } from '../graph/classify.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { Envelope, Spool, SpoolState } from '../spool/spool.js';
-
-export interface BounceConfig {
-  /** Mailbox (UPN) that sends notifications; null = no bounces, failed mail stays in dead/ only. */
-  postmaster: string | null;
-  /** Send a "delayed" notice once a message has waited this long (null = never). */
-  delayWarningAfterMs: number | null;
-}
+import { readHeaderSection } from '../spool/header-section.js';
 
 export type DsnKind = 'failed' | 'delayed';
 
@@ -20,22 +14,6 @@ export type DsnKind = 'failed' | 'delayed';
 export function dsnStatus(env: Envelope, kind: DsnKind): string {
   if (kind === 'delayed') return '4.4.1';
   return enhancedStatus(env.lastError?.reason ?? 'unknown', 'permanent');
-}
-
-const MAX_ORIGINAL_HEADERS = 64 * 1024;
-
-/** The original's header section, read from the spool without reading the body. */
-export async function readHeaderSection(spool: Spool, state: SpoolState, env: Envelope): Promise<Buffer> {
-  const fh = await open(spool.messagePath(state, env.id), 'r');
-  try {
-    const buf = Buffer.alloc(Math.min(MAX_ORIGINAL_HEADERS, env.size));
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const data = buf.subarray(0, bytesRead);
-    const end = data.indexOf('\r\n\r\n');
-    return end === -1 ? data : data.subarray(0, end + 2);
-  } finally {
-    await fh.close();
-  }
 }
 
 function wrap(text: string): string {
@@ -157,21 +135,18 @@ export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, k
   }
 }
 
-/** Sends notifications for the engine: decides whether one is owed, spools it, and hands it to the scheduler. */
+/** Writes notifications for the engine: decides whether one is owed and spools it; the engine hands it to the scheduler. */
 export class Bouncer {
   constructor(
     private readonly spool: Spool,
     private readonly cfg: BounceConfig,
     private readonly reportingMta: string,
-    private readonly enqueue: (dsn: Envelope) => void,
   ) {}
 
   /** The notice for a message that failed for good; null when none is owed or possible (the caller logs why). */
   async failed(env: Envelope, state: SpoolState): Promise<Envelope | null> {
     if (!this.cfg.postmaster || !mayBounce(env)) return null;
-    const dsn = await spoolDsn(this.spool, state, env, 'failed', this.cfg.postmaster, this.reportingMta);
-    this.enqueue(dsn);
-    return dsn;
+    return spoolDsn(this.spool, state, env, 'failed', this.cfg.postmaster, this.reportingMta);
   }
 
   /** A one-time "still trying" notice once a message has waited delayWarningAfter. */
@@ -181,7 +156,6 @@ export class Bouncer {
     if (now - Date.parse(env.receivedAt) < after) return null;
     const dsn = await spoolDsn(this.spool, 'queue', env, 'delayed', this.cfg.postmaster, this.reportingMta);
     env.delayWarned = true;
-    this.enqueue(dsn);
     return dsn;
   }
 }

@@ -3,12 +3,17 @@
 import type { DeliveryConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { AttemptOutcome, Scheduled } from '../scheduler/scheduler.js';
-import type { Envelope, LastError, MessageData, Spool } from '../spool/spool.js';
+import type { Envelope, LastError, Spool } from '../spool/spool.js';
+import type { MessageData } from '../mime/message-file.js';
 import type { Bouncer } from './bounce.js';
-import type { Verdict } from './classify.js';
+import type { Verdict } from '../graph/classify.js';
 import type { SendResult, Sender } from './senders.js';
 
 export interface DeliveryEvents {
+  /** A message the engine created itself (a delivery status notification) entered the queue. */
+  queued(env: Envelope): void;
+  /** A message left the queue without an attempt: a queue tool removed it meanwhile. */
+  vanished(id: string): void;
   delivered(env: Envelope, r: SendResult, latencyMs: number): void;
   deferred(env: Envelope, r: SendResult): void;
   deadLettered(env: Envelope, reason: string): void;
@@ -16,20 +21,37 @@ export interface DeliveryEvents {
   graphResponse(r: SendResult): void;
 }
 
-const noop: DeliveryEvents = { delivered() {}, deferred() {}, deadLettered() {}, bounced() {}, graphResponse() {} };
+const noop: DeliveryEvents = { queued() {}, vanished() {}, delivered() {}, deferred() {}, deadLettered() {}, bounced() {}, graphResponse() {} };
+
+export interface DeliveryDeps {
+  spool: Spool;
+  sender: Sender;
+  cfg: DeliveryConfig;
+  log: Logger;
+  events?: DeliveryEvents;
+  /** Null when bounces are off (no bounces.postmaster). */
+  bouncer?: Bouncer | null;
+  now?: () => number;
+  random?: () => number;
+}
 
 export class DeliveryEngine {
-  events: DeliveryEvents = noop;
-  /** Set by the relay when bounces are configured. */
-  bouncer: Bouncer | null = null;
+  private readonly spool: Spool;
+  private readonly sender: Sender;
+  private readonly cfg: DeliveryConfig;
+  private readonly log: Logger;
+  private readonly events: DeliveryEvents;
+  private readonly bouncer: Bouncer | null;
+  private readonly now: () => number;
+  private readonly random: () => number;
 
-  constructor(
-    private readonly spool: Spool,
-    private readonly sender: Sender,
-    private readonly cfg: DeliveryConfig,
-    private readonly log: Logger,
-    private readonly random: () => number = Math.random,
-  ) {}
+  constructor(deps: DeliveryDeps) {
+    ({ spool: this.spool, sender: this.sender, cfg: this.cfg, log: this.log } = deps);
+    this.events = deps.events ?? noop;
+    this.bouncer = deps.bouncer ?? null;
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+  }
 
   /** The scheduler's runner: never throws; whatever happens, the message stays owned by the spool. */
   attempt = async (msg: Scheduled, release: () => void = () => undefined): Promise<AttemptOutcome> => {
@@ -38,9 +60,12 @@ export class DeliveryEngine {
     try {
       ({ env, data } = await this.spool.load('queue', msg.id));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'done' }; // deleted by a queue tool
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.events.vanished(msg.id); // deleted by a queue tool
+        return { kind: 'done' };
+      }
       this.log.error({ qid: msg.id, event: 'spool-read-failed', err }, 'cannot read the spooled message; retrying later');
-      return { kind: 'retry', dueAt: Date.now() + 60_000 };
+      return { kind: 'retry', dueAt: this.now() + 60_000 };
     }
     env.attempts++;
     let r: SendResult;
@@ -59,7 +84,7 @@ export class DeliveryEngine {
       return await this.record(env, r);
     } catch (err) {
       this.log.error({ qid: env.id, event: 'record-failed', err }, 'cannot record delivery outcome; retrying later');
-      return { kind: 'retry', dueAt: Date.now() + 60_000 };
+      return { kind: 'retry', dueAt: this.now() + 60_000 };
     }
   };
 
@@ -79,7 +104,7 @@ export class DeliveryEngine {
   }
 
   private lastError(v: Exclude<Verdict, { kind: 'delivered' }>, r: SendResult): LastError {
-    const e: LastError = { at: new Date().toISOString(), kind: v.kind, reason: v.reason, message: r.message ?? v.reason };
+    const e: LastError = { at: new Date(this.now()).toISOString(), kind: v.kind, reason: v.reason, message: r.message ?? v.reason };
     if (r.status !== undefined) e.status = r.status;
     if (r.code !== undefined) e.code = r.code;
     if (r.requestId) e.requestId = r.requestId;
@@ -88,7 +113,7 @@ export class DeliveryEngine {
 
   private async record(env: Envelope, r: SendResult): Promise<AttemptOutcome> {
     const v = r.verdict;
-    const now = Date.now();
+    const now = this.now();
     if (v.kind === 'delivered') {
       await this.spool.remove('queue', env.id);
       const latencyMs = now - Date.parse(env.receivedAt);
@@ -128,11 +153,13 @@ export class DeliveryEngine {
       this.log.error({ qid: env.id, event: 'delay-notice-failed', err }, 'could not queue the delay notice');
       return null;
     });
-    if (warning) this.log.info({ qid: env.id, event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
     await this.spool.updateEnvelope('queue', env);
     this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, retryInMs: delayMs, error: r.message }, 'delivery deferred');
     this.events.deferred(env, r);
-    return outcome;
+    if (!warning) return outcome;
+    this.log.info({ qid: env.id, event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
+    this.events.queued(warning);
+    return { ...outcome, enqueue: [{ id: warning.id, mailbox: warning.mailbox }] };
   }
 
   /**
@@ -151,7 +178,8 @@ export class DeliveryEngine {
       await this.spool.remove('dead', env.id);
       this.log.warn({ ...this.logFields(env, r), event: 'bounced', reason, dsnQid: dsn.id, to: env.mailFrom, error: env.lastError?.message }, 'message failed; delivery status notification queued for the sender');
       this.events.bounced(env, dsn);
-      return { kind: 'done' };
+      this.events.queued(dsn);
+      return { kind: 'done', enqueue: [{ id: dsn.id, mailbox: dsn.mailbox }] };
     }
     const why = env.isBounce ? 'a bounce is never bounced' : env.mailFrom === '' ? 'null sender <>' : this.bouncer ? 'no bounces.postmaster mailbox' : 'bounces off';
     this.log.error({ ...this.logFields(env, r), event: 'dead-lettered', reason, noBounce: why, error: env.lastError?.message }, 'message moved to the dead-letter folder');

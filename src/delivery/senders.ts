@@ -1,140 +1,43 @@
-/** How a message leaves the relay: Graph (MIME sendMail, JSON sendMail, or the large-message route), or capture files. */
+/** How a spooled message leaves the relay: through the Graph adapter, or into capture files that show what Graph would get. */
 
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { TokenProvider } from '../auth/token-provider.js';
-import { TokenError } from '../auth/token-provider.js';
-import { GraphNetworkError, type GraphClient } from '../graph/client.js';
 import type { MailboxConfig, SentItemsMode } from '../config/config.js';
-import { captureRecord, jsonRequestBody } from '../graph/capture-record.js';
-import { postJsonSendMail } from '../graph/json-sendmail.js';
-import type { LargeMessageRoute } from '../graph/large-message.js';
-import { decodedSize } from '../graph/part-body.js';
-import { planRoute, sentItemsKeptMessage, type RouteInput } from '../graph/route-plan.js';
-import type { GraphRest } from '../graph/rest.js';
-import type { Logger } from '../observability/logger.js';
+import { routeInput, type GraphAdapter, type OutgoingMessage, type SendResult } from '../graph/adapter.js';
+import { classifyUnsendable } from '../graph/classify.js';
+import { planRoute } from '../graph/route-plan.js';
+import { readRange, type MessageData } from '../mime/message-file.js';
+import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
-import type { Envelope, MessageData } from '../spool/spool.js';
-import { readRange, readSlice } from '../spool/read-range.js';
-import { classifyNetworkError, classifyResponse, classifyTokenError, classifyUnsendable, type Verdict } from './classify.js';
-import { base64Length, base64Stream, bccHeader } from './compose.js';
+import type { Envelope } from '../spool/spool.js';
+import { captureRecord, jsonRequestBody } from './capture-record.js';
 
-export interface SendResult {
-  verdict: Verdict;
-  route: 'mime' | 'capture' | 'json' | 'large';
-  status?: number;
-  code?: string;
-  message?: string;
-  requestId?: string | null;
-  clientRequestId?: string;
-}
+export type { SendResult } from '../graph/adapter.js';
 
 export interface Sender {
   send(env: Envelope, data: MessageData): Promise<SendResult>;
 }
 
-/** Messages up to this size are read and encoded in one piece instead of streamed. */
-const BUFFER_BELOW = 256 * 1024;
-
-export class GraphMimeSender implements Sender {
-  constructor(
-    private readonly client: GraphClient,
-    private readonly tokens: TokenProvider,
-  ) {}
-
-  async send(env: Envelope, data: MessageData): Promise<SendResult> {
-    const prefix = Buffer.from(bccHeader(env.bcc), 'utf8');
-    const { file, size } = data;
-    const length = base64Length(prefix.length + size);
-    // Small messages (most of them) go as one buffer: the stream machinery cost more CPU than the
-    // message. Larger ones stream, so memory stays bounded whatever is in flight.
-    const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, data.bytes ?? (await readSlice(file, 0, size))]).toString('base64'), 'latin1') : null;
-    // A 401 gets exactly one fresh token and one more try; a second 401 is deferred like any transient.
-    for (let tryNo = 0; ; tryNo++) {
-      let token: string;
-      try {
-        token = await this.tokens.getToken(tryNo > 0);
-      } catch (err) {
-        if (!(err instanceof TokenError)) throw err;
-        return { verdict: classifyTokenError(), route: 'mime', code: err.errorCode, message: err.message };
-      }
-      let bodyDone = false;
-      try {
-        const body = small ?? base64Stream(prefix, file, size, () => (bodyDone = true));
-        if (small && small.length !== length) throw new Error(`${file} changed while being sent`);
-        const res = await this.client.sendMime(env.mailbox, token, body, length, () => (small ? true : bodyDone));
-        const verdict = classifyResponse(res);
-        if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
-        return {
-          verdict,
-          route: 'mime',
-          status: res.status,
-          code: res.error?.code,
-          message: res.error?.message,
-          requestId: res.error?.requestId ?? res.requestId,
-          clientRequestId: res.clientRequestId,
-        };
-      } catch (err) {
-        if (!(err instanceof GraphNetworkError)) throw err;
-        return { verdict: classifyNetworkError(err), route: 'mime', code: err.code, message: err.message, clientRequestId: err.clientRequestId };
-      }
-    }
-  }
-}
-
-export interface RouteOptions {
-  maxRequestBytes: number;
+export interface SenderOptions {
+  /** delivery.sentItems, and the mappings that override it. */
   sentItems: SentItemsMode;
   mailboxes: MailboxConfig;
 }
 
 /** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
-function sentItemsFor(env: Envelope, opts: RouteOptions): SentItemsMode {
+export function outgoing(env: Envelope, data: MessageData, opts: SenderOptions): OutgoingMessage {
   const res = resolveMailbox(env.mailFrom, opts.mailboxes);
-  return (res.ok && res.sentItems) || opts.sentItems;
+  return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: (res.ok && res.sentItems) || opts.sentItems, data };
 }
 
-function routeInput(env: Envelope, data: MessageData, opts: RouteOptions): RouteInput {
-  return { mailbox: env.mailbox, bcc: env.bcc, prefix: Buffer.from(bccHeader(env.bcc), 'utf8'), data, sentItems: sentItemsFor(env, opts) };
-}
-
-/**
- * Sends each message the way planRoute (src/graph/route-plan.ts) decides: JSON sendMail, MIME sendMail or
- * the large route (null when delivery.largeMessages is off: SMTP ingest then keeps messages over one
- * request out).
- */
 export class GraphSender implements Sender {
   constructor(
-    private readonly mime: GraphMimeSender,
-    private readonly rest: GraphRest,
-    private readonly tokens: TokenProvider,
-    private readonly large: LargeMessageRoute | null,
-    private readonly opts: RouteOptions,
-    private readonly log: Logger,
+    private readonly graph: GraphAdapter,
+    private readonly opts: SenderOptions,
   ) {}
 
-  async send(env: Envelope, data: MessageData): Promise<SendResult> {
-    const input = routeInput(env, data, this.opts);
-    const { plan, work } = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.large !== null });
-    if (plan.sentItemsKept) {
-      this.log.warn({ qid: env.id, mailbox: env.mailbox, size: data.size, event: 'sent-items-kept', reason: plan.sentItemsKept }, sentItemsKeptMessage(plan.sentItemsKept));
-    }
-    if (plan.refused) return { verdict: classifyUnsendable(plan.refused.reason), route: plan.route, message: plan.refused.message };
-    switch (work.route) {
-      case 'json':
-        return { ...(await postJsonSendMail(this.rest, this.tokens, env.mailbox, work.body)), route: 'json' };
-      case 'mime':
-        return this.mime.send(env, data);
-      case 'large': {
-        if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
-        const r = await this.large.send({ id: env.id, mailbox: env.mailbox, prefix: input.prefix, dataPath: data.file }, work.large);
-        const { draft, attachments, ...rest } = r;
-        this.log.debug({ qid: env.id, event: 'large-route', draft, attachments }, 'large-message route');
-        return { ...rest, route: 'large' };
-      }
-      case 'refused':
-        throw new Error('planRoute refused the message without saying why');
-    }
+  send(env: Envelope, data: MessageData): Promise<SendResult> {
+    return this.graph.send(outgoing(env, data, this.opts));
   }
 }
 
@@ -147,12 +50,12 @@ export class CaptureSender implements Sender {
   constructor(
     private readonly directory: string,
     private readonly graphUrl: string,
-    private readonly opts: RouteOptions & { largeMessages: boolean },
+    private readonly opts: SenderOptions & { maxRequestBytes: number; largeMessages: boolean },
   ) {}
 
   async send(env: Envelope, data: MessageData): Promise<SendResult> {
     await mkdir(this.directory, { recursive: true });
-    const input = routeInput(env, data, this.opts);
+    const input = routeInput(outgoing(env, data, this.opts));
     const planned = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.opts.largeMessages, measure: decodedSize });
     const emlPath = path.join(this.directory, `${env.id}.eml`);
     const out = await open(emlPath, 'w');

@@ -1,9 +1,9 @@
 /** Builds Graph's JSON `message` resource from a spooled MIME message, for JSON sendMail and JSON drafts. */
 
-import { readSlice } from '../spool/read-range.js';
+import { readSlice } from '../mime/message-file.js';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
-import { headerText, type MimePart } from './mime-tree.js';
-import type { MessageParts } from './mime-attachments.js';
+import { headerText, type MimePart } from '../mime/mime-tree.js';
+import type { MessageParts } from '../mime/mime-attachments.js';
 
 type Recipient = { emailAddress: { address: string; name?: string } };
 

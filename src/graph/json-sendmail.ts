@@ -1,15 +1,13 @@
 /** JSON sendMail with saveToSentItems false: the one Graph form that leaves no copy in Sent Items. */
 
 import type { TokenProvider } from '../auth/token-provider.js';
-import { TokenError } from '../auth/token-provider.js';
-import { classifyNetworkError, classifyResponse, classifyTokenError } from '../delivery/classify.js';
-import { GraphNetworkError } from './client.js';
+import { AttemptFailed, GraphAttempt, delivered, type Outcome } from './attempt.js';
+import type { GraphHttp } from './http.js';
+import { sendMailPath } from './planned-requests.js';
 import { buildJsonMessage } from './json-message.js';
-import { fileAttachment, type MessageParts } from './mime-attachments.js';
-import type { MimePart } from './mime-tree.js';
-import { partToBuffer } from './part-body.js';
-import type { RouteOutcome } from './large-message.js';
-import type { GraphRest } from './rest.js';
+import { fileAttachment, type MessageParts } from '../mime/mime-attachments.js';
+import type { MimePart } from '../mime/mime-tree.js';
+import { partToBuffer } from '../mime/part-body.js';
 
 /**
  * The whole request body, attachments included, or null when it would exceed `maxRequestBytes` (the
@@ -31,24 +29,13 @@ export async function buildJsonSendMail(file: string, root: MimePart, parts: Mes
   return body.length <= maxRequestBytes ? body : null;
 }
 
-export async function postJsonSendMail(rest: GraphRest, tokens: TokenProvider, mailbox: string, body: Buffer): Promise<RouteOutcome> {
-  for (let tryNo = 0; ; tryNo++) {
-    let token: string;
-    try {
-      token = await tokens.getToken(tryNo > 0);
-    } catch (err) {
-      if (!(err instanceof TokenError)) throw err;
-      return { verdict: classifyTokenError(), code: err.errorCode, message: err.message };
-    }
-    try {
-      const res = await rest.call('POST', `/v1.0/users/${encodeURIComponent(mailbox)}/sendMail`, token, 'application/json', body, body.length);
-      const verdict = classifyResponse(res);
-      if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
-      return { verdict, status: res.status, code: res.error?.code, message: res.error?.message, requestId: res.error?.requestId ?? res.requestId, clientRequestId: res.clientRequestId };
-    } catch (err) {
-      if (!(err instanceof GraphNetworkError)) throw err;
-      // Buffer bodies are handed over whole: a network error after the request went out may have sent the mail.
-      return { verdict: classifyNetworkError(err), code: err.code, message: err.message, clientRequestId: err.clientRequestId };
-    }
+/** POST the JSON body built by buildJsonSendMail; one attempt, with the attempt's token handling. */
+export async function postJsonSendMail(http: GraphHttp, tokens: TokenProvider, mailbox: string, body: Buffer): Promise<Outcome> {
+  const attempt = new GraphAttempt(http, tokens, mailbox);
+  try {
+    return delivered(await attempt.call('sendMail', { method: 'POST', path: sendMailPath(mailbox), contentType: 'application/json', body: () => body, length: body.length }));
+  } catch (err) {
+    if (err instanceof AttemptFailed) return err.outcome;
+    throw err;
   }
 }

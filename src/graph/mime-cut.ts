@@ -1,8 +1,8 @@
 /** The message minus some parts: which parts to cut so the rest fits one request (sent with base64OfRanges). */
 
-import { base64Length } from '../delivery/compose.js';
-import { isCalendarInvite, type AttachmentInfo } from './mime-attachments.js';
-import type { MimePart } from './mime-tree.js';
+import { base64Length } from '../mime/compose.js';
+import { isCalendarInvite, type AttachmentInfo } from '../mime/mime-attachments.js';
+import type { MimePart } from '../mime/mime-tree.js';
 
 export interface Cut {
   /** Attachments taken out of the MIME, in document order: they go up through the attachments API. */

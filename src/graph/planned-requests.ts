@@ -1,7 +1,7 @@
 /** The Graph requests a route makes, as data: paths, and how an attachment goes up (one POST, or an upload session in chunks). */
 
-import { base64Length } from '../delivery/compose.js';
-import { fileAttachment, uploadSessionItem, type AttachmentInfo } from './mime-attachments.js';
+import { base64Length } from '../mime/compose.js';
+import { fileAttachment, uploadSessionItem, type AttachmentInfo } from '../mime/mime-attachments.js';
 
 /** Graph: attachments under 3 MB go in one POST; from 3 MB to 150 MB through an upload session. */
 export const MAX_DIRECT_ATTACHMENT = 3 * 1024 * 1024;

@@ -1,17 +1,18 @@
 /** The one place that decides how a spooled message goes through Graph: its route, the permission, the requests, and why. */
 
 import type { SentItemsMode } from '../config/config.js';
-import type { classifyUnsendable } from '../delivery/classify.js';
-import { base64Length } from '../delivery/compose.js';
-import type { MessageData } from '../spool/spool.js';
-import { readMessageParts } from './inline-parts.js';
+import type { classifyUnsendable } from './classify.js';
+import { base64Length } from '../mime/compose.js';
+import type { MessageData } from '../mime/message-file.js';
+import { readMessageParts } from '../mime/inline-parts.js';
 import { buildJsonMessage } from './json-message.js';
 import { buildJsonSendMail } from './json-sendmail.js';
-import { isCalendarInvite, type AttachmentInfo, type MessageParts } from './mime-attachments.js';
+import { isCalendarInvite, type AttachmentInfo, type MessageParts } from '../mime/mime-attachments.js';
 import { planCut, type Cut } from './mime-cut.js';
-import { MimeScanError, scanMime, type MimePart } from './mime-tree.js';
+import { scanMime, type MimePart } from '../mime/mime-tree.js';
 import { attachmentRequests, messagesPath, plannedDraftPath, sendMailPath } from './planned-requests.js';
 import type { PlannedRequest } from './planned-requests.js';
+import { MimeScanError } from '../errors.js';
 
 export type { PlannedRequest } from './planned-requests.js';
 

@@ -15,10 +15,10 @@ const MAX_LABEL_VALUES = 50;
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400];
 
 /** What a scrape reads from the running relay. */
-export interface QueueSource {
-  /** Is this id still scheduled? (queue tools may delete a message behind the relay's back) */
-  has(id: string): boolean;
-  deadDir: string;
+export interface MetricsOptions {
+  /** The spool's dead/ folder, counted at each scrape; none: no dead-letter gauges (tests). */
+  deadDir?: string;
+  processMetrics?: boolean;
 }
 
 class BoundedLabel {
@@ -31,17 +31,11 @@ class BoundedLabel {
   }
 }
 
-const live = new Set<RelayMetrics>();
-
-/** For the SMTP AUTH code: one failed AUTH attempt, counted by every running relay in this process. */
-export function recordSmtpAuthFailure(): void {
-  for (const m of live) m.smtpAuthFailures.inc();
-}
 
 export class RelayMetrics {
   readonly registry = new Registry();
   readonly queue = new QueueTracker();
-  private source: QueueSource | null = null;
+  private readonly deadDir: string | null;
   /** Each paused mailbox's pause end, so an extended pause counts only the extension. */
   private readonly pausedUntil = new Map<string, number>();
   private readonly labels = { reason: new BoundedLabel(), deadReason: new BoundedLabel(), code: new BoundedLabel(), rejection: new BoundedLabel(), listener: new BoundedLabel() };
@@ -68,7 +62,8 @@ export class RelayMetrics {
   readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
   readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Attempts that ended with no answer after the whole message was sent (Graph may have sent it)');
 
-  constructor(opts: { processMetrics?: boolean } = {}) {
+  constructor(opts: MetricsOptions = {}) {
+    this.deadDir = opts.deadDir ?? null;
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     // Label values that must exist from the start, so that rate() and alerts see a zero, not nothing.
     for (const state of ['queued', 'dead']) {
@@ -76,17 +71,8 @@ export class RelayMetrics {
       this.queueOldest.set({ state }, 0);
     }
     for (const result of ['success', 'failure']) this.tokens.inc({ result }, 0);
-    live.add(this);
   }
 
-  /** The scheduler and spool the queue gauges read from; set once the relay has them. */
-  attach(source: QueueSource): void {
-    this.source = source;
-  }
-
-  close(): void {
-    live.delete(this);
-  }
 
   /** `receivedAtMs`, when the caller has it, spares parsing env.receivedAt (on the accept path of every message). */
   queued(env: Pick<Envelope, 'id' | 'mailbox' | 'receivedAt'>, receivedAtMs?: number): void {
@@ -123,12 +109,14 @@ export class RelayMetrics {
   }
 
   readonly deliveryEvents: DeliveryEvents = {
+    queued: (env: Envelope) => this.queued(env),
+    vanished: (id: string) => this.queue.remove(id),
     delivered: (env: Envelope, r: SendResult, latencyMs: number) => {
       this.queue.remove(env.id);
       this.delivered.inc({ route: r.route });
       this.latency.observe(Math.max(0, latencyMs) / 1000);
     },
-    // The DSN itself reaches the tracker through the bouncer's queueing callback (relay.ts).
+    // The DSN itself reaches the tracker through the `queued` event.
     bounced: (env: Envelope) => {
       this.queue.remove(env.id);
       this.bounced.inc();
@@ -149,11 +137,9 @@ export class RelayMetrics {
 
   /** Sets the queue gauges from memory and one readdir of dead/; called right before each scrape. */
   async refresh(now = Date.now()): Promise<void> {
-    const src = this.source;
-    if (!src) return;
-    this.queue.prune((id) => src.has(id));
+    if (!this.deadDir) return;
     const q = this.queue.snapshot(now, TOP_MAILBOXES);
-    const dead = await deadLetterStats(src.deadDir, now);
+    const dead = await deadLetterStats(this.deadDir, now);
     this.queueMessages.set({ state: 'queued' }, q.messages);
     this.queueOldest.set({ state: 'queued' }, q.oldestAgeSeconds);
     this.queueMessages.set({ state: 'dead' }, dead.messages);

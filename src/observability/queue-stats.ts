@@ -25,7 +25,7 @@ interface Tracked {
 
 /**
  * Every queued message's mailbox and arrival time, fed by the SMTP and delivery events, so that a
- * scrape never reads envelopes. `prune` drops ids the scheduler no longer knows (deleted by a queue tool).
+ * scrape never reads envelopes.
  */
 export class QueueTracker {
   private readonly byId = new Map<string, Tracked>();
@@ -37,10 +37,6 @@ export class QueueTracker {
 
   remove(id: string): void {
     this.byId.delete(id);
-  }
-
-  prune(stillQueued: (id: string) => boolean): void {
-    for (const id of this.byId.keys()) if (!stillQueued(id)) this.byId.delete(id);
   }
 
   get size(): number {

@@ -9,15 +9,16 @@ export interface Scheduled {
   dueAt: number;
 }
 
-/** What one attempt asks of the scheduler next. */
-export type AttemptOutcome =
+/** What one attempt asks of the scheduler next; `enqueue` adds messages it created (delivery status notifications). */
+export type AttemptOutcome = (
   | { kind: 'done' }
   /** `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the outage breaker. */
   | { kind: 'retry'; dueAt: number; unreachable?: boolean }
   /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
   | { kind: 'throttled'; retryAfterMs: number | null }
   /** The mailbox is blocked for a long time (quota): pause it until `until`. */
-  | { kind: 'blocked'; until: number };
+  | { kind: 'blocked'; until: number }
+) & { enqueue?: readonly { id: string; mailbox: string }[] };
 
 const OUTAGE_THRESHOLD = 5;
 const OUTAGE_PAUSE_BASE_MS = 1000;
@@ -32,6 +33,10 @@ export interface SchedulerOptions {
   throttleBackoffMaxMs: number;
   now?: () => number;
   random?: () => number;
+  /** Called when the outage breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
+  onOutage?: (pauseMs: number, failures: number) => void;
+  /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
+  onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void;
 }
 
 interface MailboxState {
@@ -84,10 +89,8 @@ export class Scheduler {
   private startSeq = 0;
   private outageOpenedSeq = 0;
   private probing = false;
-  /** Called when the breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
-  onOutage: (pauseMs: number, failures: number) => void = () => undefined;
-  /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
-  onPause: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void = () => undefined;
+  private readonly onOutage: NonNullable<SchedulerOptions['onOutage']>;
+  private readonly onPause: NonNullable<SchedulerOptions['onPause']>;
 
   constructor(
     private readonly opts: SchedulerOptions,
@@ -95,6 +98,8 @@ export class Scheduler {
   ) {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
+    this.onOutage = opts.onOutage ?? (() => undefined);
+    this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
   }
 
@@ -279,6 +284,7 @@ export class Scheduler {
     this.inFlightIds.delete(msg.id);
     const now = this.now();
     this.trackOutage(outcome, now, seq);
+    for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now);
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);

@@ -2,7 +2,7 @@
 
 import { unlink } from 'node:fs/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
+import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../config/password-hash.js';
 import { checkEnvelopeSender, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
@@ -15,13 +15,14 @@ import type { Logger } from '../observability/logger.js';
 import { NetworkList } from '../policy/networks.js';
 import { newQueueId } from '../spool/queue-id.js';
 import { isoTime } from '../observability/iso-time.js';
-import type { Envelope, MessageData, Spool, SpoolWriter } from '../spool/spool.js';
+import type { Envelope, Spool, SpoolWriter } from '../spool/spool.js';
+import type { MessageData } from '../mime/message-file.js';
 import { installReplyPatch } from './replies.js';
 import { HeaderCollector } from '../mime/headers.js';
 import { cleanupHeaders, type Cleaned, type CleanupSettings } from '../cleanup/cleanup.js';
-import { enhancedStatus } from '../delivery/classify.js';
+import { enhancedStatus } from '../graph/classify.js';
 import type { SendResult } from '../delivery/senders.js';
-import { bccHeader } from '../delivery/compose.js';
+import { bccHeader } from '../mime/compose.js';
 
 /** An SMTP reply chosen by the relay: code plus text that starts with its enhanced status code. */
 export class SmtpReply extends Error {

@@ -3,8 +3,9 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
-import { ConfigError, type ListenerConfig } from '../config/config.js';
+import { type ListenerConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
+import { ConfigError } from '../errors.js';
 
 export interface TlsOptions {
   key: Buffer;

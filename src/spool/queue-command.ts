@@ -6,6 +6,7 @@ import type { RelayConfig } from '../config/config.js';
 import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from './control.js';
 import { applyOffline, formatList, listQueue, showMessage } from './queue-tools.js';
 import { Spool } from './spool.js';
+import { UsageError } from '../errors.js';
 
 export const QUEUE_USAGE = `queue commands:
   queue list [--dead | --all] [--json]     messages waiting (or failed): id, age, mailbox, size, tries, next try, last error
@@ -22,7 +23,6 @@ export interface QueueFlags {
   json?: boolean;
 }
 
-export class UsageError extends Error {}
 
 /** Runs one queue command; returns what to print, and ok: false when a command that changes the queue changed nothing. */
 export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<{ text: string; ok: boolean }> {

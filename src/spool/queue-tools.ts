@@ -1,6 +1,6 @@
 /** Queue inspection and repair, like postqueue/postsuper: reads the spool; changes go through the relay when it runs. */
 
-import { readHeaderSection } from '../delivery/bounce.js';
+import { readHeaderSection } from './header-section.js';
 import type { ControlRequest, ControlResponse } from './control.js';
 import type { Envelope, Spool, SpoolState } from './spool.js';
 

@@ -5,7 +5,8 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, typ
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { QUEUE_ID_RE } from './queue-id.js';
-import { readAt } from './read-range.js';
+import { readAt, type MessageData } from '../mime/message-file.js';
+import { SpoolFileError } from '../errors.js';
 
 /**
  * Layout (one file a message, as Postfix keeps envelope and content in one queue file):
@@ -84,22 +85,7 @@ class DirSyncer {
   }
 }
 
-/** The message part of a spool file: bytes [0, size) of `file`; `bytes` holds them when they were read already. */
-export interface MessageData {
-  file: string;
-  size: number;
-  bytes?: Buffer;
-}
 
-/** A spool file that cannot be read as one: its name is kept in the error so an admin can find it. */
-export class SpoolFileError extends Error {
-  constructor(
-    readonly file: string,
-    why: string,
-  ) {
-    super(`${file}: ${why}`);
-  }
-}
 
 // The accept path's file calls on a plain descriptor: fs/promises' FileHandle costs more per call (see SpoolWriter).
 const openFd = promisify(openCb);
@@ -198,8 +184,6 @@ export interface RecoveryReport {
   /** State files (.json) whose message was gone: it was delivered or deleted just before the crash. */
   removedOrphans: number;
   completedMoves: number;
-  /** Messages of the two-file layout (<id>.eml + <id>.json) rewritten as <id>.msg. */
-  migrated: number;
 }
 
 export class Spool {
@@ -260,14 +244,13 @@ export class Spool {
   }
 
   async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { removedTmp: 0, removedOrphans: 0, completedMoves: 0, migrated: 0 };
+    const report: RecoveryReport = { removedTmp: 0, removedOrphans: 0, completedMoves: 0 };
     for (const f of await readdir(this.tmpDir)) {
       await rm(path.join(this.tmpDir, f), { force: true });
       report.removedTmp++;
     }
     // Each folder is read once; the sets follow every change below, and the state files are taken from them.
     const files = { queue: new Set(await readdir(this.queueDir)), dead: new Set(await readdir(this.deadDir)) };
-    for (const state of ['queue', 'dead'] as const) report.migrated += await this.migrateTwoFileLayout(state, files[state]);
     for (const [here, other] of [['queue', 'dead'], ['dead', 'queue']] as const) {
       for (const f of files[here]) {
         if (!f.endsWith('.json')) continue;
@@ -296,43 +279,6 @@ export class Spool {
     return report;
   }
 
-  /**
-   * Spools written before the single-file layout: <id>.eml + <id>.json become <id>.msg (the .eml with the
-   * envelope appended) and the .json stays as the state file, which it already is in content.
-   */
-  private async migrateTwoFileLayout(state: SpoolState, files: Set<string>): Promise<number> {
-    let n = 0;
-    for (const f of files) {
-      if (!f.endsWith('.eml')) continue;
-      const id = f.slice(0, -4);
-      const eml = path.join(this.dir(state), f);
-      if (!QUEUE_ID_RE.test(id)) continue;
-      if (files.has(`${id}.msg`) || !files.has(`${id}.json`)) {
-        // Already migrated (the crash came before this unlink), or data that was never committed.
-        await unlink(eml);
-        files.delete(f);
-        continue;
-      }
-      const env = JSON.parse(await readFile(this.statePath(state, id), 'utf8')) as Envelope;
-      const tmp = path.join(this.tmpDir, `${id}.msg`);
-      await copyFile(eml, tmp);
-      env.size = (await stat(tmp)).size;
-      const fh = await open(tmp, 'a');
-      try {
-        await writeAll(fh.fd, [envelopeTrailer(env)]);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.messagePath(state, id));
-      await this.syncer(state).sync();
-      await unlink(eml);
-      files.delete(f);
-      files.add(`${id}.msg`);
-      n++;
-    }
-    return n;
-  }
 
   beginMessage(id: string): SpoolWriter {
     return new SpoolWriter(id, `${this.tmpDir}${path.sep}${id}.msg`);

@@ -1,8 +1,9 @@
 /** The failure classification table: status and Graph error code → permanent or transient. */
 
 import { describe, expect, it } from 'vitest';
-import { classifyNetworkError, classifyResponse } from '../../src/delivery/classify.js';
-import { GraphNetworkError, parseGraphError, parseRetryAfter } from '../../src/graph/client.js';
+import { classifyNetworkError, classifyResponse } from '../../src/graph/classify.js';
+import { parseGraphError, parseRetryAfter } from '../../src/graph/http.js';
+import { GraphNetworkError } from '../../src/errors.js';
 
 const res = (status: number, code?: string, retryAfterMs: number | null = null) => ({ status, retryAfterMs, error: code ? { code, message: '', requestId: null } : null });
 

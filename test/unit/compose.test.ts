@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { base64Length, base64Stream, bccHeader } from '../../src/delivery/compose.js';
+import { base64Length, base64Stream, bccHeader } from '../../src/mime/compose.js';
 import { planRecipients } from '../../src/policy/recipients.js';
 import { receivedHeader, rfc5322Date } from '../../src/mime/received.js';
 

@@ -4,8 +4,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildConfig, ConfigError, redactConfig } from '../../src/config/config.js';
+import { buildConfig, redactConfig } from '../../src/config/config.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
+import { ConfigError } from '../../src/errors.js';
 
 const creds = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 's3cret', RELAY_SENDER_DOMAINS: 'contoso.example' };
 

@@ -5,11 +5,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { htmlContentIds, readMessageParts } from '../../src/graph/inline-parts.js';
+import { htmlContentIds, readMessageParts } from '../../src/mime/inline-parts.js';
 import { buildJsonMessage } from '../../src/graph/json-message.js';
-import { describeMessage, isCalendarInvite } from '../../src/graph/mime-attachments.js';
-import { scanMime, type MimePart } from '../../src/graph/mime-tree.js';
-import { decodedSize, partToBuffer } from '../../src/graph/part-body.js';
+import { describeMessage, isCalendarInvite } from '../../src/mime/mime-attachments.js';
+import { scanMime, type MimePart } from '../../src/mime/mime-tree.js';
+import { decodedSize, partToBuffer } from '../../src/mime/part-body.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'mime-reading-'));
 let n = 0;

@@ -5,9 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { base64Length, bccHeader } from '../../src/delivery/compose.js';
-import { uploadSessionItem } from '../../src/graph/mime-attachments.js';
-import { decodedSize } from '../../src/graph/part-body.js';
+import { base64Length, bccHeader } from '../../src/mime/compose.js';
+import { uploadSessionItem } from '../../src/mime/mime-attachments.js';
+import { decodedSize } from '../../src/mime/part-body.js';
 import { UPLOAD_CHUNK } from '../../src/graph/planned-requests.js';
 import { planRoute, type RouteInput, type RouteLimits } from '../../src/graph/route-plan.js';
 

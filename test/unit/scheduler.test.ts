@@ -187,8 +187,7 @@ describe('outage breaker', () => {
     vi.useFakeTimers({ now: 1_000_000 });
     let graphUp = false;
     const events: number[] = [];
-    const h = harness({}, () => (graphUp ? { kind: 'done' } : { kind: 'retry', dueAt: Date.now() + 3_600_000, unreachable: true }), 10);
-    h.s.onOutage = (ms) => events.push(ms);
+    const h = harness({ onOutage: (ms) => events.push(ms) }, () => (graphUp ? { kind: 'done' } : { kind: 'retry', dueAt: Date.now() + 3_600_000, unreachable: true }), 10);
     for (let i = 0; i < 40; i++) h.s.add(`m${String(i).padStart(2, '0')}`, `mb${i % 8}@x.example`, Date.now());
     await vi.advanceTimersByTimeAsync(15);
     // The first wave was under way (32 started, 4 more as the first four failures freed slots); the 5th

@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newQueueId, QUEUE_ID_RE } from '../../src/spool/queue-id.js';
-import { readRange } from '../../src/spool/read-range.js';
-import { Spool, SpoolFileError, type Envelope } from '../../src/spool/spool.js';
+import { readRange } from '../../src/mime/message-file.js';
+import { Spool, type Envelope } from '../../src/spool/spool.js';
 import { spoolDsn } from '../../src/delivery/bounce.js';
+import { SpoolFileError } from '../../src/errors.js';
 
 function envelope(id: string): Envelope {
   const now = new Date().toISOString();
@@ -146,7 +147,7 @@ await s.commit(w, env).then(() => console.log('committed'), async (err) => { awa
     const gone = newQueueId();
     writeFileSync(s.statePath('queue', gone), JSON.stringify(envelope(gone)));
     const report = await s.recover();
-    expect(report).toMatchObject({ removedTmp: 1, removedOrphans: 1, completedMoves: 0, migrated: 0 });
+    expect(report).toMatchObject({ removedTmp: 1, removedOrphans: 1, completedMoves: 0 });
     expect(await s.ids('queue')).toEqual([kept]);
     expect(readdirSync(s.queueDir)).toEqual([`${kept}.msg`]);
   });
@@ -177,25 +178,6 @@ await s.commit(w, env).then(() => console.log('committed'), async (err) => { awa
     expect(readdirSync(s.deadDir)).toEqual([]);
     expect(await s.ids('queue')).toEqual([id]);
     expect((await s.load('queue', id)).data.bytes?.toString()).toBe('abc');
-  });
-
-  it('rewrites a spool of the two-file layout (.eml + .json) as .msg files, nothing lost', async () => {
-    const s = await openSpool();
-    const queued = newQueueId();
-    const dead = newQueueId();
-    writeFileSync(path.join(s.queueDir, `${queued}.eml`), 'Subject: q\r\n\r\nq\r\n');
-    writeFileSync(s.statePath('queue', queued), JSON.stringify({ ...envelope(queued), attempts: 2 }));
-    writeFileSync(path.join(s.deadDir, `${dead}.eml`), 'Subject: d\r\n\r\nd\r\n');
-    writeFileSync(s.statePath('dead', dead), JSON.stringify(envelope(dead)));
-    // Data never committed (no .json) is dropped, as recovery always did.
-    writeFileSync(path.join(s.queueDir, `${newQueueId()}.eml`), 'orphan');
-    const report = await s.recover();
-    expect(report.migrated).toBe(2);
-    expect(readdirSync(s.queueDir).sort()).toEqual([`${queued}.json`, `${queued}.msg`]);
-    const q = await s.load('queue', queued);
-    expect(q.env.attempts).toBe(2);
-    expect(q.data.bytes?.toString()).toBe('Subject: q\r\n\r\nq\r\n');
-    expect((await s.load('dead', dead)).data.bytes?.toString()).toBe('Subject: d\r\n\r\nd\r\n');
   });
 
   it('makes short ids that are unique and ordered by time', () => {

@@ -1,6 +1,7 @@
 /** Every delivery failure is classified here, and only here: permanent or transient, and why. */
 
-import type { GraphNetworkError, GraphResponse } from '../graph/client.js';
+import type { GraphNetworkError } from '../errors.js';
+import type { GraphResponse } from './http.js';
 
 export type Verdict =
   | { kind: 'delivered' }
@@ -75,8 +76,8 @@ export function classifyResponse(res: Pick<GraphResponse, 'status' | 'error' | '
 
 /** No HTTP answer: transient always; ambiguous when the whole body had been sent. */
 export function classifyNetworkError(err: GraphNetworkError): Verdict {
-  if (err.bodySent) return { kind: 'transient', reason: `network-${err.code}`, possibleDuplicate: true };
-  return { kind: 'transient', reason: `network-${err.code}` };
+  if (err.bodySent) return { kind: 'transient', reason: `network-${err.networkCode}`, possibleDuplicate: true };
+  return { kind: 'transient', reason: `network-${err.networkCode}` };
 }
 
 /** A token that cannot be had is the relay's problem, never the message's: always transient. */
@@ -135,5 +136,5 @@ export function enhancedStatus(reason: string, kind: 'transient' | 'permanent'):
 /** No answer on the large route: only the final send can have sent the message; a lost draft call cannot. */
 export function classifyDraftNetworkError(err: GraphNetworkError, isSendStep: boolean): Verdict {
   if (isSendStep) return classifyNetworkError(err);
-  return { kind: 'transient', reason: `network-${err.code}` };
+  return { kind: 'transient', reason: `network-${err.networkCode}` };
 }

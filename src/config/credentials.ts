@@ -1,14 +1,20 @@
 /** Chooses the Graph credential from `graph.credential` and the inputs present, and says what is missing. */
 
-import type { GraphConfig } from '../config/config.js';
-
 export const CREDENTIAL_SETTINGS = ['auto', 'secret', 'certificate', 'workload-identity', 'managed-identity'] as const;
 export type CredentialSetting = (typeof CREDENTIAL_SETTINGS)[number];
 export type CredentialKind = Exclude<CredentialSetting, 'auto'>;
 
 export type CredentialSelection = { ok: true; kind: CredentialKind } | { ok: false; key: string; problem: string };
 
-type Inputs = Pick<GraphConfig, 'credential' | 'tenantId' | 'clientId' | 'clientSecret' | 'clientCertificatePath' | 'federatedTokenFile'>;
+/** The graph.* settings that decide the credential (a part of GraphConfig). */
+export interface CredentialInputs {
+  credential: CredentialSetting;
+  tenantId: string | null;
+  clientId: string | null;
+  clientSecret: string | null;
+  clientCertificatePath: string | null;
+  federatedTokenFile: string | null;
+}
 
 /**
  * Set by the Azure hosts whose managed identity msal-node reaches through an environment variable
@@ -25,7 +31,7 @@ const MISSING_ALL =
  * `auto` follows DefaultAzureCredential's order: explicit app credentials (certificate, then secret),
  * then workload identity, then a managed identity the host advertises.
  */
-export function selectCredential(g: Inputs, env: NodeJS.ProcessEnv): CredentialSelection {
+export function selectCredential(g: CredentialInputs, env: NodeJS.ProcessEnv): CredentialSelection {
   let kind: CredentialKind;
   if (g.credential !== 'auto') kind = g.credential;
   else if (g.clientCertificatePath) kind = 'certificate';

@@ -3,7 +3,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { MimePart } from './mime-tree.js';
-import { readRange } from '../spool/read-range.js';
+import { readRange } from './message-file.js';
 
 /** Each byte's value in the base64 alphabet; -1 for bytes outside it (line breaks, spaces, '='). */
 const B64_VALUE = new Int8Array(256).fill(-1);

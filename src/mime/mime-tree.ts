@@ -2,7 +2,8 @@
 
 import { isUtf8 } from 'node:buffer';
 import libmime from 'libmime';
-import { readRange } from '../spool/read-range.js';
+import { readRange } from './message-file.js';
+import { MimeScanError } from '../errors.js';
 
 export interface MimePart {
   /** Offset of the part's opening delimiter line ("--boundary"); 0 for the root. */
@@ -34,12 +35,6 @@ const MAX_HEADER_BLOCK = 1024 * 1024;
 /** Enough of a body line to compare with a boundary (at most 70 characters, RFC 2046 section 5.1.1). */
 const LINE_PEEK = 256;
 
-export class MimeScanError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MimeScanError';
-  }
-}
 
 function headerValue(header: string, name: string): string | null {
   const unfolded = header.replace(/\r?\n[ \t]+/g, ' ');

@@ -1,6 +1,6 @@
 /** The bytes sent to Graph: the spooled message with a Bcc: header for envelope-only recipients. */
 
-import { readRange } from '../spool/read-range.js';
+import { readRange } from './message-file.js';
 
 /** A Bcc: header folded at about 78 characters (RFC 5322 section 2.1.1); '' when there is nobody to add. */
 export function bccHeader(addresses: readonly string[]): string {

@@ -1,6 +1,7 @@
 /** Password hashes for SMTP AUTH users: scrypt in a self-describing string, compared in constant time. */
 
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { PasswordHashError } from '../errors.js';
 
 /** Cost parameters of one hash; stored in the string so they can be raised without breaking old hashes. */
 export interface ScryptParams {
@@ -20,12 +21,6 @@ const KEY_LENGTH = 32;
 const SALT_LENGTH = 16;
 const FORMAT = /^scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
 
-export class PasswordHashError extends Error {
-  constructor(problem: string) {
-    super(problem);
-    this.name = 'PasswordHashError';
-  }
-}
 
 function scrypt(password: string, salt: Buffer, params: ScryptParams, keylen: number): Promise<Buffer> {
   // maxmem must cover 128 * N * r bytes or node:crypto refuses larger N.

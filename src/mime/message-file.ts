@@ -1,7 +1,14 @@
-/** Reading the message part of a spool file, which its envelope trailer follows: never past `size`. */
+/** A message as bytes in a file (the spool's, which its envelope trailer follows) and how to read it: never past `size`. */
 
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+
+/** The message part of a file: bytes [0, size) of `file`; `bytes` holds them when they were read already. */
+export interface MessageData {
+  file: string;
+  size: number;
+  bytes?: Buffer;
+}
 
 /** Bytes [start, end) of `file`, streamed. */
 export function readRange(file: string, start: number, end: number, highWaterMark = 256 * 1024): AsyncIterable<Buffer> {

@@ -1,10 +1,10 @@
 /** What capture mode writes to <id>.json: the route graph mode would take for a message, as an admin reads it. */
 
 import { HeaderCollector, readHeaderFacts } from '../mime/headers.js';
-import { readRange } from '../spool/read-range.js';
+import { readRange } from '../mime/message-file.js';
 import type { Envelope } from '../spool/spool.js';
-import type { PlannedRequest } from './planned-requests.js';
-import type { PlannedRoute, RouteInput, RouteWork } from './route-plan.js';
+import type { PlannedRequest } from '../graph/planned-requests.js';
+import type { PlannedRoute, RouteInput, RouteWork } from '../graph/route-plan.js';
 
 export interface Recipients {
   to: string[];

@@ -1,0 +1,77 @@
+/**
+ * The import directions of src/ (ARCHITECTURE.md draws them): each folder may import only the folders
+ * listed for it; anything else, and any cycle, fails `npm test` (test/architecture.test.ts runs this).
+ */
+
+/** Leaves: anyone may import them; they import no folder of ours. */
+const LEAVES = ['errors.ts', 'mime', 'net', 'observability/logger.ts', 'observability/iso-time.ts', 'config'];
+
+/** folder (under src/) → the folders it may import, besides itself and the leaves. */
+const MAY_IMPORT = {
+  'cli.ts': ['app', 'auth', 'spool', 'graph'],
+  app: ['smtp', 'delivery', 'scheduler', 'graph', 'auth', 'spool', 'observability', 'policy'],
+  smtp: ['cleanup', 'policy', 'spool'],
+  cleanup: ['policy'],
+  policy: [],
+  delivery: ['graph', 'scheduler', 'spool', 'policy'],
+  scheduler: [],
+  graph: ['auth'],
+  auth: [],
+  spool: [],
+  // metrics, readiness and the admin listener observe the parts below (types and events), and are made by app/.
+  observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler'],
+  // the leaves themselves
+  mime: [],
+  net: [],
+  config: [],
+  'errors.ts': [],
+};
+
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const path = (folder) => `^src/${esc(folder)}${folder.endsWith('.ts') ? '$' : '/'}`;
+
+/** One rule per folder: from it, anything in src/ that is neither its own folder, a leaf, nor allowed. */
+const perFolder = Object.entries(MAY_IMPORT).map(([from, to]) => ({
+  name: `imports-of-${from.replace(/[/.]/g, '-')}`,
+  comment: `src/${from} may import only ${[...to, ...LEAVES].join(', ')} (ARCHITECTURE.md)`,
+  severity: 'error',
+  from: { path: path(from) },
+  to: { path: '^src/', pathNot: [path(from), ...to.map(path), ...LEAVES.map(path)] },
+}));
+
+/** Leaves are leaves: the logger and the clock format may import nothing of ours. */
+const leafFiles = ['observability/logger.ts', 'observability/iso-time.ts'].map((f) => ({
+  name: `leaf-${f.replace(/[/.]/g, '-')}`,
+  comment: `src/${f} is a leaf: anyone imports it, it imports nothing of ours`,
+  severity: 'error',
+  from: { path: path(f) },
+  to: { path: '^src/', pathNot: [path(f), path('observability/iso-time.ts')] },
+}));
+
+module.exports = {
+  forbidden: [
+    ...perFolder,
+    ...leafFiles,
+    {
+      name: 'leaves-import-no-folder',
+      comment: 'mime/, net/, config/ and errors.ts import only each other’s leaves: they sit below everything',
+      severity: 'error',
+      from: { path: '^src/(mime|net|config)/|^src/errors\\.ts$' },
+      to: { path: '^src/', pathNot: ['^src/(mime|net|config)/', '^src/errors\\.ts$'] },
+    },
+    { name: 'no-cycles', comment: 'no import cycles', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'src-not-from-tests',
+      comment: 'src/ never imports from test/ or bench/',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^(test|bench)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    moduleSystems: ['es6'],
+  },
+};

@@ -1,0 +1,69 @@
+/** Queue tools' requests (spool/control/), handled by the running relay so that the scheduler's view stays true. */
+
+import type { Logger } from '../observability/logger.js';
+import type { RelayMetrics } from '../observability/metrics.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
+import type { ControlRequest, ControlResponse } from '../spool/control.js';
+import { matches, requeued } from '../spool/queue-tools.js';
+import type { Spool } from '../spool/spool.js';
+
+export interface ControlDeps {
+  spool: Spool;
+  scheduler: Scheduler;
+  metrics: RelayMetrics;
+  log: Logger;
+  now: () => number;
+}
+
+export async function handleControl(d: ControlDeps, req: ControlRequest): Promise<ControlResponse> {
+  switch (req.op) {
+    case 'retry': {
+      const count = d.scheduler.retryNow((m) => matches(m, req));
+      d.log.info({ event: 'queue-retry', count, request: req }, `queue tool: ${count} message(s) due now`);
+      return { ok: true, count, message: `${count} message(s) due now` };
+    }
+    case 'delete':
+      return remove(d, req.ids, req.dead === true);
+    case 'requeue':
+      return requeue(d, req.all ? await d.spool.ids('dead') : (req.ids ?? []));
+  }
+}
+
+async function remove(d: ControlDeps, ids: readonly string[], dead: boolean): Promise<ControlResponse> {
+  const skipped: Record<string, string> = {};
+  let count = 0;
+  const state = dead ? 'dead' : 'queue';
+  for (const id of ids) {
+    if (!dead && d.scheduler.has(id) && !d.scheduler.remove(id)) {
+      skipped[id] = 'being delivered right now; try again in a moment';
+      continue;
+    }
+    if (!(await d.spool.exists(state, id))) {
+      skipped[id] = `not in ${state}`;
+      continue;
+    }
+    await d.spool.remove(state, id);
+    d.metrics.queue.remove(id);
+    d.log.warn({ event: 'queue-delete', qid: id, state }, 'message deleted by a queue tool');
+    count++;
+  }
+  return { ok: true, count, message: `${count} message(s) deleted`, skipped };
+}
+
+async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlResponse> {
+  const skipped: Record<string, string> = {};
+  let count = 0;
+  for (const id of ids) {
+    if (!(await d.spool.exists('dead', id))) {
+      skipped[id] = 'not in the dead-letter folder';
+      continue;
+    }
+    const env = requeued(await d.spool.readEnvelope('dead', id));
+    await d.spool.move('dead', 'queue', env);
+    d.metrics.queued(env);
+    d.scheduler.add(env.id, env.mailbox, d.now());
+    d.log.info({ event: 'queue-requeue', qid: id, mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
+    count++;
+  }
+  return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };
+}

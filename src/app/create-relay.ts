@@ -1,0 +1,96 @@
+/** Wiring by construction: every part gets what it needs when it is made, so a relay (or any part) can be built in-process. */
+
+import path from 'node:path';
+import { MsalTokenProvider } from '../auth/token-provider.js';
+import type { RelayConfig } from '../config/config.js';
+import { Bouncer } from '../delivery/bounce.js';
+import { DeliveryEngine } from '../delivery/engine.js';
+import { CaptureSender, GraphSender, type Sender } from '../delivery/senders.js';
+import { GraphAdapter } from '../graph/adapter.js';
+import { GraphHttp } from '../graph/http.js';
+import { AdminServer } from '../observability/admin.js';
+import type { Logger } from '../observability/logger.js';
+import { RelayMetrics } from '../observability/metrics.js';
+import { ReadinessCheck } from '../observability/readiness.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { SmtpListener } from '../smtp/server.js';
+import { SpoolLock } from '../spool/control.js';
+import { Spool } from '../spool/spool.js';
+import { Relay } from './relay.js';
+
+/** What a relay is made with besides its configuration; tests replace any of them. */
+export interface RelayDeps {
+  log: Logger;
+  /**
+   * The way out. Default: the Graph adapter (delivery.mode graph, with `tokens`) or capture files (capture).
+   * A test may give any Sender, e.g. one that records messages, and then no tokens are made.
+   */
+  sender?: Sender;
+  /** Graph tokens; default: msal with graph.* (graph mode only). */
+  tokens?: MsalTokenProvider | null;
+  now?: () => number;
+  metrics?: RelayMetrics;
+}
+
+export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
+  const { log } = deps;
+  const now = deps.now ?? Date.now;
+  const spool = new Spool(cfg.spool.directory);
+  const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir });
+  const out = deps.sender ? { sender: deps.sender, tokens: deps.tokens ?? null, graph: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
+  const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname) : null;
+  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now });
+  const d = cfg.delivery;
+  const scheduler = new Scheduler(
+    {
+      perMailboxConcurrency: d.perMailboxConcurrency,
+      globalConcurrency: d.globalConcurrency,
+      messagesPerMinute: d.messagesPerMinute,
+      throttleBackoffBaseMs: d.retry.throttleBackoffBaseMs,
+      throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
+      now,
+      onOutage: (pauseMs, failures) => {
+        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
+        else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
+      },
+      onPause: (mailbox, ms, reason) => {
+        metrics.paused(mailbox, ms);
+        log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);
+      },
+    },
+    engine.attempt,
+  );
+  const listeners = cfg.listeners.map(
+    (l) =>
+      new SmtpListener(l, cfg, spool, log, {
+        accepted: (env, receivedAtMs) => {
+          metrics.accepted(env, receivedAtMs);
+          scheduler.add(env.id, env.mailbox, now());
+        },
+        rejected: (reason) => metrics.rejected(reason),
+        session: (listener) => metrics.session(listener),
+        passthrough: l.passthrough ? (env, data) => out.sender.send(env, data) : undefined,
+      }),
+  );
+  // Set by the relay when it stops; readiness reads it (made first, so nothing is wired after construction).
+  const state = { stopping: false };
+  const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
+  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: out.tokens, captureDir, stopping: () => state.stopping });
+  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
+  const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
+  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph });
+}
+
+/** Graph mode: the Graph adapter over one HTTP client and msal; capture mode: files, no Graph at all. */
+function wayOut(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, spool: Spool, given: MsalTokenProvider | null | undefined): { sender: Sender; tokens: MsalTokenProvider | null; graph: GraphAdapter | null } {
+  const opts = { sentItems: cfg.delivery.sentItems, mailboxes: cfg.mailboxes };
+  if (cfg.delivery.mode === 'capture') {
+    const capture = new CaptureSender(cfg.delivery.captureDirectory, cfg.graph.graphUrl, { ...opts, maxRequestBytes: cfg.graph.maxRequestBytes, largeMessages: cfg.delivery.largeMessages });
+    return { sender: capture, tokens: null, graph: null };
+  }
+  const g = cfg.graph;
+  const tokens = given ?? new MsalTokenProvider(g, log, (ok) => metrics.tokenResult(ok));
+  const http = new GraphHttp(g.graphUrl, { connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: cfg.delivery.globalConcurrency });
+  const graph = new GraphAdapter(http, tokens, { maxRequestBytes: g.maxRequestBytes, largeMessages: cfg.delivery.largeMessages, uploadBudgetBytes: g.uploadBudgetBytes, uploadBudgetWindowMs: g.uploadBudgetWindowMs, tmpDir: spool.tmpDir }, log);
+  return { sender: new GraphSender(graph, opts), tokens, graph };
+}

@@ -1,0 +1,133 @@
+/** A relay's life: start (spool recovery, listeners, the queue loaded), queue tools while it runs, and a graceful stop. */
+
+import { mkdir } from 'node:fs/promises';
+import type { MsalTokenProvider } from '../auth/token-provider.js';
+import type { RelayConfig } from '../config/config.js';
+import { StartError } from '../errors.js';
+import type { GraphAdapter } from '../graph/adapter.js';
+import type { AdminServer } from '../observability/admin.js';
+import type { Logger } from '../observability/logger.js';
+import type { RelayMetrics } from '../observability/metrics.js';
+import { writable } from '../observability/readiness.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
+import type { SmtpListener } from '../smtp/server.js';
+import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
+import type { Spool } from '../spool/spool.js';
+import { handleControl } from './control.js';
+
+/** The envelopes read at a time when the queue is loaded at start. */
+const LOAD_BATCH = 256;
+
+export interface RelayParts {
+  cfg: RelayConfig;
+  log: Logger;
+  now: () => number;
+  /** Shared with readiness, which says "shutting down" once `stopping` is set. */
+  state: { stopping: boolean };
+  spool: Spool;
+  lock: SpoolLock;
+  scheduler: Scheduler;
+  listeners: SmtpListener[];
+  metrics: RelayMetrics;
+  admin: AdminServer | null;
+  tokens: MsalTokenProvider | null;
+  graph: GraphAdapter | null;
+}
+
+export class Relay {
+  readonly spool: Spool;
+  readonly scheduler: Scheduler;
+  readonly listeners: SmtpListener[];
+  readonly metrics: RelayMetrics;
+  private readonly control: ControlServer;
+  private stopped: Promise<void> | null = null;
+
+  constructor(private readonly p: RelayParts) {
+    ({ spool: this.spool, scheduler: this.scheduler, listeners: this.listeners, metrics: this.metrics } = p);
+    this.control = new ControlServer(
+      controlDir(p.cfg.spool.directory),
+      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now }, req),
+      (err) => p.log.error({ event: 'control-error', err }, 'queue control channel error'),
+    );
+  }
+
+  async start(): Promise<void> {
+    const { cfg, log } = this.p;
+    await this.spool.ensureDirs();
+    if (cfg.delivery.mode === 'capture') await checkCaptureDir(cfg.delivery.captureDirectory);
+    await this.p.lock.acquire();
+    const report = await this.spool.open();
+    if (report.removedTmp || report.removedOrphans || report.completedMoves) log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
+    if (this.p.admin) {
+      // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
+      const a = await this.p.admin.listen(cfg.admin.host, cfg.admin.port);
+      log.info({ event: 'admin-listening', address: a.address, port: a.port }, `admin HTTP (/healthz /readyz /metrics) on ${a.address}:${a.port}`);
+    }
+    for (const [i, l] of this.listeners.entries()) {
+      const addr = await l.listen();
+      const name = cfg.listeners[i]!.name;
+      log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
+    }
+    this.p.tokens?.warmUp();
+    const loaded = await this.loadQueue();
+    await this.control.start();
+    log.info({ event: 'started', queued: loaded, delivery: cfg.delivery.mode }, 'relay started');
+    log.flush(); // the start-up story goes out now, not at the next batch
+  }
+
+  /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */
+  private async loadQueue(): Promise<number> {
+    const ids = await this.spool.ids('queue');
+    const now = this.p.now();
+    for (let i = 0; i < ids.length; i += LOAD_BATCH) {
+      const batch = ids.slice(i, i + LOAD_BATCH);
+      const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
+      envs.forEach((env, j) => {
+        if (env instanceof Error) this.p.log.error({ qid: batch[j], event: 'spool-unreadable', err: env }, 'unreadable spool file; left in place for inspection');
+        else {
+          this.metrics.queued(env);
+          this.scheduler.add(env.id, env.mailbox, now);
+        }
+      });
+    }
+    return ids.length;
+  }
+
+  /** Graceful stop: no new sessions; transactions and attempts in progress finish within the grace period. */
+  stop(graceMs = 30_000): Promise<void> {
+    this.stopped ??= this.drain(graceMs);
+    return this.stopped;
+  }
+
+  private async drain(graceMs: number): Promise<void> {
+    const { log } = this.p;
+    this.p.state.stopping = true;
+    log.info({ event: 'stopping', graceMs }, 'stopping: no new connections');
+    const draining = this.scheduler.stop();
+    const closing = Promise.all(this.listeners.map((l) => l.close(graceMs, draining)));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), graceMs);
+      timer.unref();
+    });
+    const res = await Promise.race([Promise.all([closing, draining]).then(() => 'done' as const), expired]);
+    clearTimeout(timer);
+    if (res === 'expired') log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
+    await (res === 'expired' ? this.p.graph?.destroy() : this.p.graph?.close())?.catch(() => undefined);
+    this.control.stop();
+    await this.spool.close();
+    await this.p.lock.release();
+    // Last: /healthz answers and /readyz says "shutting down" for the whole drain.
+    await this.p.admin?.close();
+    log.info({ event: 'stopped', queued: this.scheduler.size() }, 'relay stopped');
+  }
+}
+
+/** Capture mode writes every message there: a folder it cannot write would take mail and never deliver it. */
+async function checkCaptureDir(dir: string): Promise<void> {
+  const why = await mkdir(dir, { recursive: true }).then(
+    () => writable(dir),
+    (err: NodeJS.ErrnoException) => err.code ?? err.message,
+  );
+  if (why) throw new StartError(`the capture folder ${dir} is not writable (${why}): set delivery.captureDirectory or RELAY_CAPTURE_DIR to a writable folder (in a container, a volume)`);
+}
