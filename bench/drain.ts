@@ -11,7 +11,7 @@
  * the relay's peak RSS (VmHWM).
  */
 
-import { buildConfig } from '../src/config/config.js';
+import { buildConfig } from '../src/config/load.js';
 import path from 'node:path';
 import { args, cleanup, ingest, machine, num, procFigures, startEmulatorChild, startRelay, summarizeProfiles, table, verdict } from './lib.js';
 

@@ -3,13 +3,14 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfig, redactConfig, type RelayConfig } from './config/config.js';
+import { type RelayConfig } from './config/config.js';
+import { loadConfig, redactConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { createRelay } from './app/create-relay.js';
 import type { Relay } from './app/relay.js';
-import { hashPasswordCommand } from './auth/hash-password-command.js';
+import { hashPasswordCommand } from './cli/hash-password.js';
 import { selectCredential } from './config/credentials.js';
-import { QUEUE_USAGE, queueCommand, type QueueFlags } from './spool/queue-command.js';
+import { QUEUE_USAGE, queueCommand, type QueueFlags } from './cli/queue.js';
 import { ConfigError, UsageError } from './errors.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [options]

@@ -16,7 +16,7 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../src/config/config.js';
+import { buildConfig } from '../src/config/load.js';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const DEPLOY = path.join(REPO, 'deploy');

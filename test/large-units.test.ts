@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../src/config/config.js';
+import { buildConfig } from '../src/config/load.js';
 import { describeMessage } from '../src/mime/mime-attachments.js';
 import { base64OfRanges } from '../src/mime/compose.js';
 import { planCut } from '../src/graph/mime-cut.js';

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildConfig, redactConfig } from '../../src/config/config.js';
+import { buildConfig, redactConfig } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
 import { ConfigError } from '../../src/errors.js';
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../../src/config/config.js';
+import { buildConfig } from '../../src/config/load.js';
 
 const creds = { AZURE_TENANT_ID: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', AZURE_CLIENT_SECRET: 's' };
 const load = (f: string) => buildConfig(parse(readFileSync(path.join(import.meta.dirname, '../../config', f), 'utf8')), creds);

@@ -3,9 +3,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { RelayConfig } from '../config/config.js';
-import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from './control.js';
-import { applyOffline, formatList, listQueue, showMessage } from './queue-tools.js';
-import { Spool } from './spool.js';
+import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from '../spool/control.js';
+import { applyOffline, formatList, listQueue, showMessage } from '../spool/queue-tools.js';
+import { Spool } from '../spool/spool.js';
 import { UsageError } from '../errors.js';
 
 export const QUEUE_USAGE = `queue commands:
