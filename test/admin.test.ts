@@ -10,7 +10,7 @@ import { RelayMetrics, TOP_MAILBOXES } from '../src/observability/metrics.js';
 import { QueueTracker, deadLetterStats } from '../src/observability/queue-stats.js';
 import { ReadinessCheck } from '../src/observability/readiness.js';
 import { newQueueId, queueIdTime } from '../src/spool/queue-id.js';
-import type { Envelope } from '../src/spool/spool.js';
+import type { Envelope } from '../src/spool/envelope.js';
 import { startEmulator, type Emulator } from './emulator/emulator.js';
 import { startGraphRelay } from './helpers/graph-relay.js';
 import { startRelay, type RelayProcess } from './helpers/relay-process.js';

@@ -5,7 +5,8 @@ import type { BounceConfig } from '../config/config.js';
 import { rfc5322Date } from '../mime/received.js';
 import { enhancedStatus } from '../graph/classify.js';
 import { newQueueId } from '../spool/queue-id.js';
-import type { Envelope, Spool, SpoolState } from '../spool/spool.js';
+import type { Spool } from '../spool/spool.js';
+import type { Envelope, SpoolState } from '../spool/envelope.js';
 import { readHeaderSection } from '../spool/header-section.js';
 
 export type DsnKind = 'failed' | 'delayed';

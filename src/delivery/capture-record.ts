@@ -2,7 +2,7 @@
 
 import { HeaderCollector, readHeaderFacts } from '../mime/headers.js';
 import { readRange } from '../mime/message-file.js';
-import type { Envelope } from '../spool/spool.js';
+import type { Envelope } from '../spool/envelope.js';
 import type { PlannedRequest } from '../graph/planned-requests.js';
 import type { PlannedRoute, RouteInput, RouteWork } from '../graph/route-plan.js';
 

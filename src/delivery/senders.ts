@@ -9,7 +9,7 @@ import { planRoute } from '../graph/route-plan.js';
 import { readRange, type MessageData } from '../mime/message-file.js';
 import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
-import type { Envelope } from '../spool/spool.js';
+import type { Envelope } from '../spool/envelope.js';
 import { captureRecord, jsonRequestBody } from './capture-record.js';
 
 export type { SendResult } from '../graph/adapter.js';

@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvents } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
-import type { Envelope } from '../spool/spool.js';
+import type { Envelope } from '../spool/envelope.js';
 import { QueueTracker, deadLetterStats } from './queue-stats.js';
 
 /** Mailbox labels: this many mailboxes by queue size, then "other", so a bad day cannot explode the series count. */

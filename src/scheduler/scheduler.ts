@@ -1,6 +1,7 @@
 /** The scheduler: when each queued message is tried, within per-mailbox and global in-flight limits. */
 
-import { MinHeap } from './heap.js';
+import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
+import { OutageBreaker } from './outage.js';
 
 export interface Scheduled {
   id: string;
@@ -20,9 +21,6 @@ export type AttemptOutcome = (
   | { kind: 'blocked'; until: number }
 ) & { enqueue?: readonly { id: string; mailbox: string }[] };
 
-const OUTAGE_THRESHOLD = 5;
-const OUTAGE_PAUSE_BASE_MS = 1000;
-const OUTAGE_PAUSE_MAX_MS = 60_000;
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -37,25 +35,6 @@ export interface SchedulerOptions {
   onOutage?: (pauseMs: number, failures: number) => void;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
   onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void;
-}
-
-interface MailboxState {
-  name: string;
-  ready: MinHeap<Scheduled>;
-  /** Attempts holding a Graph slot (released when Graph answers). */
-  inFlight: number;
-  /**
-   * Attempts started and not yet finished, released or not. The mailbox is kept while any is unfinished:
-   * forgotten in between, a new message would create a second state and the retry would go to the lost one.
-   */
-  unfinished: number;
-  pausedUntil: number;
-  /** Allowed in flight now; drops to 1 after a throttle and grows back by one per success (slow start). */
-  window: number;
-  consecutiveThrottles: number;
-  /** When the last throttle answer came: only attempts started after it may grow the window again. */
-  throttledAt: number;
-  nextStartAt: number;
 }
 
 /**
@@ -81,15 +60,7 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly random: () => number;
   readonly intervalMs: number;
-  /** Outage breaker: consecutive unreachable attempts, the current pause, and whether a probe is out. */
-  private unreachableInARow = 0;
-  private outageLevel = 0;
-  private outageUntil = 0;
-  /** Attempts are numbered as they start; failures of those started before the breaker opened are ignored. */
-  private startSeq = 0;
-  private outageOpenedSeq = 0;
-  private probing = false;
-  private readonly onOutage: NonNullable<SchedulerOptions['onOutage']>;
+  private readonly outage: OutageBreaker;
   private readonly onPause: NonNullable<SchedulerOptions['onPause']>;
 
   constructor(
@@ -98,7 +69,7 @@ export class Scheduler {
   ) {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.onOutage = opts.onOutage ?? (() => undefined);
+    this.outage = new OutageBreaker(opts.onOutage ?? (() => undefined));
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
   }
@@ -106,17 +77,7 @@ export class Scheduler {
   private mailbox(name: string): MailboxState {
     let m = this.mailboxes.get(name);
     if (!m) {
-      m = {
-        name,
-        ready: new MinHeap<Scheduled>((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1)),
-        inFlight: 0,
-        unfinished: 0,
-        pausedUntil: 0,
-        window: this.opts.perMailboxConcurrency,
-        consecutiveThrottles: 0,
-        throttledAt: 0,
-        nextStartAt: 0,
-      };
+      m = newMailbox(name, this.opts.perMailboxConcurrency);
       this.mailboxes.set(name, m);
     }
     return m;
@@ -214,11 +175,11 @@ export class Scheduler {
     const boxes = [...this.mailboxes.values()];
     if (boxes.length === 0) return;
     // Graph unreachable: nothing starts until the pause ends, then one probe at a time until one gets an answer.
-    if (this.outageUntil > now) {
-      this.setTimer(this.outageUntil);
+    if (this.outage.until > now) {
+      this.setTimer(this.outage.until);
       return;
     }
-    const limit = this.probing ? 1 : this.opts.globalConcurrency;
+    const limit = this.outage.probing ? 1 : this.opts.globalConcurrency;
     let progressed = true;
     // Round-robin, one start per mailbox per pass, so a mailbox with 10,000 due messages cannot
     // take the global slots from one with a single message.
@@ -261,7 +222,7 @@ export class Scheduler {
     this.running++;
     this.inFlightIds.add(msg.id);
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
-    const seq = ++this.startSeq;
+    const seq = this.outage.start();
     let released = false;
     const release = (): void => {
       if (released) return;
@@ -283,16 +244,12 @@ export class Scheduler {
     m.unfinished--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
-    this.trackOutage(outcome, now, seq);
+    this.outage.ended(outcome.kind === 'retry' && outcome.unreachable === true, now, seq);
     for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now);
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);
-        // Successes of attempts sent before the throttle prove nothing about the mailbox now.
-        if (startedAt >= m.throttledAt) {
-          m.consecutiveThrottles = 0;
-          if (m.window < this.opts.perMailboxConcurrency) m.window++;
-        }
+        succeeded(m, startedAt, this.opts.perMailboxConcurrency);
         break;
       case 'retry':
         msg.dueAt = outcome.dueAt;
@@ -300,55 +257,22 @@ export class Scheduler {
         break;
       case 'throttled': {
         m.consecutiveThrottles++;
-        const backoff = Math.min(this.opts.throttleBackoffMaxMs, this.opts.throttleBackoffBaseMs * 2 ** (m.consecutiveThrottles - 1));
-        const ms = outcome.retryAfterMs ?? Math.round(backoff * (0.5 + this.random()));
+        const ms = outcome.retryAfterMs ?? throttleBackoff(m, this.opts, this.random);
         this.pauseMailbox(m, now + ms, outcome.retryAfterMs !== null ? 'retry-after' : 'backoff', now);
-        m.window = 1;
-        m.throttledAt = now;
+        slowDown(m, now);
         msg.dueAt = m.pausedUntil;
         m.ready.push(msg);
         break;
       }
       case 'blocked':
         this.pauseMailbox(m, outcome.until, 'blocked', now);
-        m.window = 1;
-        m.throttledAt = now;
+        slowDown(m, now);
         msg.dueAt = outcome.until;
         m.ready.push(msg);
         break;
     }
     if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
     this.schedulePump();
-  }
-
-  /**
-   * A relay-wide breaker: when Graph (or Entra ID) cannot be reached at all, trying every queued and newly
-   * accepted message only burns CPU and memory on failing handshakes. After OUTAGE_THRESHOLD unreachable
-   * attempts in a row, nothing starts for a while (1 s doubling to 60 s), then a single probe; the first
-   * answer of any kind closes the breaker.
-   */
-  private trackOutage(outcome: AttemptOutcome, now: number, seq: number): void {
-    if (outcome.kind === 'retry' && outcome.unreachable) {
-      // Failures of attempts sent before the breaker opened say nothing new.
-      if (this.probing && seq < this.outageOpenedSeq) return;
-      this.unreachableInARow++;
-      if (this.probing || this.unreachableInARow >= OUTAGE_THRESHOLD) {
-        this.outageLevel++;
-        const pause = Math.min(OUTAGE_PAUSE_MAX_MS, OUTAGE_PAUSE_BASE_MS * 2 ** (this.outageLevel - 1));
-        this.outageUntil = now + pause;
-        this.outageOpenedSeq = this.startSeq + 1;
-        this.probing = true;
-        this.onOutage(pause, this.unreachableInARow);
-      }
-      return;
-    }
-    this.unreachableInARow = 0;
-    if (this.probing) {
-      this.probing = false;
-      this.outageLevel = 0;
-      this.outageUntil = 0;
-      this.onOutage(0, 0);
-    }
   }
 
   /** `now` is the caller's: a pause of Retry-After seconds is reported as exactly that long. */

@@ -1,7 +1,8 @@
 /** A spooled message's header section, read without its body: for bounces (text/rfc822-headers) and `queue show`. */
 
 import { open } from 'node:fs/promises';
-import type { Envelope, Spool, SpoolState } from './spool.js';
+import type { Spool } from './spool.js';
+import type { Envelope, SpoolState } from './envelope.js';
 
 const MAX_ORIGINAL_HEADERS = 64 * 1024;
 

@@ -2,7 +2,8 @@
 
 import { readHeaderSection } from './header-section.js';
 import type { ControlRequest, ControlResponse } from './control.js';
-import type { Envelope, Spool, SpoolState } from './spool.js';
+import type { Spool } from './spool.js';
+import type { Envelope, SpoolState } from './envelope.js';
 
 export interface QueueEntry {
   state: SpoolState;

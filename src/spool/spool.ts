@@ -1,12 +1,17 @@
 /** The spool: a directory queue that owns every accepted message until Graph has taken it. */
 
-import { close, closeSync, constants as fsc, fstatSync, fsync, open as openCb, openSync, readSync, writev } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsc, fsync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { MessageData } from '../mime/message-file.js';
+import type { Envelope, SpoolState } from './envelope.js';
+import { envelopeTrailer, readMessageFile } from './format.js';
 import { QUEUE_ID_RE } from './queue-id.js';
-import { readAt, type MessageData } from '../mime/message-file.js';
-import { SpoolFileError } from '../errors.js';
+import { SpoolWriter } from './writer.js';
+
+
+const fsyncFd = promisify(fsync);
 
 /**
  * Layout (one file a message, as Postfix keeps envelope and content in one queue file):
@@ -20,46 +25,6 @@ import { SpoolFileError } from '../errors.js';
  * A message is in a state exactly when its .msg file is in that state's folder; a move writes the .json
  * into the new folder first, so a crash mid-move leaves a .json pointing the way for recovery.
  */
-export type SpoolState = 'queue' | 'dead';
-
-export interface LastError {
-  at: string;
-  kind: 'transient' | 'permanent';
-  reason: string;
-  status?: number;
-  code?: string;
-  message: string;
-  requestId?: string;
-}
-
-export interface Envelope {
-  version: 1;
-  id: string;
-  /** '' is the null sender <>. */
-  mailFrom: string;
-  rcptTo: string[];
-  /** The mailbox (UPN) whose /users/{upn}/sendMail sends this message. */
-  mailbox: string;
-  /** Envelope recipients that are not in To/Cc; delivery adds them as a Bcc: header. */
-  bcc: string[];
-  clientAddress: string;
-  clientHostname: string;
-  helo: string;
-  listener: string;
-  receivedAt: string;
-  /** Bytes of the message (as received plus our Received: header) at the start of its .msg file. */
-  size: number;
-  attempts: number;
-  nextAttemptAt: string;
-  lastError: LastError | null;
-  /** Set once an attempt ended in a way that Graph may have sent the message anyway. */
-  possibleDuplicate?: boolean;
-  /** Set on delivery status notifications the relay generated itself, so they are never bounced. */
-  isBounce?: boolean;
-  /** Set once a "delayed" notice went to the sender, so it goes only once. */
-  delayWarned?: boolean;
-}
-
 /**
  * fsync of a directory. Callers of one event-loop turn share one fsync, started at the end of that turn
  * (setImmediate): each caller's rename is done before it asks, so the shared fsync covers it. Waiting for
@@ -86,98 +51,6 @@ class DirSyncer {
 }
 
 
-
-// The accept path's file calls on a plain descriptor: fs/promises' FileHandle costs more per call (see SpoolWriter).
-const openFd = promisify(openCb);
-const writevFd = promisify(writev);
-const fsyncFd = promisify(fsync);
-const closeFd = promisify(close);
-
-const FLUSH_BYTES = 256 * 1024;
-/**
- * Files below this size are read whole, synchronously, into a buffer of their size when a message is
- * loaded for delivery. Larger ones are opened again through the thread pool and only their trailer is read.
- */
-const FIRST_READ = 32 * 1024;
-const FOOTER_TAG = '#envelope ';
-/** '#envelope 0000000123\n': the length of the envelope's JSON line before it. */
-const FOOTER_BYTES = FOOTER_TAG.length + 11;
-const FOOTER_RE = /^#envelope (\d{10})\n$/;
-
-function envelopeTrailer(env: Envelope): Buffer {
-  const json = JSON.stringify(env);
-  // Measured, then written in place: one buffer, and no second string holding JSON and footer together.
-  const length = Buffer.byteLength(json) + 1;
-  const out = Buffer.allocUnsafe(length + FOOTER_BYTES);
-  out.write(json, 0, 'utf8');
-  out.write(`\n${FOOTER_TAG}${String(length).padStart(10, '0')}\n`, length - 1, 'latin1');
-  return out;
-}
-
-/** Receives one message's bytes into tmp/; nothing is in the queue until Spool.commit. */
-export class SpoolWriter {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** Bytes of the message written so far (the envelope trailer is not counted). */
-  bytes = 0;
-  /**
-   * A plain descriptor and callback calls, not a FileHandle: on the accept path fs/promises cost more main
-   * thread per call (a handle object, reference counting, a promise each) and 7 KB of garbage a message.
-   */
-  private fd: number | null = null;
-  constructor(
-    readonly id: string,
-    readonly tmpPath: string,
-  ) {}
-
-  /**
-   * Small chunks are gathered and written together. Returns null when the chunk was only gathered, or
-   * the write in progress, which is the backpressure: no more chunks until it settles.
-   */
-  write(chunk: Buffer): Promise<void> | null {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    this.bytes += chunk.length;
-    return this.pendingBytes >= FLUSH_BYTES ? this.flush() : null;
-  }
-
-  private async flush(): Promise<void> {
-    if (this.pendingBytes === 0 && this.fd !== null) return;
-    const chunks = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    // Opened at the first flush: a small message costs one open, one writev, one fsync and one close.
-    this.fd ??= await openFd(this.tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o640);
-    if (chunks.length) await writeAll(this.fd, chunks);
-  }
-
-  /** Flushes and fsyncs; the data (and the trailer, when one was added) is on disk when this resolves. */
-  async finish(trailer?: Buffer): Promise<void> {
-    if (trailer) {
-      this.pending.push(trailer);
-      this.pendingBytes += trailer.length;
-    }
-    await this.flush();
-    const fd = this.fd!;
-    await fsyncFd(fd);
-    this.fd = null;
-    // The data is on disk: the close need not hold up the rename and the 250 (one thread-pool round
-    // trip less per message), and an error from it cannot undo the fsync, so it is not waited for.
-    close(fd, () => undefined);
-  }
-
-  /** The message bytes, for senders, while the file is in tmp/ (passthrough listeners). */
-  data(): MessageData {
-    return { file: this.tmpPath, size: this.bytes };
-  }
-
-  async abort(): Promise<void> {
-    const fd = this.fd;
-    this.fd = null;
-    if (fd !== null) await closeFd(fd).catch(() => undefined);
-    await unlink(this.tmpPath).catch(() => undefined);
-  }
-}
 
 export interface RecoveryReport {
   removedTmp: number;
@@ -373,87 +246,6 @@ export class Spool {
       () => true,
       () => false,
     );
-  }
-}
-
-/**
- * Reads a .msg file's accepted envelope from its trailer (and, when `wantBytes` and the file is small, the
- * message bytes too). Checks that the footer, the JSON and the size agree, so a damaged file is reported,
- * never sent.
- */
-export async function readMessageFile(file: string, wantBytes = false): Promise<{ env: Envelope; data: MessageData }> {
-  // Most messages are small and were written moments ago: read whole, synchronously, from the page cache.
-  const small = wantBytes ? readSmallFileSync(file) : null;
-  if (small) return parseMessageFile(file, small, 0, small.length, null);
-  const fh = await open(file, 'r');
-  try {
-    const size = (await fh.stat()).size;
-    const at = Math.max(0, size - 16 * 1024);
-    return await parseMessageFile(file, await readAt(fh, at, size - at), at, size, fh);
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * The whole file when it is smaller than FIRST_READ, else null. Synchronous on purpose: four system calls
- * (open, fstat, read, close) on a file in the page cache cost less main-thread time than thread-pool round
- * trips, and do not queue behind the fsyncs of messages being accepted.
- */
-function readSmallFileSync(file: string): Buffer | null {
-  const fd = openSync(file, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    if (size >= FIRST_READ) return null;
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, buf, got, size - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** `buf` holds the file's bytes from offset `at` to its end (`size`); `fh` reads what lies before. */
-async function parseMessageFile(file: string, buf: Buffer, at: number, size: number, fh: FileHandle | null): Promise<{ env: Envelope; data: MessageData }> {
-  if (size < FOOTER_BYTES) throw new SpoolFileError(file, 'too short for an envelope trailer');
-  const m = FOOTER_RE.exec(buf.toString('latin1', buf.length - FOOTER_BYTES));
-  if (!m) throw new SpoolFileError(file, 'no envelope trailer at the end');
-  const jsonLength = Number(m[1]);
-  const jsonStart = size - FOOTER_BYTES - jsonLength;
-  if (jsonStart < 0) throw new SpoolFileError(file, 'envelope trailer longer than the file');
-  if (jsonStart < at) {
-    buf = Buffer.concat([await readAt(fh!, jsonStart, at - jsonStart), buf]);
-    at = jsonStart;
-  }
-  let env: Envelope;
-  try {
-    env = JSON.parse(buf.toString('utf8', jsonStart - at, buf.length - FOOTER_BYTES)) as Envelope;
-  } catch {
-    throw new SpoolFileError(file, 'envelope trailer is not valid JSON');
-  }
-  if (env.size !== jsonStart) throw new SpoolFileError(file, `envelope says ${env.size} message bytes, the file holds ${jsonStart}`);
-  const data: MessageData = { file, size: env.size };
-  if (at === 0) data.bytes = buf.subarray(0, env.size);
-  return { env, data };
-}
-
-/**
- * writev until every byte is written. A regular file takes all at once unless the disk fills up part way;
- * then the short count must not pass for a whole message (the next call reports ENOSPC).
- */
-async function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
-  for (;;) {
-    let { bytesWritten: written } = await writevFd(fd, chunks);
-    if (written === 0) throw new Error('writev wrote nothing');
-    let i = 0;
-    while (i < chunks.length && written >= chunks[i]!.length) written -= chunks[i++]!.length;
-    if (i === chunks.length) return;
-    chunks = [chunks[i]!.subarray(written), ...chunks.slice(i + 1)];
   }
 }
 

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newQueueId, QUEUE_ID_RE } from '../../src/spool/queue-id.js';
 import { readRange } from '../../src/mime/message-file.js';
-import { Spool, type Envelope } from '../../src/spool/spool.js';
+import { Spool } from '../../src/spool/spool.js';
+import type { Envelope } from '../../src/spool/envelope.js';
 import { spoolDsn } from '../../src/delivery/bounce.js';
 import { SpoolFileError } from '../../src/errors.js';
 
