@@ -68,6 +68,8 @@ export interface FrontDoorLimits {
   authLockoutMs: number;
   authFailureDelayMs: number;
   bareLineEndings: 'reject' | 'normalize';
+  /** One log line per client address per this interval for errors a client can cause (failed TLS handshakes, resets). */
+  clientErrorLogIntervalMs: number;
 }
 
 const ADDRESS = /^[^\s@<>]+@[^\s@<>]+$/;
@@ -210,5 +212,6 @@ export function readFrontDoorLimits(r: Reader): FrontDoorLimits {
     authLockoutMs: r.duration('authLockout', 15 * 60_000, 1000, 7 * 86_400_000),
     authFailureDelayMs: r.duration('authFailureDelay', 1000, 0, 60_000),
     bareLineEndings: r.oneOf('bareLineEndings', ['reject', 'normalize'] as const, 'reject'),
+    clientErrorLogIntervalMs: r.duration('clientErrorLogInterval', 60_000, 0, 86_400_000),
   };
 }
