@@ -55,6 +55,8 @@ export interface PolicyConfig {
   networks: NetworkRuleConfig[];
   checkHeaderFrom: boolean;
   allowedRecipientDomains: string[] | null;
+  /** Recipients with "%" or "!" in the local part (old routing syntax: user%host@relay, host!user@relay) are taken; absent = false. */
+  allowPercentHack?: boolean;
 }
 
 export interface FrontDoorLimits {
@@ -193,7 +195,12 @@ export function readPolicy(r: Reader): PolicyConfig {
     n.done();
     return rule;
   });
-  const cfg: PolicyConfig = { networks, checkHeaderFrom: r.bool('checkHeaderFrom', true), allowedRecipientDomains: domainList(r, 'allowedRecipientDomains') };
+  const cfg: PolicyConfig = {
+    networks,
+    checkHeaderFrom: r.bool('checkHeaderFrom', true),
+    allowedRecipientDomains: domainList(r, 'allowedRecipientDomains'),
+    allowPercentHack: r.bool('allowPercentHack', false),
+  };
   r.done();
   return cfg;
 }

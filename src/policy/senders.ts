@@ -65,8 +65,24 @@ export function checkHeaderFrom(from: readonly string[], rule: SenderRule | null
   return OK;
 }
 
-/** Both lists apply when set: the global one and the sender's own. */
+/**
+ * "%" and "!" in a local part are the old ways to route through a relay (user%other.example@relay.example,
+ * other.example!user@relay.example): a domain check on the part after "@" would pass an address a mail
+ * system may still deliver elsewhere. Refused unless policy.allowPercentHack (Postfix: allow_percent_hack).
+ */
+export function routedLocalPart(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const m = /[%!]/.exec(local);
+  return m ? m[0] : null;
+}
+
+/** Both lists apply when set: the global one and the sender's own; routing syntax in the local part first. */
 export function checkRecipient(address: string, rule: SenderRule | null, policy: PolicyConfig): Verdict {
+  const routed = policy.allowPercentHack ? null : routedLocalPart(address);
+  if (routed) {
+    return { ok: false, reason: `Recipient <${address}> is not allowed: "${routed}" in the local part routes mail onward through the relay (policy.allowPercentHack)` };
+  }
   const domain = domainOf(address);
   if (policy.allowedRecipientDomains && !policy.allowedRecipientDomains.includes(domain)) {
     return { ok: false, reason: `Recipient <${address}> is not allowed: domain ${domain} is not in policy.allowedRecipientDomains` };
