@@ -14,7 +14,7 @@ export interface ListenerTlsConfig {
   certFile: string | null;
   keyFile: string | null;
   minVersion: TlsVersion;
-  /** OpenSSL cipher string; null = Node's default (raised to SECLEVEL=0 when minVersion is below TLSv1.2). */
+  /** OpenSSL cipher string; null = Mozilla "intermediate" (no CBC), or DEFAULT@SECLEVEL=0 when minVersion is below TLSv1.2. */
   ciphers: string | null;
   /** How often the certificate files are checked for a rotation. */
   reloadCheckIntervalMs: number;
