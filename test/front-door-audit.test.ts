@@ -236,6 +236,9 @@ describe('5. routing syntax in recipients', () => {
       '550 5.7.1 Recipient <victim%evil.example@contoso.example> is not allowed: "%" in the local part routes mail onward through the relay (policy.allowPercentHack)',
     );
     expect((await c.cmd('RCPT TO:<evil.example!victim@contoso.example>')).text).toMatch(/^550 5\.7\.1 Recipient <evil\.example!victim@contoso\.example> is not allowed: "!" in the local part .*\(policy\.allowPercentHack\)$/);
+    // Envelope recipients reach Graph in a Bcc: header: a local part that a header parser reads as more (or other) addresses is refused.
+    expect((await c.cmd('RCPT TO:<ceo,bob@contoso.example>')).text).toBe('553 5.1.3 Recipient address <ceo,bob@contoso.example> is not a valid internet address');
+    expect((await c.cmd('RCPT TO:<(bob@contoso.example>')).code).toBe(553);
     expect((await c.cmd('DATA')).code).toBe(354);
     expect((await c.cmd('From: app@contoso.example\r\nTo: bob@contoso.example\r\nCc: carol@contoso.example\r\nSubject: routes\r\n\r\nhi\r\n.')).code).toBe(250);
     // The same rule for an address only the header names: Graph would deliver to it too.

@@ -17,6 +17,20 @@ export type Verdict = { ok: true } | { ok: false; reason: string };
 
 const OK: Verdict = { ok: true };
 
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\\u0080-\\uffff]+";
+const LABEL = '[A-Za-z0-9\\u0080-\\uffff](?:[A-Za-z0-9\\u0080-\\uffff-]*[A-Za-z0-9\\u0080-\\uffff])?';
+/**
+ * An envelope address as RFC 5321 section 4.1.2 spells a Mailbox (UTF-8 allowed, RFC 6531): a Dot-string
+ * local part, then a domain of two or more labels or an address literal. smtp-server is more lenient
+ * (any local part without "@"); the relay is not, because envelope recipients reach Graph unquoted in a
+ * Bcc: header, where a "," or ";" in the local part would make more addresses than the one checked.
+ */
+const MAILBOX = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*@(?:${LABEL}(?:\\.${LABEL})+|\\[(?:IPv6:)?[0-9a-f:.]+\\])$`, 'i');
+
+export function isMailbox(address: string): boolean {
+  return MAILBOX.test(address);
+}
+
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }

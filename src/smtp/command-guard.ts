@@ -98,12 +98,17 @@ export function installCommandGuard(): void {
   conn._createParser = function (this: Connection) {
     const parser = createParser.call(this);
     const oncommand = parser.oncommand;
-    parser.oncommand = (command, callback) => {
-      const bareLf = parser.bareLfs?.shift() ?? false;
+    onLines(parser as unknown as SMTPStream, (command, bareLf, callback) => {
       if (!guard(this, command, bareLf, callback)) oncommand.call(parser, command, callback);
-    };
+    });
     return parser;
   };
+}
+
+/** Hands each line the parser dispatches to `handler`, with whether a bare LF ended it (installCommandGuard must have run). */
+export function onLines(parser: SMTPStream, handler: (line: Buffer, bareLf: boolean, callback?: () => void) => void): void {
+  const p = parser as unknown as Parser;
+  p.oncommand = (command, callback) => handler(command, p.bareLfs?.shift() ?? false, callback);
 }
 
 /** True when the guard answered the line itself. */

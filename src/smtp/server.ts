@@ -3,7 +3,7 @@
 import { unlink } from 'node:fs/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../auth/passwords.js';
-import { checkEnvelopeSender, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
+import { checkEnvelopeSender, checkRecipient, isMailbox, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
@@ -56,8 +56,6 @@ interface SessionState {
   /** The current transaction's mailbox, decided at MAIL FROM (sender and session rights cannot change before DATA). */
   mailbox: SessionMailbox | null;
 }
-
-const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$|^[^\s@<>]+@\[[0-9a-f:.]+\]$/i;
 
 export class SmtpListener {
   readonly server: SMTPServer;
@@ -327,7 +325,7 @@ export class SmtpListener {
       const why = this.listener.auth === 'required' ? `listener "${this.listener.name}" has auth: required` : `client host [${client}] is not in allowedNetworks of listener "${this.listener.name}"`;
       return this.reject(session, 'auth-required', new SmtpReply(530, `5.7.0 Authentication required: ${why}`));
     }
-    if (address !== '' && !ADDRESS_RE.test(address)) {
+    if (address !== '' && !isMailbox(address)) {
       return this.reject(session, 'sender-syntax', new SmtpReply(553, `5.1.7 Sender address <${address}> is not a valid internet address`));
     }
     const rule = this.ruleFor(session);
@@ -343,7 +341,7 @@ export class SmtpListener {
   }
 
   private checkRecipient(address: string, session: SMTPServerSession): SmtpReply | null {
-    if (!ADDRESS_RE.test(address)) {
+    if (!isMailbox(address)) {
       return this.reject(session, 'recipient-syntax', new SmtpReply(553, `5.1.3 Recipient address <${address}> is not a valid internet address`));
     }
     if (session.envelope.rcptTo.length >= this.cfg.limits.maxRecipients) {
