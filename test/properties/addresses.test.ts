@@ -41,6 +41,8 @@ describe('envelope addresses', () => {
   it('a source route is dropped (RFC 5321 appendix C): with or without one, the same address', () => {
     fc.assert(
       fc.property(route, local, domain, (r, l, d) => {
+        // A local part that starts with "@" would be a route of its own.
+        fc.pre(!l.startsWith('@'));
         const bare = parseCommand('RCPT TO', `RCPT TO:<${l}@${d}>`);
         const routed = parseCommand('RCPT TO', `RCPT TO:<${r}${l}@${d}>`);
         expect(routed && routed.address).toBe(bare && bare.address);
