@@ -69,6 +69,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         },
         rejected: (reason) => metrics.rejected(reason),
         session: (listener) => metrics.session(listener),
+        tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
         passthrough: l.passthrough ? (env, data) => out.sender.send(env, data) : undefined,
       }),
   );

@@ -15,7 +15,7 @@ export interface ListenerTlsConfig {
   certFile: string | null;
   keyFile: string | null;
   minVersion: TlsVersion;
-  /** OpenSSL cipher string; null = Node's default (raised to SECLEVEL=0 when minVersion is below TLSv1.2). */
+  /** OpenSSL cipher string; null = Mozilla "intermediate" (no CBC), or DEFAULT@SECLEVEL=0 when minVersion is below TLSv1.2. */
   ciphers: string | null;
   /** How often the certificate files are checked for a rotation. */
   reloadCheckIntervalMs: number;
@@ -56,6 +56,8 @@ export interface PolicyConfig {
   networks: NetworkRuleConfig[];
   checkHeaderFrom: boolean;
   allowedRecipientDomains: string[] | null;
+  /** Recipients with "%" or "!" in the local part (old routing syntax: user%host@relay, host!user@relay) are taken; absent = false. */
+  allowPercentHack?: boolean;
 }
 
 export interface FrontDoorLimits {
@@ -69,6 +71,8 @@ export interface FrontDoorLimits {
   authLockoutMs: number;
   authFailureDelayMs: number;
   bareLineEndings: 'reject' | 'normalize';
+  /** One log line per client address per this interval for errors a client can cause (failed TLS handshakes, resets). */
+  clientErrorLogIntervalMs: number;
 }
 
 const ADDRESS = /^[^\s@<>]+@[^\s@<>]+$/;
@@ -192,7 +196,12 @@ export function readPolicy(r: Reader): PolicyConfig {
     n.done();
     return rule;
   });
-  const cfg: PolicyConfig = { networks, checkHeaderFrom: r.bool('checkHeaderFrom', true), allowedRecipientDomains: domainList(r, 'allowedRecipientDomains') };
+  const cfg: PolicyConfig = {
+    networks,
+    checkHeaderFrom: r.bool('checkHeaderFrom', true),
+    allowedRecipientDomains: domainList(r, 'allowedRecipientDomains'),
+    allowPercentHack: r.bool('allowPercentHack', false),
+  };
   r.done();
   return cfg;
 }
@@ -211,5 +220,6 @@ export function readFrontDoorLimits(r: Reader): FrontDoorLimits {
     authLockoutMs: r.duration('authLockout', 15 * 60_000, 1000, 7 * 86_400_000),
     authFailureDelayMs: r.duration('authFailureDelay', 1000, 0, 60_000),
     bareLineEndings: r.oneOf('bareLineEndings', ['reject', 'normalize'] as const, 'reject'),
+    clientErrorLogIntervalMs: r.duration('clientErrorLogInterval', 60_000, 0, 86_400_000),
   };
 }

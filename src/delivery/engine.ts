@@ -2,7 +2,7 @@
 
 import type { DeliveryConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
-import type { AttemptOutcome, Scheduled } from '../scheduler/scheduler.js';
+import type { AttemptOutcome, Scheduled } from '../scheduler/scheduled.js';
 import type { Spool } from '../spool/spool.js';
 import type { Envelope, LastError } from '../spool/envelope.js';
 import type { MessageData } from '../mime/message-file.js';

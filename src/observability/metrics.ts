@@ -38,7 +38,7 @@ export class RelayMetrics {
   private readonly deadDir: string | null;
   /** Each paused mailbox's pause end, so an extended pause counts only the extension. */
   private readonly pausedUntil = new Map<string, number>();
-  private readonly labels = { reason: new BoundedLabel(), deadReason: new BoundedLabel(), code: new BoundedLabel(), rejection: new BoundedLabel(), listener: new BoundedLabel() };
+  private readonly labels = { reason: new BoundedLabel(), deadReason: new BoundedLabel(), code: new BoundedLabel(), rejection: new BoundedLabel(), listener: new BoundedLabel(), tlsReason: new BoundedLabel() };
 
   private readonly c = (name: string, help: string, labelNames: string[] = []): Counter => new Counter({ name, help, labelNames, registers: [this.registry] });
   private readonly g = (name: string, help: string, labelNames: string[] = []): Gauge => new Gauge({ name, help, labelNames, registers: [this.registry] });
@@ -60,6 +60,7 @@ export class RelayMetrics {
   readonly smtpSessions = this.c('relay_smtp_sessions_total', 'SMTP connections, by listener', ['listener']);
   readonly smtpRejections = this.c('relay_smtp_rejections_total', 'SMTP commands or messages the relay refused, by reason', ['reason']);
   readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
+  readonly smtpTlsFailures = this.c('relay_smtp_tls_handshake_failures_total', 'TLS handshakes that failed (implicit TLS or STARTTLS), by listener and reason (OpenSSL\'s, e.g. no_shared_cipher, wrong_version_number; timeout; closed)', ['listener', 'reason']);
   readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Attempts that ended with no answer after the whole message was sent (Graph may have sent it)');
 
   constructor(opts: MetricsOptions = {}) {
@@ -92,6 +93,10 @@ export class RelayMetrics {
 
   session(listener: string): void {
     this.smtpSessions.inc({ listener: this.labels.listener.value(listener) });
+  }
+
+  tlsHandshakeFailed(listener: string, reason: string): void {
+    this.smtpTlsFailures.inc({ listener: this.labels.listener.value(listener), reason: this.labels.tlsReason.value(reason) });
   }
 
   /** From the scheduler's onPause: counted when the pause starts (as the scheduler's own total does). */

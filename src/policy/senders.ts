@@ -17,6 +17,20 @@ export type Verdict = { ok: true } | { ok: false; reason: string };
 
 const OK: Verdict = { ok: true };
 
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\\u0080-\\uffff]+";
+const LABEL = '[A-Za-z0-9\\u0080-\\uffff](?:[A-Za-z0-9\\u0080-\\uffff-]*[A-Za-z0-9\\u0080-\\uffff])?';
+/**
+ * An envelope address as RFC 5321 section 4.1.2 spells a Mailbox (UTF-8 allowed, RFC 6531): a Dot-string
+ * local part, then a domain of two or more labels or an address literal. smtp-server is more lenient
+ * (any local part without "@"); the relay is not, because envelope recipients reach Graph unquoted in a
+ * Bcc: header, where a "," or ";" in the local part would make more addresses than the one checked.
+ */
+const MAILBOX = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*@(?:${LABEL}(?:\\.${LABEL})+|\\[(?:IPv6:)?[0-9a-f:.]+\\])$`, 'i');
+
+export function isMailbox(address: string): boolean {
+  return MAILBOX.test(address);
+}
+
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
@@ -65,8 +79,24 @@ export function checkHeaderFrom(from: readonly string[], rule: SenderRule | null
   return OK;
 }
 
-/** Both lists apply when set: the global one and the sender's own. */
+/**
+ * "%" and "!" in a local part are the old ways to route through a relay (user%other.example@relay.example,
+ * other.example!user@relay.example): a domain check on the part after "@" would pass an address a mail
+ * system may still deliver elsewhere. Refused unless policy.allowPercentHack (Postfix: allow_percent_hack).
+ */
+export function routedLocalPart(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const m = /[%!]/.exec(local);
+  return m ? m[0] : null;
+}
+
+/** Both lists apply when set: the global one and the sender's own; routing syntax in the local part first. */
 export function checkRecipient(address: string, rule: SenderRule | null, policy: PolicyConfig): Verdict {
+  const routed = policy.allowPercentHack ? null : routedLocalPart(address);
+  if (routed) {
+    return { ok: false, reason: `Recipient <${address}> is not allowed: "${routed}" in the local part routes mail onward through the relay (policy.allowPercentHack)` };
+  }
   const domain = domainOf(address);
   if (policy.allowedRecipientDomains && !policy.allowedRecipientDomains.includes(domain)) {
     return { ok: false, reason: `Recipient <${address}> is not allowed: domain ${domain} is not in policy.allowedRecipientDomains` };

@@ -1,7 +1,7 @@
 /** One mailbox's part of the scheduler: its waiting messages, its slots, its pause and its window after a throttle. */
 
 import { MinHeap } from './heap.js';
-import type { Scheduled } from './scheduler.js';
+import type { Scheduled } from './scheduled.js';
 
 export interface MailboxState {
   name: string;

@@ -1,25 +1,8 @@
 /** The scheduler: when each queued message is tried, within per-mailbox and global in-flight limits. */
 
+import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
 import { OutageBreaker } from './outage.js';
-
-export interface Scheduled {
-  id: string;
-  /** Lower-case mailbox UPN: the unit Graph throttles by. */
-  mailbox: string;
-  dueAt: number;
-}
-
-/** What one attempt asks of the scheduler next; `enqueue` adds messages it created (delivery status notifications). */
-export type AttemptOutcome = (
-  | { kind: 'done' }
-  /** `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the outage breaker. */
-  | { kind: 'retry'; dueAt: number; unreachable?: boolean }
-  /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
-  | { kind: 'throttled'; retryAfterMs: number | null }
-  /** The mailbox is blocked for a long time (quota): pause it until `until`. */
-  | { kind: 'blocked'; until: number }
-) & { enqueue?: readonly { id: string; mailbox: string }[] };
 
 
 export interface SchedulerOptions {

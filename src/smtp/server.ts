@@ -3,11 +3,13 @@
 import { unlink } from 'node:fs/promises';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { DUMMY_HASH, parsePasswordHash, verifyPassword } from '../config/password-hash.js';
-import { checkEnvelopeSender, checkRecipient, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
+import { checkEnvelopeSender, checkRecipient, isMailbox, mailboxForSession, NetworkRules, userRule, type SenderRule, type SessionMailbox } from '../policy/senders.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
 import { LineEndingGuard } from './line-endings.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
 import { withProxyV2 } from './proxy-v2.js';
+import { setCommandPolicy } from './command-guard.js';
+import { clientError } from './client-errors.js';
 import type { Socket } from 'node:net';
 import type { ListenerConfig, RelayConfig, RewriteFromMode } from '../config/config.js';
 import { maxRawForRequest } from '../config/config.js';
@@ -42,11 +44,14 @@ class ClientGone extends Error {}
 export interface SmtpEvents {
   /** Called after the spool commit, before the 250 goes out; `receivedAtMs` is env.receivedAt as a number. */
   accepted(env: Envelope, receivedAtMs: number): void;
-  rejected(reason: string, session: SMTPServerSession): void;
+  /** `session` is absent for a line refused before the session began (a PROXY header from an untrusted peer). */
+  rejected(reason: string, session?: SMTPServerSession): void;
   /** Passthrough listeners: send now and answer with Graph's verdict instead of queueing. */
   passthrough?: (env: Envelope, data: MessageData) => Promise<SendResult>;
   /** A client connected to this listener (before any check), for session metrics. */
   session?(listener: string): void;
+  /** A TLS handshake failed (a client's doing: a scanner, a plaintext hello), by OpenSSL's reason. */
+  tlsFailure?(listener: string, reason: string): void;
 }
 
 interface SessionState {
@@ -55,8 +60,6 @@ interface SessionState {
   /** The current transaction's mailbox, decided at MAIL FROM (sender and session rights cannot change before DATA). */
   mailbox: SessionMailbox | null;
 }
-
-const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$|^[^\s@<>]+@\[[0-9a-f:.]+\]$/i;
 
 export class SmtpListener {
   readonly server: SMTPServer;
@@ -70,6 +73,12 @@ export class SmtpListener {
   /** Per-session state, by session id; removed in onClose. */
   private readonly sessions = new Map<string, SessionState>();
   private closing = false;
+  /** Commands disabled on this listener (STARTTLS without TLS, AUTH without users). */
+  private readonly disabled: string[];
+  /** AUTH is offered only once the session is encrypted: a STARTTLS listener with AUTH and no allowInsecureAuth. */
+  private readonly authAfterTls: boolean;
+  /** Errors already logged and counted (smtp-server may report one twice). */
+  private readonly reported = new WeakSet<Error>();
 
   constructor(
     private readonly listener: ListenerConfig,
@@ -92,6 +101,10 @@ export class SmtpListener {
     if (listener.tls.mode !== 'starttls') disabled.push('STARTTLS');
     // Without TLS, AUTH would send passwords in clear: it is not even offered unless allowInsecureAuth says so.
     if (listener.auth === 'none' || (listener.tls.mode === 'none' && !listener.allowInsecureAuth)) disabled.push('AUTH');
+    this.disabled = disabled;
+    // On a STARTTLS listener the same holds until the upgrade: a device that sees AUTH in the plaintext EHLO may send its password at once.
+    this.authAfterTls = listener.auth !== 'none' && listener.tls.mode === 'starttls' && !listener.allowInsecureAuth;
+    const key = `listeners[${index}]`;
     const options: SMTPServerOptions = {
       ...(tls as Partial<SMTPServerOptions>),
       secure: listener.tls.mode === 'implicit',
@@ -115,6 +128,7 @@ export class SmtpListener {
       disabledCommands: disabled,
       logger: false,
       onConnect: (session, cb) => this.onConnect(session, cb),
+      onSecure: (_socket, session, cb) => this.onSecure(session, cb),
       onMailFrom: (address, session, cb) => cb(this.checkSender(address.address, session)),
       onRcptTo: (address, session, cb) => cb(this.checkRecipient(address.address, session)),
       onData: (stream, session, cb) => {
@@ -134,8 +148,49 @@ export class SmtpListener {
       internals._expectsProxyHeader = (s) => trusted.contains(s.remoteAddress ?? '');
       internals._handleProxy = withProxyV2(internals._handleProxy.bind(this.server), internals._expectsProxyHeader);
     }
+    setCommandPolicy(this.server, {
+      bareLineEndings: cfg.limits.bareLineEndings,
+      proxyRefusal: (client) =>
+        listener.proxyProtocol
+          ? `5.7.1 PROXY header from [${client}] refused: not in the trusted proxies of listener "${listener.name}" (${key}.proxyProtocol.trustedProxies)`
+          : `5.7.1 PROXY header from [${client}] refused: listener "${listener.name}" does not read the PROXY protocol (${key}.proxyProtocol)`,
+      authNeedsTls: this.authAfterTls ? this.authNeedsTls() : null,
+      refused: (client, reason, reply) => this.refusedLine(client, reason, reply),
+    });
     this.certs = listener.tls.mode === 'none' ? null : new CertificateWatcher(listener, index, this.server, log);
-    this.server.on('error', (err) => this.log.error({ event: 'smtp-error', err, listener: listener.name }, 'smtp server error'));
+    this.server.on('error', (err) => this.onServerError(err));
+  }
+
+  /** RFC 4954 section 4: the reply to AUTH on a session that must be encrypted first. */
+  private authNeedsTls(): string {
+    return `5.7.11 Encryption required for requested authentication mechanism: issue STARTTLS first (listeners[${this.cfg.listeners.indexOf(this.listener)}].allowInsecureAuth is off)`;
+  }
+
+  /**
+   * Errors of one connection reach here too, and any client can cause them (a plaintext hello on the TLS
+   * port, a scanner's hundred cipher probes, a reset): one short info line per client address per
+   * limits.clientErrorLogInterval and a metric, not an error with a stack each time.
+   */
+  private onServerError(err: Error): void {
+    // A failed STARTTLS handshake reaches smtp-server as 'error' and '_tlsError' both, with the same object.
+    if (this.reported.has(err)) return;
+    this.reported.add(err);
+    const c = clientError(err);
+    if (!c) {
+      this.log.error({ event: 'smtp-error', err, listener: this.listener.name }, 'smtp server error');
+      return;
+    }
+    if (c.tls) this.events.tlsFailure?.(this.listener.name, c.reason);
+    const line = this.shared.clientErrors.take(c.client);
+    if (!line) return;
+    const fields = { event: c.tls ? 'tls-handshake-failed' : 'client-error', listener: this.listener.name, client: c.client, reason: c.reason, ...(line.suppressed ? { suppressed: line.suppressed } : {}) };
+    this.log.info(fields, c.tls ? `TLS handshake with [${c.client}] failed: ${c.detail}` : `connection from [${c.client}] failed: ${c.detail}`);
+  }
+
+  /** A command line refused before smtp-server read it (src/smtp/command-guard.ts). */
+  private refusedLine(client: string, reason: string, reply: string): void {
+    this.log.info({ event: 'rejected', listener: this.listener.name, client, reason, reply }, 'smtp rejected');
+    this.events.rejected(reason);
   }
 
   listen(): Promise<{ address: string; port: number }> {
@@ -195,6 +250,13 @@ export class SmtpListener {
       return cb(this.reject(session, 'connection-limit', new SmtpReply(421, `4.7.0 Too many connections ${who}: at most ${admission.max} (limits.${admission.limit}), try again later`)));
     }
     this.sessions.set(session.id, { counted: true, messages: 0, mailbox: null });
+    if (this.authAfterTls && !session.secure) session.disabledCommands = [...this.disabled, 'AUTH'];
+    cb();
+  }
+
+  /** After STARTTLS (or the implicit handshake) the listener's own list applies: AUTH is offered from the next EHLO. */
+  private onSecure(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (this.authAfterTls) session.disabledCommands = [...this.disabled];
     cb();
   }
 
@@ -213,11 +275,16 @@ export class SmtpListener {
   private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
     const client = session.remoteAddress;
     if (!session.secure && !this.listener.allowInsecureAuth) {
-      return cb(this.reject(session, 'auth-insecure', new SmtpReply(538, '5.7.11 Encryption required for requested authentication mechanism: issue STARTTLS first')));
+      return cb(this.reject(session, 'auth-insecure', new SmtpReply(538, this.authNeedsTls())));
     }
-    const locked = this.shared.auth.lockedFor(client);
-    if (locked > 0) {
-      return cb(this.reject(session, 'auth-locked', new SmtpReply(454, `4.7.0 Too many failed logins from [${client}]; try again in ${Math.ceil(locked / 1000)} s (limits.authLockout)`)));
+    // Counted now, not when the verdict comes back: parallel attempts get no more tries than sequential ones.
+    const attempt = this.shared.auth.start(client);
+    if (!attempt.ok) {
+      const text =
+        attempt.reason === 'locked'
+          ? `4.7.0 Too many failed logins from [${client}]; try again in ${Math.ceil(attempt.ms / 1000)} s (limits.authLockout)`
+          : `4.7.0 Too many failed or unfinished logins from [${client}]: at most ${this.cfg.limits.authFailuresBeforeLockout} (limits.authFailuresBeforeLockout); try again later`;
+      return cb(this.reject(session, 'auth-locked', new SmtpReply(454, text)));
     }
     const index = this.cfg.users.findIndex((u) => u.username === auth.username);
     const user = index < 0 ? null : this.cfg.users[index]!;
@@ -240,6 +307,7 @@ export class SmtpListener {
         timer.unref();
       },
       (err: unknown) => {
+        this.shared.auth.release(client);
         this.log.error({ event: 'auth-error', err, client }, 'password check failed');
         cb(new SmtpReply(454, '4.7.0 Temporary authentication failure'));
       },
@@ -261,7 +329,7 @@ export class SmtpListener {
       const why = this.listener.auth === 'required' ? `listener "${this.listener.name}" has auth: required` : `client host [${client}] is not in allowedNetworks of listener "${this.listener.name}"`;
       return this.reject(session, 'auth-required', new SmtpReply(530, `5.7.0 Authentication required: ${why}`));
     }
-    if (address !== '' && !ADDRESS_RE.test(address)) {
+    if (address !== '' && !isMailbox(address)) {
       return this.reject(session, 'sender-syntax', new SmtpReply(553, `5.1.7 Sender address <${address}> is not a valid internet address`));
     }
     const rule = this.ruleFor(session);
@@ -277,7 +345,7 @@ export class SmtpListener {
   }
 
   private checkRecipient(address: string, session: SMTPServerSession): SmtpReply | null {
-    if (!ADDRESS_RE.test(address)) {
+    if (!isMailbox(address)) {
       return this.reject(session, 'recipient-syntax', new SmtpReply(553, `5.1.3 Recipient address <${address}> is not a valid internet address`));
     }
     if (session.envelope.rcptTo.length >= this.cfg.limits.maxRecipients) {

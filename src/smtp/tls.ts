@@ -1,5 +1,6 @@
 /** TLS for a listener: certificate and key from files, minimum version, reload when the files are rotated. */
 
+import { constants } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
@@ -11,11 +12,35 @@ export interface TlsOptions {
   key: Buffer;
   cert: Buffer;
   minVersion: ListenerConfig['tls']['minVersion'];
-  ciphers?: string;
+  ciphers: string;
+  secureOptions: number;
 }
 
-/** TLS 1.0/1.1 use SHA-1 signatures that OpenSSL 3 refuses at its default security level 1. */
+/**
+ * Mozilla's "intermediate" profile (server-side TLS guidelines 5.7): AEAD suites only, so no CBC under
+ * TLS 1.2 (LUCKY13 and its relatives). Its DHE suites are left out: Node offers them only with a
+ * `dhparam`, and every client that speaks TLS 1.2 also speaks ECDHE.
+ */
+export const INTERMEDIATE_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** TLS 1.0/1.1 clients know only CBC suites with SHA-1, which OpenSSL 3 refuses at its default security level 1. */
 const LEGACY_CIPHERS = 'DEFAULT@SECLEVEL=0';
+
+/**
+ * A client-initiated renegotiation costs the server a full handshake each time, for a few bytes from the
+ * client (CVE-2011-1473); SMTP has no use for it, and TLS 1.3 has none at all. Refused by OpenSSL itself.
+ */
+const SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION;
 
 export function isLegacyTls(l: ListenerConfig): boolean {
   return l.tls.mode !== 'none' && (l.tls.minVersion === 'TLSv1' || l.tls.minVersion === 'TLSv1.1');
@@ -30,9 +55,13 @@ export function loadTlsOptions(l: ListenerConfig, index: number): TlsOptions {
       throw new ConfigError(`listeners[${index}].tls.${name}`, `cannot read "${file}": ${(err as Error).message}`);
     }
   };
-  const opts: TlsOptions = { cert: read(l.tls.certFile!, 'certFile'), key: read(l.tls.keyFile!, 'keyFile'), minVersion: l.tls.minVersion };
-  const ciphers = l.tls.ciphers ?? (isLegacyTls(l) ? LEGACY_CIPHERS : null);
-  if (ciphers) opts.ciphers = ciphers;
+  const opts: TlsOptions = {
+    cert: read(l.tls.certFile!, 'certFile'),
+    key: read(l.tls.keyFile!, 'keyFile'),
+    minVersion: l.tls.minVersion,
+    ciphers: l.tls.ciphers ?? (isLegacyTls(l) ? LEGACY_CIPHERS : INTERMEDIATE_CIPHERS),
+    secureOptions: SECURE_OPTIONS,
+  };
   try {
     createSecureContext(opts);
   } catch (err) {

@@ -1,9 +1,11 @@
-/** Test helpers for the SMTP front door: throw-away certificates (openssl CLI) and a Python smtplib client with TLS and AUTH. */
+/** Test helpers for the SMTP front door: throw-away certificates (openssl CLI), a Python smtplib client with TLS and AUTH, a raw client with STARTTLS. */
 
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 
 export interface CertPair {
   certFile: string;
@@ -121,4 +123,72 @@ export function curlSend(url: string, extra: string[], from: string, to: string,
     });
     child.stdin!.end(message);
   });
+}
+
+/** A raw SMTP conversation over a plain or TLS socket, with STARTTLS: for replies a library client would hide. */
+export class LineClient {
+  private buf = '';
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  constructor(readonly socket: net.Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static connect(port: number): Promise<LineClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(new LineClient(s)));
+      s.once('error', reject);
+    });
+  }
+
+  /** One complete reply, continuation lines included; rejects when the connection closes first. */
+  async reply(): Promise<{ code: number; text: string }> {
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*(\d{3})(?: [^\r\n]*)?\r\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return { code: Number(m[1]), text: m[0].trimEnd() };
+      }
+      if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Resolves once the relay has closed the connection. */
+  async closedByPeer(): Promise<void> {
+    while (!this.closed) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  cmd(line: string): Promise<{ code: number; text: string }> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** STARTTLS, then the TLS handshake on the same socket: a new client for the encrypted session. */
+  async starttls(ca: Buffer): Promise<LineClient> {
+    const r = await this.cmd('STARTTLS');
+    if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.text}`);
+    this.socket.removeAllListeners('data');
+    const secure = tls.connect({ socket: this.socket, ca, servername: 'localhost' });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    return new LineClient(secure);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }

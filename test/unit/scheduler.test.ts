@@ -1,7 +1,8 @@
 /** The scheduler: in-flight limits per mailbox and overall, throttle pauses, slow start, pacing. */
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Scheduler, type AttemptOutcome, type Scheduled, type SchedulerOptions } from '../../src/scheduler/scheduler.js';
+import type { AttemptOutcome, Scheduled } from '../../src/scheduler/scheduled.js';
+import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.js';
 
 const base: SchedulerOptions = { perMailboxConcurrency: 4, globalConcurrency: 100, messagesPerMinute: 0, throttleBackoffBaseMs: 1000, throttleBackoffMaxMs: 60_000, random: () => 0.5 };
 

@@ -1,0 +1,19 @@
+/** What the scheduler holds (a message due at a time, for a mailbox) and what an attempt tells it back. */
+
+export interface Scheduled {
+  id: string;
+  /** Lower-case mailbox UPN: the unit Graph throttles by. */
+  mailbox: string;
+  dueAt: number;
+}
+
+/** What one attempt asks of the scheduler next; `enqueue` adds messages it created (delivery status notifications). */
+export type AttemptOutcome = (
+  | { kind: 'done' }
+  /** `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the outage breaker. */
+  | { kind: 'retry'; dueAt: number; unreachable?: boolean }
+  /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
+  | { kind: 'throttled'; retryAfterMs: number | null }
+  /** The mailbox is blocked for a long time (quota): pause it until `until`. */
+  | { kind: 'blocked'; until: number }
+) & { enqueue?: readonly { id: string; mailbox: string }[] };
