@@ -7,8 +7,8 @@ const CRLF_CRLF = '\r\n\r\n';
 
 /**
  * Collects the header section from streamed (CRLF-clean) chunks: up to the first empty line, or, when there
- * is none within `limit` bytes, the first `limit` bytes and a little more (the caller then looks for a line
- * that ends the section otherwise, or refuses). Every header-derived decision needs all of it.
+ * is none within `limit` bytes, up to the end of the line that crosses the limit (the caller then looks for
+ * a line that ends the section otherwise, or refuses). Every header-derived decision needs all of it.
  */
 export class HeaderCollector {
   private chunks: Buffer[] = [];
@@ -33,14 +33,20 @@ export class HeaderCollector {
     const joined = Buffer.concat([tail, chunk]);
     const end = joined.indexOf(CRLF_CRLF, 0, 'latin1');
     if (end === -1) {
+      const before = this.bytes;
       this.chunks.push(chunk);
       this.bytes += chunk.length;
       this.tail = joined.subarray(-3);
       if (this.bytes <= this.limit) return null;
-      this.block = Buffer.concat(this.chunks, this.bytes);
+      // Past the limit: on to the end of the line that crosses it, and no further, so that what the caller
+      // decides (a line that ends the section, or too big) never depends on where the network cut the bytes.
+      const nl = chunk.indexOf(0x0a, Math.max(0, this.limit - before));
+      if (nl === -1) return null;
+      const block = Buffer.concat(this.chunks, this.bytes);
+      this.block = block.subarray(0, before + nl + 1);
       this.complete = false;
       this.chunks = [];
-      return Buffer.alloc(0);
+      return chunk.subarray(nl + 1);
     }
     const cut = end + 2 - tail.length; // keeps the last field's CRLF
     if (cut >= 0) this.chunks.push(chunk.subarray(0, cut));
