@@ -91,3 +91,28 @@ export class PasswordHashError extends RelayError {
   override name = 'PasswordHashError';
   override readonly code = 'RELAY_ERR_PASSWORD_HASH';
 }
+
+/** An SMTP reply the relay chose: the code, and a text that starts with its enhanced status code. */
+export class SmtpReply extends RelayError {
+  override name = 'SmtpReply';
+  override readonly code = 'RELAY_ERR_SMTP_REPLY';
+  constructor(
+    /** What smtp-server sends: it reads `responseCode` and `message` of the error a callback returns. */
+    readonly responseCode: number,
+    text: string,
+  ) {
+    super(text);
+  }
+}
+
+/** The client's connection ended before the end of DATA: nothing was acknowledged, nothing is kept. */
+export class ClientGone extends RelayError {
+  override name = 'ClientGone';
+  override readonly code = 'RELAY_ERR_CLIENT_GONE';
+}
+
+/** A PROXY v2 header that no load balancer would send. */
+export class ProxyHeaderError extends RelayError {
+  override name = 'ProxyHeaderError';
+  override readonly code = 'RELAY_ERR_PROXY_HEADER';
+}

@@ -13,9 +13,10 @@ import type { Logger } from '../observability/logger.js';
 import { RelayMetrics } from '../observability/metrics.js';
 import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { SmtpListener } from '../smtp/server.js';
+import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
 import { Spool } from '../spool/spool.js';
+import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
 
 /** What a relay is made with besides its configuration; tests replace any of them. */
@@ -70,7 +71,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         rejected: (reason) => metrics.rejected(reason),
         session: (listener) => metrics.session(listener),
         tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
-        passthrough: l.passthrough ? (env, data) => out.sender.send(env, data) : undefined,
+        passthrough: l.passthrough ? (env, data) => passThrough(out.sender, log, env, data) : undefined,
       }),
   );
   // Set by the relay when it stops; readiness reads it (made first, so nothing is wired after construction).

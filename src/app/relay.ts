@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
 import { writable } from '../observability/readiness.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
-import type { SmtpListener } from '../smtp/server.js';
+import type { SmtpListener } from '../smtp/listener.js';
 import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
 import type { Spool } from '../spool/spool.js';
 import { handleControl } from './control.js';

@@ -47,18 +47,7 @@ export function buildDsn({ env, kind, postmaster, reportingMta, originalHeaders,
     '',
     wrap(`Queue id ${env.id}, sending mailbox ${env.mailbox}, ${env.attempts} delivery attempt(s) since ${env.receivedAt}.`),
   ].join('\r\n');
-  const perRecipient = env.rcptTo
-    .map((r) =>
-      [
-        `Final-Recipient: rfc822; ${r}`,
-        `Original-Recipient: rfc822; ${r}`,
-        `Action: ${kind}`,
-        `Status: ${status}`,
-        `Diagnostic-Code: X-Graph; ${graphDetail.replace(/[\r\n]+/g, ' ').slice(0, 900)}`,
-        `Last-Attempt-Date: ${rfc5322Date(e ? Date.parse(e.at) : now.getTime())}`,
-      ].join('\r\n'),
-    )
-    .join('\r\n\r\n');
+  const perRecipient = recipientFields(env, kind, status, graphDetail, e ? Date.parse(e.at) : now.getTime());
   const parts = [
     `From: Mail Delivery System <${postmaster}>`,
     `To: <${env.mailFrom}>`,
@@ -94,6 +83,22 @@ export function buildDsn({ env, kind, postmaster, reportingMta, originalHeaders,
     '',
   ].join('\r\n');
   return Buffer.concat([Buffer.from(`${parts}\r\n`, 'utf8'), originalHeaders, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+}
+
+/** The message/delivery-status fields of each recipient (RFC 3464 section 2.3). */
+function recipientFields(env: Envelope, kind: DsnKind, status: string, detail: string, lastAttempt: number): string {
+  return env.rcptTo
+    .map((r) =>
+      [
+        `Final-Recipient: rfc822; ${r}`,
+        `Original-Recipient: rfc822; ${r}`,
+        `Action: ${kind}`,
+        `Status: ${status}`,
+        `Diagnostic-Code: X-Graph; ${detail.replace(/[\r\n]+/g, ' ').slice(0, 900)}`,
+        `Last-Attempt-Date: ${rfc5322Date(lastAttempt)}`,
+      ].join('\r\n'),
+    )
+    .join('\r\n\r\n');
 }
 
 /** Whether a failed message may be bounced at all: never to <>, never a bounce. */

@@ -133,6 +133,8 @@ function latin1Boundary(header: string): string | null {
 /**
  * Reads the file once, line by line, keeping only header blocks and the first bytes of each body line:
  * memory does not grow with the message. Parts without a closing delimiter end at end of file.
+ * It is long because it is one state machine over one stream (header or body, which part, which boundary):
+ * split up, its state would have to travel between the pieces on every line.
  */
 export async function scanMime(file: string, size: number): Promise<MimePart> {
   const root = newPart(0, 0, null);

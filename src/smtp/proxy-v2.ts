@@ -2,6 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { ProxyHeaderError } from '../errors.js';
 
 const SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 const FIXED = 16;
@@ -16,7 +17,7 @@ export interface ProxiedSocketOptions {
 
 type HandleProxy = (socket: Socket, callback: (err: Error | null, opts?: ProxiedSocketOptions) => void) => void;
 
-export class ProxyHeaderError extends Error {}
+
 
 /** Parses a complete v2 header; null when more bytes are needed. */
 export function parseProxyV2(buf: Buffer): { length: number; remoteAddress?: string; remotePort?: number } | null {

@@ -99,7 +99,8 @@ export class CertificateWatcher {
   }
 
   /** Both files usually change together; reading them in the same tick after the last change keeps them a pair. */
-  private reload(): void {
+  /** Also on SIGHUP (systemctl reload): now, rather than at the next check. */
+  reload(): void {
     if (this.reloading) return;
     this.reloading = true;
     setImmediate(() => {

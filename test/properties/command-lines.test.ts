@@ -3,7 +3,8 @@
 import fc from 'fast-check';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { describe, expect, it } from 'vitest';
-import { commandViolation, installCommandGuard, onLines } from '../../src/smtp/command-guard.js';
+import { commandViolation } from '../../src/smtp/command-lines.js';
+import { installCommandGuard, onLines } from '../../src/smtp/smtp-server-internals.js';
 
 installCommandGuard();
 

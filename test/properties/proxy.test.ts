@@ -5,7 +5,8 @@ import { Duplex } from 'node:stream';
 import fc from 'fast-check';
 import { SMTPServer } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
-import { parseProxyV2, ProxyHeaderError, withProxyV2, type ProxiedSocketOptions } from '../../src/smtp/proxy-v2.js';
+import { ProxyHeaderError } from '../../src/errors.js';
+import { parseProxyV2, withProxyV2, type ProxiedSocketOptions } from '../../src/smtp/proxy-v2.js';
 
 /** A socket whose client side the test writes; what the server writes back is kept. */
 class FakeSocket extends Duplex {
