@@ -1,6 +1,7 @@
 /**
  * The import directions of src/ (ARCHITECTURE.md draws them): each folder may import only the folders
- * listed for it; anything else, and any cycle, fails `npm test` (test/architecture.test.ts runs this).
+ * listed for it; anything else, any cycle, or a source file no test reaches fails `npm test`
+ * (test/architecture.test.ts runs `depcruise src test` with this file; so does `npm run lint:imports`).
  */
 
 /** Leaves: anyone may import them; they import no folder of ours. */
@@ -61,6 +62,14 @@ module.exports = {
       to: { path: '^src/', pathNot: ['^src/(mime|net|config)/', '^src/errors\\.ts$'] },
     },
     { name: 'no-cycles', comment: 'no import cycles', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'exercised-by-a-test',
+      comment:
+        'every source file is reached from a test file; the command line is the exception: the tests run it as the built binary (test/system/cli.test.ts)',
+      severity: 'error',
+      from: { path: '^test/.*\\.test\\.ts$' },
+      to: { path: '^src/', pathNot: '^src/cli(\\.ts$|/)', reachable: false },
+    },
     {
       name: 'src-not-from-tests',
       comment: 'src/ never imports from test/ or bench/',

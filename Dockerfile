@@ -1,6 +1,6 @@
 # smtp-graph-relay: SMTP in, Microsoft Graph sendMail out.
 # Build:  docker build -t smtp-graph-relay .        (or: podman build --pull=never ...)
-# Run:    see deploy/docker-compose.yml and the README's "Operations" section.
+# Run:    see deploy/docker-compose.yml and docs/container.md.
 
 # --- build: TypeScript with the dev dependencies -------------------------------------------
 FROM node:24-slim AS build

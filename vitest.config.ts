@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // The container test needs podman and a base image: CI runs it on its own (deploy/ci-container.sh)
     // after the suite, so that `npm test` never shows it as skipped.
-    exclude: process.env.RELAY_CONTAINER_TEST === '1' ? [] : ['test/container.test.ts', '**/node_modules/**'],
+    exclude: process.env.RELAY_CONTAINER_TEST === '1' ? [] : ['test/system/container.test.ts', '**/node_modules/**'],
     // Integration tests start real relay processes and an HTTPS emulator: give them room, and run
     // files in separate processes so one test's relay cannot disturb another's.
     pool: 'forks',

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: the container image test (test/container.test.ts). Installs podman and builds a local
+# CI: the container image test (test/system/container.test.ts). Installs podman and builds a local
 # node:24-slim base with the shared script (no registry), then builds and runs the image.
 # Usage (from anywhere): deploy/ci-container.sh     Needs root (podman, debootstrap).
 set -euo pipefail
@@ -14,4 +14,4 @@ source "$SHARED_SCRIPT" --env
 
 cd "$REPO"
 [ -d node_modules ] || npm ci --no-audit --no-fund
-RELAY_CONTAINER_TEST=1 npx vitest run test/container.test.ts "$@"
+RELAY_CONTAINER_TEST=1 npx vitest run test/system/container.test.ts "$@"

@@ -11,6 +11,7 @@ import type { Relay } from './app/relay.js';
 import { hashPasswordCommand } from './cli/hash-password.js';
 import { selectCredential } from './config/credentials.js';
 import { QUEUE_USAGE, queueCommand, type QueueFlags } from './cli/queue.js';
+import { testSend } from './cli/test-send.js';
 import { ConfigError, UsageError } from './errors.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [options]
@@ -20,6 +21,7 @@ commands:
   check-config   validate the configuration and print it, secrets redacted (--strict: credentials too)
   hash-password  read a password from stdin, print its hash for users[].passwordHash
   queue ...      list, show, retry, delete and requeue messages (see below)
+  test-send      send one message through Graph, step by step: --to ADDRESS [--from MAILBOX]
   help           this text
 
 options:
@@ -42,6 +44,7 @@ const COMMANDS: Record<string, Options> = {
   'check-config': { strict: { type: 'boolean' } },
   'hash-password': {},
   queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' } },
+  'test-send': { to: { type: 'string' }, from: { type: 'string' } },
   help: {},
 };
 
@@ -82,7 +85,8 @@ async function main(argv: string[]): Promise<void> {
   if (command !== 'queue' && rest.length) usageError(`${command} takes no arguments (got "${rest.join(' ')}")`);
   if (command === 'hash-password') return hashPasswordCommand();
   const configFile = (values.config as string | undefined) ?? process.env.RELAY_CONFIG;
-  const purpose = { requireCredentials: command === 'run', requireMailboxes: command !== 'queue' };
+  if (command === 'test-send' && typeof values.to !== 'string') usageError('test-send needs --to ADDRESS');
+  const purpose = { requireCredentials: command === 'run' || command === 'test-send', requireMailboxes: command === 'run' || command === 'check-config' };
   const cfg = config(() => loadConfig(configFile, process.env, purpose));
   switch (command) {
     case 'check-config':
@@ -91,6 +95,8 @@ async function main(argv: string[]): Promise<void> {
       return run(cfg);
     case 'queue':
       return queue(cfg, rest, values as QueueFlags);
+    case 'test-send':
+      return void process.exit(await testSend(cfg, { to: values.to as string, ...(typeof values.from === 'string' ? { from: values.from } : {}) }, (line) => process.stdout.write(`${line}\n`)));
   }
 }
 
@@ -147,6 +153,11 @@ async function run(cfg: RelayConfig): Promise<void> {
       },
     );
   };
+  // systemctl reload: the TLS certificate files are read again now (they are also checked every reloadCheckInterval).
+  process.on('SIGHUP', () => {
+    log.info({ event: 'signal', signal: 'SIGHUP' }, 'received SIGHUP: reloading TLS certificates');
+    relay.reloadCertificates();
+  });
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
   try {

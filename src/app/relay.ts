@@ -93,6 +93,11 @@ export class Relay {
     return ids.length;
   }
 
+  /** SIGHUP: every TLS listener reads its certificate files again now. */
+  reloadCertificates(): void {
+    for (const l of this.listeners) l.reloadCertificates();
+  }
+
   /** Graceful stop: no new sessions; transactions and attempts in progress finish within the grace period. */
   stop(graceMs = 30_000): Promise<void> {
     this.stopped ??= this.drain(graceMs);

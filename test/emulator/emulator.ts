@@ -46,6 +46,8 @@ export interface EmulatorOptions {
   acceptedAssertions?: Iterable<string>;
   federatedTokens?: (assertion: string) => boolean;
   tokenLifetimeSec?: number;
+  /** Application roles in issued tokens; default Mail.Send and Mail.ReadWrite. */
+  roles?: string[];
   /** Mailbox → other addresses it may send as (Send As granted); From/Sender anything else gets 403 ErrorSendAsDenied. */
   sendAs?: Record<string, string[]>;
   /** When set, any other user gets 404 ErrorInvalidUser. */
@@ -184,6 +186,11 @@ export class Emulator extends EventEmitter {
     this.state.reset();
   }
 
+  /** The application roles of tokens issued from now until the next reset(). */
+  setRoles(roles: string[]): void {
+    this.state.roles = [...roles];
+  }
+
   /** Grants `mailbox` Send As on `addresses` until the next reset(). */
   grantSendAs(mailbox: string, ...addresses: string[]): void {
     const key = mailboxKey(mailbox);
@@ -211,6 +218,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     acceptedAssertions: new Set(opts.acceptedAssertions ?? []),
     tokenLifetimeSec: opts.tokenLifetimeSec ?? 3600,
     maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
+    roles: opts.roles ?? ['Mail.Send', 'Mail.ReadWrite'],
     sendAs: new Map(Object.entries(opts.sendAs ?? {}).map(([k, v]) => [mailboxKey(k), v])),
     faults: {
       latencyMs: opts.latencyMs ?? 0,

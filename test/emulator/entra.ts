@@ -184,7 +184,8 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
     appid: config.clientId,
     azp: config.clientId,
     tid: config.tenantId,
-    roles: ['Mail.Send', 'Mail.ReadWrite'],
+    // Application permissions granted in Entra ID (none when the grant is RBAC for Applications in Exchange).
+    ...(state.roles.length ? { roles: state.roles } : {}),
     sub: config.clientId,
     jti: randomUUID(),
     ver: '1.0',

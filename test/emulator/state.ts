@@ -40,6 +40,8 @@ export interface StateConfig {
   acceptedAssertions: Set<string>;
   federatedTokens?: (assertion: string) => boolean;
   tokenLifetimeSec: number;
+  /** The application roles tokens carry. */
+  roles: string[];
   /** Lower-cased mailbox → the other addresses it may send as (Send As granted in Exchange). */
   sendAs: Map<string, string[]>;
   /** Lower-cased known mailboxes; undefined means every user exists. */
@@ -65,6 +67,8 @@ export class EmulatorState extends EventEmitter {
   readonly drafts = new Map<string, Map<string, Draft>>();
   readonly uploads = new Map<string, UploadSession>();
   throttled429 = 0;
+  /** Application roles in the tokens: the configured ones, unless a test sets others (reset() restores them). */
+  roles: string[];
   /** Send As grants in force: the configured ones, plus any a test adds (reset() restores the configured ones). */
   sendAs: Map<string, string[]>;
   /** Aborted by close() so that pending latency/delay timers do not keep the process alive. */
@@ -81,6 +85,7 @@ export class EmulatorState extends EventEmitter {
     super();
     this.faults = { ...config.faults };
     this.sendAs = new Map(config.sendAs);
+    this.roles = [...config.roles];
   }
 
   addScript(upn: string, steps: ScriptStep[]): void {
@@ -191,6 +196,7 @@ export class EmulatorState extends EventEmitter {
     this.throttled429 = 0;
     this.faults = { ...this.config.faults };
     this.sendAs = new Map(this.config.sendAs);
+    this.roles = [...this.config.roles];
     this.down = false;
   }
 }

@@ -5,11 +5,11 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import type { SentRecord } from './emulator/emulator.js';
-import { useTestbed } from './helpers/graph-relay.js';
-import { composeToFile, randomFile, sendFile, sha256 } from './helpers/large-mail.js';
-import type { LogLine } from './helpers/relay-process.js';
-import { RawSmtp } from './helpers/smtp-clients.js';
+import type { SentRecord } from '../emulator/emulator.js';
+import { useTestbed } from '../helpers/graph-relay.js';
+import { composeToFile, randomFile, sendFile, sha256 } from '../helpers/large-mail.js';
+import type { LogLine } from '../helpers/relay-process.js';
+import { RawSmtp } from '../helpers/smtp-clients.js';
 
 const UPN = 'scanner@contoso.example';
 const MB = 1024 * 1024;

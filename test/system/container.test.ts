@@ -13,9 +13,9 @@ import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunnerInfo } from './emulator/types.js';
+import type { RunnerInfo } from '../emulator/types.js';
 
-const REPO = path.resolve(import.meta.dirname, '..');
+const REPO = path.resolve(import.meta.dirname, '../..');
 const IMAGE = process.env.RELAY_CONTAINER_IMAGE ?? 'smtp-graph-relay:test';
 const run = promisify(execFile);
 

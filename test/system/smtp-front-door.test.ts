@@ -7,10 +7,10 @@ import path from 'node:path';
 import tls from 'node:tls';
 import nodemailer from 'nodemailer';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword } from '../src/config/password-hash.js';
-import { curlSend, mail, makeCert, pyClient, type CertPair } from './helpers/front-door.js';
-import { CLI, startRelay, type RelayProcess } from './helpers/relay-process.js';
-import { RawSmtp } from './helpers/smtp-clients.js';
+import { hashPassword } from '../../src/config/password-hash.js';
+import { curlSend, mail, makeCert, pyClient, type CertPair } from '../helpers/front-door.js';
+import { CLI, startRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { RawSmtp } from '../helpers/smtp-clients.js';
 
 const relays: RelayProcess[] = [];
 afterEach(async () => {
@@ -215,6 +215,24 @@ describe('implicit TLS and other clients', () => {
     expect(legacy.logs.some((l) => l.event === 'legacy-tls')).toBe(true);
     const accepted = await pyClient({ port: legacy.smtpPort, mode: 'ssl', cafile: cert.certFile, tlsMax: 'TLSv1', from: 'a@contoso.example', to: ['b@contoso.example'], message: mail('a@contoso.example', 'b@contoso.example') });
     expect(accepted, JSON.stringify(accepted)).toMatchObject({ ok: true, tlsVersion: 'TLSv1' });
+  });
+
+  it('SIGHUP (systemctl reload) reads the certificate files again at once, and the relay keeps running', async () => {
+    const dir = path.dirname(cert.certFile);
+    const live: CertPair = { certFile: path.join(dir, 'hup.crt'), keyFile: path.join(dir, 'hup.key') };
+    copyFileSync(cert.certFile, live.certFile);
+    copyFileSync(cert.keyFile, live.keyFile);
+    // A check interval of an hour: only the signal can make the relay see the new pair within this test.
+    const r = await relay({ listeners: [{ name: 'smtps', host: '127.0.0.1', port: 0, tls: { mode: 'implicit', certFile: live.certFile, keyFile: live.keyFile, reloadCheckInterval: '1h' } }] });
+    const next = makeCert(dir, 'hup-next');
+    copyFileSync(next.keyFile, live.keyFile);
+    copyFileSync(next.certFile, live.certFile);
+    r.child.kill('SIGHUP');
+    await r.waitForLog((l) => l.event === 'tls-reloaded');
+    expect(r.logs.some((l) => l.event === 'signal' && l.signal === 'SIGHUP')).toBe(true);
+    const after = await pyClient({ port: r.smtpPort, mode: 'ssl', cafile: next.certFile });
+    expect(after.ok, JSON.stringify(after)).toBe(true);
+    expect(r.child.exitCode).toBeNull();
   });
 
   it('reloads a rotated certificate without dropping the sessions in progress, and keeps the old one if the new pair is broken', async () => {

@@ -5,9 +5,9 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword } from '../src/config/password-hash.js';
-import { LineClient, makeCert, type CertPair } from './helpers/front-door.js';
-import { startRelay, type LogLine, type RelayProcess } from './helpers/relay-process.js';
+import { hashPassword } from '../../src/config/password-hash.js';
+import { LineClient, makeCert, type CertPair } from '../helpers/front-door.js';
+import { startRelay, type LogLine, type RelayProcess } from '../helpers/relay-process.js';
 
 const relays: RelayProcess[] = [];
 afterEach(async () => {

@@ -4,9 +4,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { mail } from './helpers/front-door.js';
-import { startRelay, type RelayProcess } from './helpers/relay-process.js';
-import { RawSmtp, pySend } from './helpers/smtp-clients.js';
+import { mail } from '../helpers/front-door.js';
+import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { RawSmtp, pySend } from '../helpers/smtp-clients.js';
 
 const relays: RelayProcess[] = [];
 afterEach(async () => {

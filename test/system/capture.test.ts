@@ -4,10 +4,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { message } from './helpers/graph-relay.js';
-import { composeToFile, randomFile, sendFile } from './helpers/large-mail.js';
-import { startRelay, type LogLine, type RelayProcess } from './helpers/relay-process.js';
-import { pySend } from './helpers/smtp-clients.js';
+import { message } from '../helpers/graph-relay.js';
+import { composeToFile, randomFile, sendFile } from '../helpers/large-mail.js';
+import { startRelay, type LogLine, type RelayProcess } from '../helpers/relay-process.js';
+import { pySend } from '../helpers/smtp-clients.js';
 
 const MB = 1024 * 1024;
 const UPLOAD_CHUNK = 12 * 320 * 1024;

@@ -1,7 +1,7 @@
 /** LineEndingGuard on its own: every split of the input into chunks gives the same verdict and the same bytes. */
 
 import { describe, expect, it } from 'vitest';
-import { LineEndingGuard, type LineEndingMode } from '../src/smtp/line-endings.js';
+import { LineEndingGuard, type LineEndingMode } from '../../src/smtp/line-endings.js';
 
 function run(mode: LineEndingMode, chunks: Buffer[], maxLine = 1000): { out: string; violation: string | null } {
   const g = new LineEndingGuard(mode, maxLine);

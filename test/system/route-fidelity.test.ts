@@ -2,9 +2,9 @@
 
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { useTestbed } from './helpers/graph-relay.js';
-import { composeToFile, sendFile, sendRaw8bit, sha256 } from './helpers/large-mail.js';
-import type { LogLine } from './helpers/relay-process.js';
+import { useTestbed } from '../helpers/graph-relay.js';
+import { composeToFile, sendFile, sendRaw8bit, sha256 } from '../helpers/large-mail.js';
+import type { LogLine } from '../helpers/relay-process.js';
 
 const MB = 1024 * 1024;
 const UPN = 'scans@contoso.example';

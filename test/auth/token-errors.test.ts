@@ -3,12 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MsalTokenProvider } from '../src/auth/token-provider.js';
-import { type GraphConfig } from '../src/config/config.js';
-import { buildConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observability/logger.js';
-import { startEmulator, type Emulator } from './emulator/emulator.js';
-import { TokenError } from '../src/errors.js';
+import { MsalTokenProvider } from '../../src/auth/token-provider.js';
+import { type GraphConfig } from '../../src/config/config.js';
+import { buildConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { startEmulator, type Emulator } from '../emulator/emulator.js';
+import { TokenError } from '../../src/errors.js';
 
 let emu: Emulator;
 beforeAll(async () => {

@@ -4,16 +4,16 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TokenProvider } from '../src/auth/token-provider.js';
-import type { SendResult } from '../src/delivery/senders.js';
-import { RelayMetrics, TOP_MAILBOXES } from '../src/observability/metrics.js';
-import { QueueTracker, deadLetterStats } from '../src/observability/queue-stats.js';
-import { ReadinessCheck } from '../src/observability/readiness.js';
-import { newQueueId, queueIdTime } from '../src/spool/queue-id.js';
-import type { Envelope } from '../src/spool/envelope.js';
-import { startEmulator, type Emulator } from './emulator/emulator.js';
-import { startGraphRelay } from './helpers/graph-relay.js';
-import { startRelay, type RelayProcess } from './helpers/relay-process.js';
+import type { TokenProvider } from '../../src/auth/token-provider.js';
+import type { SendResult } from '../../src/delivery/senders.js';
+import { RelayMetrics, TOP_MAILBOXES } from '../../src/observability/metrics.js';
+import { QueueTracker, deadLetterStats } from '../../src/observability/queue-stats.js';
+import { ReadinessCheck } from '../../src/observability/readiness.js';
+import { newQueueId, queueIdTime } from '../../src/spool/queue-id.js';
+import type { Envelope } from '../../src/spool/envelope.js';
+import { startEmulator, type Emulator } from '../emulator/emulator.js';
+import { startGraphRelay } from '../helpers/graph-relay.js';
+import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
 
 /** Prometheus text → "name{labels}" → value (labels as printed by prom-client, in its order). */
 function parseMetrics(text: string): Map<string, number> {

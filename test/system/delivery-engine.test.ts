@@ -6,9 +6,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { message, useTestbed } from './helpers/graph-relay.js';
-import { CLI, type RelayProcess } from './helpers/relay-process.js';
-import { RawSmtp, pySend } from './helpers/smtp-clients.js';
+import { message, useTestbed } from '../helpers/graph-relay.js';
+import { CLI, type RelayProcess } from '../helpers/relay-process.js';
+import { RawSmtp, pySend } from '../helpers/smtp-clients.js';
 
 const tb = useTestbed();
 

@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeCert } from './helpers/front-door.js';
-import { startRelay, type RelayProcess } from './helpers/relay-process.js';
+import { makeCert } from '../helpers/front-door.js';
+import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
 
 interface Finding {
   id: string;

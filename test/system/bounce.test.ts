@@ -4,9 +4,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { message, useTestbed } from './helpers/graph-relay.js';
-import type { RelayProcess } from './helpers/relay-process.js';
-import { pySend } from './helpers/smtp-clients.js';
+import { message, useTestbed } from '../helpers/graph-relay.js';
+import type { RelayProcess } from '../helpers/relay-process.js';
+import { pySend } from '../helpers/smtp-clients.js';
 
 const tb = useTestbed({}, { bounces: { postmaster: 'postmaster@contoso.example' } });
 

@@ -8,10 +8,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { message, useTestbed } from './helpers/graph-relay.js';
-import type { RelayProcess } from './helpers/relay-process.js';
-import { pySend } from './helpers/smtp-clients.js';
-import { REPO } from './helpers/relay-process.js';
+import { message, useTestbed } from '../helpers/graph-relay.js';
+import type { RelayProcess } from '../helpers/relay-process.js';
+import { pySend } from '../helpers/smtp-clients.js';
+import { REPO } from '../helpers/relay-process.js';
 import { parse as parseYaml } from 'yaml';
 
 const tb = useTestbed();

@@ -3,8 +3,8 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type RelayProcess } from './helpers/relay-process.js';
-import { RawSmtp } from './helpers/smtp-clients.js';
+import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { RawSmtp } from '../helpers/smtp-clients.js';
 
 const SMUGGLED = 'MAIL FROM:<ceo@contoso.example>\r\nRCPT TO:<smuggled@contoso.example>\r\nDATA\r\nFrom: ceo@contoso.example\r\nSubject: smuggled\r\n\r\nwire the money\r\n';
 const VECTORS: [string, string][] = [

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { message } from './helpers/graph-relay.js';
-import { CLI, REPO, startRelay, type RelayProcess } from './helpers/relay-process.js';
-import { pySend } from './helpers/smtp-clients.js';
+import { message } from '../helpers/graph-relay.js';
+import { CLI, REPO, startRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { pySend } from '../helpers/smtp-clients.js';
 
 const run = promisify(execFile);
 const relays: RelayProcess[] = [];

@@ -8,16 +8,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { selectCredential } from '../src/config/credentials.js';
-import { MsalTokenProvider } from '../src/auth/token-provider.js';
-import { federatedAssertion } from '../src/auth/workload-identity.js';
-import { type GraphConfig } from '../src/config/config.js';
-import { buildConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observability/logger.js';
-import { startEmulator, type Emulator } from './emulator/emulator.js';
-import { startGraphRelay } from './helpers/graph-relay.js';
-import type { RelayProcess } from './helpers/relay-process.js';
-import { ConfigError, FederatedTokenError } from '../src/errors.js';
+import { selectCredential } from '../../src/config/credentials.js';
+import { MsalTokenProvider } from '../../src/auth/token-provider.js';
+import { federatedAssertion } from '../../src/auth/workload-identity.js';
+import { type GraphConfig } from '../../src/config/config.js';
+import { buildConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { startEmulator, type Emulator } from '../emulator/emulator.js';
+import { startGraphRelay } from '../helpers/graph-relay.js';
+import type { RelayProcess } from '../helpers/relay-process.js';
+import { ConfigError, FederatedTokenError } from '../../src/errors.js';
 
 /** A projected service-account token looks like a JWT; the emulator accepts the listed ones verbatim. */
 function fakeServiceAccountToken(): string {

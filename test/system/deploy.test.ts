@@ -16,9 +16,9 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../src/config/load.js';
+import { buildConfig } from '../../src/config/load.js';
 
-const REPO = path.resolve(import.meta.dirname, '..');
+const REPO = path.resolve(import.meta.dirname, '../..');
 const DEPLOY = path.join(REPO, 'deploy');
 const OVERLAYS = path.join(DEPLOY, 'kubernetes/overlays');
 
@@ -306,6 +306,10 @@ describe('docker compose', () => {
     expect(relay.secrets).toContain(name);
     expect(compose.secrets[name]?.file).toBeDefined();
     expect(relay.environment.AZURE_CLIENT_SECRET).toBeUndefined();
+  });
+
+  it('passes the sender mapping variables through, with no "accept anything" value of its own', () => {
+    for (const k of ['RELAY_SENDER_DOMAINS', 'RELAY_MAILBOX_MAP', 'RELAY_FALLBACK_MAILBOX']) expect(relay.environment[k], k).toBe(`\${${k}:-}`);
   });
 
   it('gives the relay time to drain on stop', () => {
