@@ -29,7 +29,8 @@ type Mailbox = { name: string; address: string };
  */
 export function rewriteFrom(block: Buffer, fields: readonly HeaderField[], mailbox: string, opts: FromRewriteOptions): FromRewrite | null {
   const mbx = mailbox.toLowerCase();
-  const isMailbox = (m: Mailbox): boolean => m.address.toLowerCase() === mbx && !decodeDisplayName(m.name).includes('@');
+  const isMailbox = (m: Mailbox): boolean => m.address.toLowerCase() === mbx && !(m.name.includes('=?') ? decodeDisplayName(m.name) : m.name).includes('@');
+  if (alreadyTheMailbox(block, fields, isMailbox)) return null;
   const fromFields = fields.filter((f) => f.key === 'from');
   const senderFields = fields.filter((f) => f.key === 'sender');
   const from = fromFields.flatMap((f) => mailboxes(fieldValue(block, f)));
@@ -63,6 +64,18 @@ export function rewriteFrom(block: Buffer, fields: readonly HeaderField[], mailb
     originalSender: senderOk ? [] : sender.map((m) => m.address),
     replyToAdded,
   };
+}
+
+/** The common case, checked without building lists: one From, no Sender, and it is the mailbox. */
+function alreadyTheMailbox(block: Buffer, fields: readonly HeaderField[], isMailbox: (m: Mailbox) => boolean): boolean {
+  let from: HeaderField | null = null;
+  for (const f of fields) {
+    if (f.key === 'sender' || (f.key === 'from' && from)) return false;
+    if (f.key === 'from') from = f;
+  }
+  if (!from) return false;
+  const list = mailboxes(fieldValue(block, from));
+  return list.length === 1 && isMailbox(list[0]!);
 }
 
 /** The device's name, else its address; never with an `@`, which Exchange may read as an address. */

@@ -30,13 +30,12 @@ export class HeaderCollector {
     if (this.block) return null;
     // The end may straddle chunks (of any size): search from the last three bytes collected.
     const tail = this.tail;
-    const joined = Buffer.concat([tail, chunk]);
-    const end = joined.indexOf(CRLF_CRLF, 0, 'latin1');
+    const end = findEnd(tail, chunk);
     if (end === -1) {
       const before = this.bytes;
       this.chunks.push(chunk);
       this.bytes += chunk.length;
-      this.tail = joined.subarray(-3);
+      this.tail = chunk.length >= 3 ? chunk.subarray(-3) : Buffer.concat([tail, chunk]).subarray(-3);
       if (this.bytes <= this.limit) return null;
       // Past the limit: on to the end of the line that crosses it, and no further, so that what the caller
       // decides (a line that ends the section, or too big) never depends on where the network cut the bytes.
@@ -62,6 +61,18 @@ export class HeaderCollector {
     this.chunks = [];
     return this.block;
   }
+}
+
+/**
+ * Where CRLF CRLF starts in `tail` + `chunk` (offsets counted from the start of `tail`), or -1. The chunk is
+ * searched by itself, and only the few bytes where it meets the tail are joined: copying every chunk behind
+ * the tail cost a buffer of the chunk's size per message.
+ */
+function findEnd(tail: Buffer, chunk: Buffer): number {
+  const seam = Buffer.concat([tail, chunk.subarray(0, 3)]).indexOf(CRLF_CRLF, 0, 'latin1');
+  if (seam !== -1) return seam;
+  const inside = chunk.indexOf(CRLF_CRLF, 0, 'latin1');
+  return inside === -1 ? -1 : inside + tail.length;
 }
 
 /** One header field: its name as written and its bytes [start, end) in the section, folded lines and CRLF included. */
@@ -167,8 +178,14 @@ export function addresses(value: string): string[] {
     .filter((a): a is string => Boolean(a));
 }
 
+/** A lone address with an optional plain display name, as SIMPLE_ADDRESS, keeping the name. */
+const SIMPLE_MAILBOX = /^(?:([^"(),:;<>@[\]\\]*)<([^\s"(),:;<>@[\]\\]+@[^\s"(),:;<>@[\]\\]+)>|([^\s"(),:;<>@[\]\\]+@[^\s"(),:;<>@[\]\\]+))$/;
+
 /** The mailboxes of one header value with their display names as written (encoded words not decoded), groups flattened. */
 export function mailboxes(value: string): { name: string; address: string }[] {
+  // The common forms skip the full parser, as addresses() does: every accepted message reads its From.
+  const m = SIMPLE_MAILBOX.exec(value);
+  if (m) return m[3] ? [{ name: '', address: m[3] }] : [{ name: m[1]!.trim(), address: m[2]! }];
   return addressparser(value, { flatten: true })
     .filter((a) => Boolean(a.address))
     .map((a) => ({ name: a.name ?? '', address: a.address! }));
