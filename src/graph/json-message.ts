@@ -2,6 +2,7 @@
 
 import { readSlice } from '../mime/message-file.js';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
+import { internetMessageId } from '../mime/message-id.js';
 import { headerText, type MimePart } from '../mime/mime-tree.js';
 import type { MessageParts } from '../mime/mime-attachments.js';
 
@@ -51,8 +52,8 @@ export interface JsonMessageOptions {
 }
 
 /**
- * Subject, body (HTML preferred; Graph takes one body), from, replyTo, to/cc/bcc, importance, read receipt
- * and the x- headers (Graph accepts only those as internetMessageHeaders). Attachments are added by the caller.
+ * Subject, body (HTML preferred; Graph takes one body), from, replyTo, to/cc/bcc, importance, read receipt,
+ * the Message-ID and the x- headers (Graph accepts only those as internetMessageHeaders). Attachments are added by the caller.
  */
 export async function buildJsonMessage(file: string, root: MimePart, parts: MessageParts, opts: JsonMessageOptions): Promise<Record<string, unknown>> {
   // mailparser reads header bytes as UTF-8 only: a latin1 subject or name would come out as U+FFFD.
@@ -81,6 +82,10 @@ export async function buildJsonMessage(file: string, root: MimePart, parts: Mess
   const importance = importanceOf(raw);
   if (importance) message['importance'] = importance;
   if (raw.has('disposition-notification-to')) message['isReadReceiptRequested'] = true;
+  // The Message-ID goes along (Graph takes internetMessageId on a message it creates): recipients thread by
+  // it, and the Sent Items look-up finds a sent JSON draft by it.
+  const messageId = internetMessageId(raw.get('message-id'));
+  if (messageId) message['internetMessageId'] = messageId;
   const xHeaders = head.headerLines
     // X-Priority is carried as importance; Graph refuses anything but x- headers here.
     .filter((h) => h.key.startsWith('x-') && h.key !== 'x-priority' && h.key !== 'x-msmail-priority')

@@ -134,6 +134,7 @@ export class DataIngest {
       listener: this.ctx.listener.name,
       receivedAt: at,
       size: writer.bytes,
+      messageId: cleaned.messageId,
       attempts: 0,
       nextAttemptAt: at,
       lastError: null,
@@ -176,6 +177,7 @@ export class DataIngest {
         headerOnlyRcpts: cleaned.headerOnly.length,
         size: env.size,
         messageId: cleaned.messageId,
+        ...(cleaned.messageIdAdded ? { messageIdAdded: true } : {}),
       },
       'message accepted',
     );
