@@ -15,6 +15,7 @@ import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
+import { InflightJournal } from '../spool/journal.js';
 import { Spool } from '../spool/spool.js';
 import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
@@ -40,7 +41,8 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir });
   const out = deps.sender ? { sender: deps.sender, tokens: deps.tokens ?? null, graph: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
   const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname) : null;
-  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now });
+  const journal = new InflightJournal(cfg.spool.directory);
+  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now, journal });
   const d = cfg.delivery;
   const scheduler = new Scheduler(
     {
@@ -80,7 +82,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: out.tokens, captureDir, stopping: () => state.stopping });
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph });
 }
 
 /** Graph mode: the Graph adapter over one HTTP client and msal; capture mode: files, no Graph at all. */

@@ -12,6 +12,7 @@ import { writable } from '../observability/readiness.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { SmtpListener } from '../smtp/listener.js';
 import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
+import { recoverInflight, type InflightJournal } from '../spool/journal.js';
 import type { Spool } from '../spool/spool.js';
 import { handleControl } from './control.js';
 
@@ -25,6 +26,8 @@ export interface RelayParts {
   /** Shared with readiness, which says "shutting down" once `stopping` is set. */
   state: { stopping: boolean };
   spool: Spool;
+  /** Attempts in flight, recorded as they start: what a crash left unresolved is looked up at start. */
+  journal: InflightJournal;
   lock: SpoolLock;
   scheduler: Scheduler;
   listeners: SmtpListener[];
@@ -58,6 +61,9 @@ export class Relay {
     await this.p.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
+    for (const qid of await recoverInflight(this.spool, this.p.journal, this.p.now())) {
+      log.warn({ qid, event: 'outcome-unknown', reason: 'crash' }, 'the relay stopped with an attempt of this message in flight: looking for it in Sent Items before sending it again');
+    }
     if (this.p.admin) {
       // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
       const a = await this.p.admin.listen(cfg.admin.host, cfg.admin.port);
@@ -69,6 +75,7 @@ export class Relay {
       log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
     this.p.tokens?.warmUp();
+    void this.p.graph?.checkLookupPermission();
     const loaded = await this.loadQueue();
     await this.control.start();
     log.info({ event: 'started', queued: loaded, delivery: cfg.delivery.mode }, 'relay started');
@@ -120,6 +127,7 @@ export class Relay {
     if (res === 'expired') log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
     await (res === 'expired' ? this.p.graph?.destroy() : this.p.graph?.close())?.catch(() => undefined);
     this.control.stop();
+    await this.p.journal.close();
     await this.spool.close();
     await this.p.lock.release();
     // Last: /healthz answers and /readyz says "shutting down" for the whole drain.

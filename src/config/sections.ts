@@ -11,6 +11,7 @@ import { CREDENTIAL_SETTINGS, type CredentialSetting } from './credentials.js';
 import { readFrontDoorLimits, readListenerSecurity } from './front-door.js';
 import { Reader, validateCidr, type Raw } from './reader.js';
 import { parseDuration } from './units.js';
+import { readUnknownOutcome } from './unknown-outcome.js';
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -245,6 +246,7 @@ export function readDelivery(d: Reader, env: NodeJS.ProcessEnv, baseDir: string,
     retry: readRetry(d.section('retry')),
     largeMessages,
     sentItems: d.oneOf('sentItems', ['keep', 'discard'] as const, 'keep'),
+    unknownOutcome: readUnknownOutcome(d.section('unknownOutcome')),
   };
   if (delivery.mode !== 'graph' && delivery.mode !== 'capture') throw new ConfigError('RELAY_DELIVERY', `must be graph or capture (got "${delivery.mode}")`);
   d.done();

@@ -6,6 +6,7 @@ import type { MailboxConfig, SentItemsMode } from '../config/config.js';
 import { routeInput, type GraphAdapter, type OutgoingMessage, type SendResult } from '../graph/adapter.js';
 import { classifyUnsendable } from '../graph/classify.js';
 import { planRoute } from '../graph/route-plan.js';
+import type { LookupQuery, LookupResult } from '../graph/sent-items.js';
 import { readRange, type MessageData } from '../mime/message-file.js';
 import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
@@ -16,6 +17,10 @@ export type { SendResult } from '../graph/adapter.js';
 
 export interface Sender {
   send(env: Envelope, data: MessageData): Promise<SendResult>;
+  /** The Sent Items look-up (delivery/unknown-outcome.ts); absent where there is no Sent Items (capture). */
+  findSent?(q: LookupQuery): Promise<LookupResult>;
+  /** Whether this message goes with a copy kept in Sent Items for sure (false: sentItems discard, so maybe not). */
+  keepsCopy?(env: Envelope): boolean;
 }
 
 export interface SenderOptions {
@@ -26,8 +31,12 @@ export interface SenderOptions {
 
 /** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
 export function outgoing(env: Envelope, data: MessageData, opts: SenderOptions): OutgoingMessage {
+  return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: sentItemsMode(env, opts), data };
+}
+
+function sentItemsMode(env: Envelope, opts: SenderOptions): SentItemsMode {
   const res = resolveMailbox(env.mailFrom, opts.mailboxes);
-  return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: (res.ok && res.sentItems) || opts.sentItems, data };
+  return (res.ok && res.sentItems) || opts.sentItems;
 }
 
 export class GraphSender implements Sender {
@@ -38,6 +47,14 @@ export class GraphSender implements Sender {
 
   send(env: Envelope, data: MessageData): Promise<SendResult> {
     return this.graph.send(outgoing(env, data, this.opts));
+  }
+
+  findSent(q: LookupQuery): Promise<LookupResult> {
+    return this.graph.findSent(q);
+  }
+
+  keepsCopy(env: Envelope): boolean {
+    return sentItemsMode(env, this.opts) === 'keep';
   }
 }
 

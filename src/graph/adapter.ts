@@ -15,6 +15,7 @@ import { postJsonSendMail } from './json-sendmail.js';
 import { LargeMessageRoute } from './large-message.js';
 import { sendMailPath } from './planned-requests.js';
 import { planRoute, sentItemsKeptMessage, type RouteInput, type RouteName } from './route-plan.js';
+import { findInSentItems, lookupPermission, LOOKUP_ROLES, type LookupQuery, type LookupResult } from './sent-items.js';
 import { UploadBudget } from './upload-budget.js';
 
 /** What the adapter sends: the spooled message and what the relay decided about it. */
@@ -29,7 +30,8 @@ export interface OutgoingMessage {
 }
 
 export interface SendResult extends Outcome {
-  route: RouteName | 'capture';
+  /** `lookup`: the outcome of a Sent Items look-up that failed for now. */
+  route: RouteName | 'capture' | 'lookup';
 }
 
 export interface GraphAdapterOptions {
@@ -98,6 +100,22 @@ export class GraphAdapter {
       if (err instanceof AttemptFailed) return err.outcome;
       throw err;
     }
+  }
+
+  /** The Sent Items look-up for a message whose attempt ended without knowing (sent-items.ts). */
+  findSent(q: LookupQuery): Promise<LookupResult> {
+    return findInSentItems(this.http, this.tokens, q);
+  }
+
+  /**
+   * At start: a token whose roles lack every look-up role means no Sent Items look-up will work, so unknown
+   * outcomes are resent at once (at-least-once): said once, here. A token without roles (RBAC for
+   * Applications) is checked by the first look-up instead.
+   */
+  async checkLookupPermission(): Promise<void> {
+    const token = await this.tokens.getToken().catch(() => null); // a failure is logged as token-failed
+    if (token === null || lookupPermission(token) !== 'missing') return;
+    this.log.warn({ event: 'sent-items-lookup-unavailable', need: LOOKUP_ROLES[0] }, `the Graph token has none of ${LOOKUP_ROLES.join(', ')}: an attempt that ends without an answer cannot be checked in Sent Items and is sent again (at-least-once); grant ${LOOKUP_ROLES[0]}`);
   }
 
   close(): Promise<void> {

@@ -75,8 +75,11 @@ export class LargeMessageRoute {
       draftId = null; // sent drafts leave the Drafts folder by themselves
       return { ...delivered(sent), draft: draft.kind, attachments: detached.length };
     } catch (err) {
-      if (err instanceof AttemptFailed) return { ...err.outcome, draft: draft.kind };
-      throw err;
+      if (!(err instanceof AttemptFailed)) throw err;
+      // Sending the draft may have worked: the draft is then on its way to Sent Items, where the look-up
+      // will find it, and is not touched. If it was not sent, it stays in Drafts.
+      if (err.outcome.verdict.kind === 'transient' && err.outcome.verdict.outcomeUnknown) draftId = null;
+      return { ...err.outcome, draft: draft.kind };
     } finally {
       // No orphaned drafts: whatever failed, the half-built draft goes; the next attempt starts from scratch.
       if (draftId) await ctx.delete(draftPath(msg.mailbox, draftId));

@@ -1,7 +1,7 @@
 /** The relay's Prometheus metrics (prom-client): counters fed by events, queue gauges computed per scrape. */
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DeliveryEvents } from '../delivery/engine.js';
+import type { DeliveryEvents, UnknownResolution } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
 import type { Envelope } from '../spool/envelope.js';
 import { QueueTracker, deadLetterStats } from './queue-stats.js';
@@ -61,7 +61,8 @@ export class RelayMetrics {
   readonly smtpRejections = this.c('relay_smtp_rejections_total', 'SMTP commands or messages the relay refused, by reason', ['reason']);
   readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
   readonly smtpTlsFailures = this.c('relay_smtp_tls_handshake_failures_total', 'TLS handshakes that failed (implicit TLS or STARTTLS), by listener and reason (OpenSSL\'s, e.g. no_shared_cipher, wrong_version_number; timeout; closed)', ['listener', 'reason']);
-  readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Attempts that ended with no answer after the whole message was sent (Graph may have sent it)');
+  readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Messages sent again after an attempt Graph may have taken, without a Sent Items look-up to tell (at-least-once: sentItems discard, no permission)');
+  readonly unknownOutcomes = this.c('relay_unknown_outcomes_total', 'Attempts whose outcome was unknown (no answer after the whole request, a 5xx after it, a crash), by resolution: looking (a look-up pending), found (Graph had sent it: not sent again), resent (not in Sent Items within the wait), unchecked (sent again without a look-up)', ['resolution']);
 
   constructor(opts: MetricsOptions = {}) {
     this.deadDir = opts.deadDir ?? null;
@@ -72,6 +73,7 @@ export class RelayMetrics {
       this.queueOldest.set({ state }, 0);
     }
     for (const result of ['success', 'failure']) this.tokens.inc({ result }, 0);
+    for (const resolution of ['looking', 'found', 'resent', 'unchecked']) this.unknownOutcomes.inc({ resolution }, 0);
   }
 
 
@@ -128,7 +130,10 @@ export class RelayMetrics {
     },
     deferred: (_env: Envelope, r: SendResult) => {
       this.deferred.inc({ reason: this.labels.reason.value(r.verdict.kind === 'delivered' ? 'unknown' : r.verdict.reason) });
-      if (r.verdict.kind === 'transient' && r.verdict.possibleDuplicate) this.possibleDuplicates.inc();
+    },
+    unknownOutcome: (_env: Envelope, resolution: UnknownResolution) => {
+      this.unknownOutcomes.inc({ resolution });
+      if (resolution === 'unchecked') this.possibleDuplicates.inc();
     },
     deadLettered: (env: Envelope, reason: string) => {
       this.queue.remove(env.id);
