@@ -92,24 +92,8 @@ export class DeliveryEngine {
       });
       if (outcome) return outcome;
     }
-    // The start is on disk before any request goes out; without that, nothing is sent.
-    const journaled = await this.journal?.started(env.id).then(
-      () => true,
-      (err: unknown) => {
-        this.log.error({ qid: env.id, event: 'journal-failed', err }, 'cannot record the attempt in the in-flight journal; not sending, retrying later');
-        return false;
-      },
-    );
-    if (journaled === false) return { kind: 'retry', dueAt: this.now() + 60_000 };
-    env.attempts++;
-    let r: SendResult;
-    try {
-      r = await this.sender.send(env, data);
-    } catch (err) {
-      // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
-      this.log.error({ qid: env.id, event: 'attempt-failed', err }, 'delivery attempt failed locally');
-      r = { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
-    }
+    const r = await this.send(env, data);
+    if (r === null) return { kind: 'retry', dueAt: this.now() + 60_000 };
     // Graph is done with this request: its slot can go to the next message while the spool is updated.
     // Not after a throttle, whose mailbox pause must be in place before anything else is sent there.
     if (!(r.verdict.kind === 'transient' && (r.verdict.throttle || r.verdict.mailboxBlocked))) release();
@@ -123,6 +107,29 @@ export class DeliveryEngine {
       return { kind: 'retry', dueAt: this.now() + 60_000 };
     }
   };
+
+  /**
+   * Sends, with the attempt's start written to the in-flight journal (and fsynced) right before the first
+   * request that can submit the message; when that write fails nothing is sent, and this returns null.
+   */
+  private async send(env: Envelope, data: MessageData): Promise<SendResult | null> {
+    let journalError: unknown = null;
+    const journal = this.journal;
+    const beforeSubmit = journal ? (): Promise<void> => journal.started(env.id).catch((err: unknown) => Promise.reject((journalError = err))) : undefined;
+    env.attempts++;
+    try {
+      return await this.sender.send(env, data, beforeSubmit);
+    } catch (err) {
+      if (journalError !== null) {
+        env.attempts--;
+        this.log.error({ qid: env.id, event: 'journal-failed', err: journalError }, 'cannot record the attempt in the in-flight journal: nothing sent, retrying later');
+        return null;
+      }
+      // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
+      this.log.error({ qid: env.id, event: 'attempt-failed', err }, 'delivery attempt failed locally');
+      return { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
+    }
+  }
 
   /**
    * A message whose last attempt ended unknown is due: wait, look it up in Sent Items, and decide. Returns the

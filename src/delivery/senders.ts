@@ -16,7 +16,11 @@ import { captureRecord, jsonRequestBody } from './capture-record.js';
 export type { SendResult } from '../graph/adapter.js';
 
 export interface Sender {
-  send(env: Envelope, data: MessageData): Promise<SendResult>;
+  /**
+   * `beforeSubmit`, when given, is awaited right before the first request that can submit the message (the
+   * in-flight journal's start); when it rejects, nothing is sent and send rejects with its error.
+   */
+  send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult>;
   /** The Sent Items look-up (delivery/unknown-outcome.ts); absent where there is no Sent Items (capture). */
   findSent?(q: LookupQuery): Promise<LookupResult>;
   /** Whether this message goes with a copy kept in Sent Items for sure (false: sentItems discard, so maybe not). */
@@ -45,8 +49,8 @@ export class GraphSender implements Sender {
     private readonly opts: SenderOptions,
   ) {}
 
-  send(env: Envelope, data: MessageData): Promise<SendResult> {
-    return this.graph.send(outgoing(env, data, this.opts));
+  send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult> {
+    return this.graph.send({ ...outgoing(env, data, this.opts), ...(beforeSubmit ? { beforeSubmit } : {}) });
   }
 
   findSent(q: LookupQuery): Promise<LookupResult> {

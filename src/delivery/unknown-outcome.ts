@@ -17,10 +17,11 @@ import { readHeaderSection } from '../spool/header-section.js';
 import type { Spool } from '../spool/spool.js';
 
 /**
- * A Sent Items copy sent this long before the message was accepted is another message that reused its
- * Message-ID, not proof: the allowance is for the relay's clock running ahead of Exchange's.
+ * A Sent Items copy sent more than this before the message was accepted is another message that reused its
+ * Message-ID, not proof. The allowance is for the relay's clock running ahead of Exchange's; it is short,
+ * since a copy wrongly taken for this message would lose it, where one wrongly refused costs a duplicate.
  */
-export const CLOCK_SKEW_MS = 10 * 60_000;
+export const CLOCK_SKEW_MS = 2 * 60_000;
 
 export type FindSent = (q: LookupQuery) => Promise<LookupResult>;
 

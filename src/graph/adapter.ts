@@ -27,6 +27,8 @@ export interface OutgoingMessage {
   bcc: readonly string[];
   sentItems: SentItemsMode;
   data: MessageData;
+  /** Awaited right before the first request that can submit the message (sendMail, sending the draft). */
+  beforeSubmit?: () => Promise<void>;
 }
 
 export interface SendResult extends Outcome {
@@ -69,12 +71,13 @@ export class GraphAdapter {
     if (plan.refused) return { verdict: classifyUnsendable(plan.refused.reason), route: plan.route, message: plan.refused.message };
     switch (work.route) {
       case 'json':
+        await msg.beforeSubmit?.();
         return { ...(await postJsonSendMail(this.http, this.tokens, msg.mailbox, work.body)), route: 'json' };
       case 'mime':
         return { ...(await this.sendMime(msg, input.prefix)), route: 'mime' };
       case 'large': {
         if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
-        const { draft, attachments, ...outcome } = await this.large.send({ id: msg.id, mailbox: msg.mailbox, prefix: input.prefix, dataPath: msg.data.file }, work.large);
+        const { draft, attachments, ...outcome } = await this.large.send({ id: msg.id, mailbox: msg.mailbox, prefix: input.prefix, dataPath: msg.data.file, beforeSubmit: msg.beforeSubmit }, work.large);
         this.log.debug({ qid: msg.id, event: 'large-route', draft, attachments }, 'large-message route');
         return { ...outcome, route: 'large' };
       }
@@ -93,6 +96,7 @@ export class GraphAdapter {
     const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, msg.data.bytes ?? (await readSlice(file, 0, size))]).toString('base64'), 'latin1') : null;
     if (small && small.length !== length) throw new Error(`${file} changed while being sent`);
     const attempt = new GraphAttempt(this.http, this.tokens, msg.mailbox);
+    await msg.beforeSubmit?.();
     try {
       const body = (): Buffer | AsyncIterable<Buffer> => small ?? base64Stream(prefix, file, size);
       return delivered(await attempt.call('sendMail', { method: 'POST', path: sendMailPath(msg.mailbox), contentType: 'text/plain', body, length }));

@@ -38,6 +38,8 @@ export interface LargeMessage {
   prefix: Buffer;
   /** The spool file; the message is at its start (the envelope follows). */
   dataPath: string;
+  /** Awaited right before the draft is sent (the request that submits it). */
+  beforeSubmit?: (() => Promise<void>) | undefined;
 }
 
 
@@ -71,6 +73,7 @@ export class LargeMessageRoute {
       draftId = id;
       const base = draftPath(msg.mailbox, id);
       for (const [i, a] of detached.entries()) await this.attach(ctx, msg, base, a, i);
+      await msg.beforeSubmit?.();
       const sent = await ctx.call('send', { method: 'POST', path: `${base}/send`, contentType: null, body: () => null, length: 0 });
       draftId = null; // sent drafts leave the Drafts folder by themselves
       return { ...delivered(sent), draft: draft.kind, attachments: detached.length };

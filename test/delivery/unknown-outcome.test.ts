@@ -33,7 +33,12 @@ class ScriptedSender implements Sender {
   lookups: LookupQuery[] = [];
   lookupAnswers: LookupResult[] = [];
   keep = true;
-  async send(): Promise<SendResult> {
+  /** Whether the journal showed the attempt in flight when the request "went out". */
+  readonly inFlightAtSend: boolean[] = [];
+  journal: InflightJournal | null = null;
+  async send(env: Envelope, _data: unknown, beforeSubmit?: () => Promise<void>): Promise<SendResult> {
+    await beforeSubmit?.(); // as the Graph adapter does, right before the request that submits
+    this.inFlightAtSend.push(this.journal?.isOpen(env.id) ?? false);
     this.sends++;
     return this.answers.shift() ?? accepted;
   }
@@ -63,6 +68,7 @@ async function setup(opts: { lookups?: number } = {}) {
   const log = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
   const clock = { t: Date.UTC(2026, 5, 1, 12) };
   const sender = new ScriptedSender();
+  sender.journal = journal;
   const engine = new DeliveryEngine({ spool, sender, cfg: cfg.delivery, log, now: () => clock.t, random: () => 0.5, journal });
   const id = await queueMessage(spool, new Date(clock.t).toISOString());
   const msg: Scheduled = { id, mailbox: 'scans@contoso.example', dueAt: clock.t };
@@ -89,6 +95,7 @@ describe('an attempt whose outcome is unknown', () => {
     t.clock.t += INTERVAL;
     expect(await t.attempt()).toEqual({ kind: 'done' });
     expect(t.sender.sends).toBe(1);
+    expect(t.sender.inFlightAtSend).toEqual([true]);
     expect(t.sender.lookups.map((q) => q.internetMessageId)).toEqual(['<m1@test.example>', '<m1@test.example>']);
     expect(t.sender.lookups[0]!.sentAfterMs).toBe(Date.parse(env.receivedAt) - CLOCK_SKEW_MS);
     expect(await t.spool.exists('queue', t.id)).toBe(false);
@@ -106,6 +113,8 @@ describe('an attempt whose outcome is unknown', () => {
       expect(out.kind).toBe(i < LOOKUPS ? 'retry' : 'done');
     }
     expect(t.sender.sends).toBe(2);
+    expect(t.sender.inFlightAtSend).toEqual([true, true]);
+    expect(t.journal.isOpen(t.id)).toBe(false); // delivered: the attempt's end is in the journal
     expect(t.sender.lookups).toHaveLength(LOOKUPS);
     expect(t.lines.find((l) => l['event'] === 'lookup-not-found')).toMatchObject({ qid: t.id, lookups: LOOKUPS, waitedMs: LOOKUPS * INTERVAL });
     expect(t.events()).not.toContain('possible-duplicate');
