@@ -169,6 +169,9 @@ export function sendMail(call: GraphCall): Reply {
     const json = parseJsonObject(call.body);
     const message = json['message'];
     if (!isObject(message)) throw new GraphError(400, 'ErrorInvalidRecipients', "The 'message' property is required.");
+    // Stricter, never more lenient: Exchange refuses InternetMessageId on an item sent without being saved
+    // (EWS CreateItem SendOnly answers ErrorInvalidPropertySet); on a draft it is writable.
+    if (message['internetMessageId'] !== undefined) throw new GraphError(400, 'ErrorInvalidPropertySet', 'The property InternetMessageId cannot be set on a message that is sent without being saved first.');
     const recipients = jsonRecipients(message);
     requireRecipients(recipients);
     checkSendAs(call.state, call.upn, jsonSenders(message));
