@@ -145,6 +145,7 @@ export class DeliveryEngine {
         return { kind: 'retry', dueAt: res.dueAt };
       case 'delivered': {
         await this.spool.remove('queue', env.id);
+        this.journal?.finished(env.id); // an attempt whose end could not be recorded ends here
         const latencyMs = this.now() - Date.parse(env.receivedAt);
         const r: SendResult = { verdict: { kind: 'delivered' }, route: (env.pendingLookup!.route as SendResult['route'] | undefined) ?? 'mime', status: res.found.status, requestId: res.found.requestId };
         this.log.info({ ...fields, event: 'delivered', resolvedBy: 'sent-items', route: r.route, attempt: env.attempts, latencyMs, requestId: res.found.requestId }, 'message delivered: Graph had sent it (a copy is in Sent Items); not sending it again');

@@ -3,8 +3,8 @@
  * came after it, or the relay died with it in flight) is not simply sent again. The message stays in the
  * queue, holding no Graph slot, and its mailbox's Sent Items is looked up `unknownOutcome.lookups` times,
  * `interval` apart: a copy there means Graph sent it; none by the last look-up, it is sent again. Where no
- * look-up can tell (no copy is kept, the permission is missing), it is sent again at once, at-least-once,
- * and the log says so.
+ * look-up can tell (no copy is kept, the permission is missing), it is retried as any failed attempt is,
+ * at-least-once, and the log says so.
  */
 
 import type { UnknownOutcomeConfig } from '../config/unknown-outcome.js';

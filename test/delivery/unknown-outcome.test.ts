@@ -120,7 +120,7 @@ describe('an attempt whose outcome is unknown', () => {
     expect(t.events()).not.toContain('possible-duplicate');
   });
 
-  it('without a copy to look for (JSON sendMail, saveToSentItems false) it goes again at once, at-least-once, with a warning', async () => {
+  it('without a copy to look for (JSON sendMail, saveToSentItems false) it is retried on the schedule, at-least-once, with a warning', async () => {
     const t = await setup();
     t.sender.answers = [{ ...timeout, route: 'json' }];
     expect(await t.attempt()).toMatchObject({ kind: 'retry', dueAt: t.clock.t + 5000 });
@@ -130,7 +130,7 @@ describe('an attempt whose outcome is unknown', () => {
     expect(t.lines.find((l) => l['event'] === 'possible-duplicate')).toMatchObject({ qid: t.id, why: 'no-sent-items-copy', level: 'warn' });
   });
 
-  it('with the look-up refused (403, no role) it goes again at once, and says so', async () => {
+  it('with the look-up refused (403, no role) it goes again then, and says so', async () => {
     const t = await setup();
     t.sender.answers = [timeout];
     await t.attempt();
@@ -175,7 +175,7 @@ describe('an attempt whose outcome is unknown', () => {
     expect(t.events()).toContain('journal-failed');
   });
 
-  it('with unknownOutcome.lookups 0 there is no look-up: sent again at once, at-least-once', async () => {
+  it('with unknownOutcome.lookups 0 there is no look-up: retried on the schedule, at-least-once', async () => {
     const t = await setup({ lookups: 0 });
     t.sender.answers = [timeout];
     await t.attempt();

@@ -114,7 +114,7 @@ describe('unknown outcomes are looked up in Sent Items before a resend', () => {
 });
 
 describe('where no look-up can tell, at-least-once, and said so', () => {
-  it('sentItems discard: JSON sendMail keeps no copy, so a reset submission goes again at once with a warning naming the message', async () => {
+  it('sentItems discard: JSON sendMail keeps no copy, so a reset submission goes again on the retry schedule, with a warning naming the message', async () => {
     const mb = MAILBOXES[3]!;
     tb.emu.script(mb, [{ op: 'sendMail', acceptThenReset: true }]);
     const r = await relay({ delivery: { sentItems: 'discard', unknownOutcome: { lookups: 4, interval: '300ms' } } });
@@ -127,7 +127,7 @@ describe('where no look-up can tell, at-least-once, and said so', () => {
     expect(tb.emu.requests.filter((q) => q.op === 'listSentItems')).toEqual([]);
   });
 
-  it('a token without a read role: a warning at start, and an unknown outcome goes again at once', async () => {
+  it('a token without a read role: a warning at start, and an unknown outcome goes again at its first look-up, asking Graph nothing', async () => {
     tb.emu.setRoles(['Mail.Send']);
     const mb = MAILBOXES[4]!;
     tb.emu.script(mb, [{ op: 'sendMail', acceptThenReset: true }]);
