@@ -129,7 +129,7 @@ describe('crash safety', () => {
     await r2.waitForLog((l) => l.event === 'delivered');
     // Every message the kill left in flight is resolved: found in Sent Items, or sent after the wait.
     const recovered = r2.logs.filter((l) => l.event === 'outcome-unknown' && l.reason === 'crash').map((l) => l.qid);
-    await r2.waitForLogs((l) => recovered.includes(l.qid) && (l.event === 'delivered' || l.event === 'lookup-not-found'), recovered.length);
+    await r2.waitForLogs((l) => recovered.includes(l.qid) && l.event === 'delivered', recovered.length);
     const got = sentIds();
     const duplicates = got.length - new Set(got).size;
     console.log(`crash test: ${accepted.length} accepted, ${got.length} sent, ${duplicates} duplicate(s), ${inFlight} request(s) in flight at the kill, ${recovered.length} attempt(s) recovered from the journal`);
