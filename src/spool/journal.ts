@@ -26,6 +26,8 @@ const fsyncFd = promisify(fsync);
 const closeFd = promisify(close);
 
 const ROTATE_BYTES = 8 * 1024 * 1024;
+/** Finishes not carried by a start's write are written this long after, at the latest. */
+const FINISH_WITHIN_MS = 200;
 const LINE = /^([SF]) (\S+)$/;
 
 /** The queue ids whose last start has no finish after it: what a crash left in flight. Torn or foreign lines are skipped. */
@@ -51,7 +53,9 @@ export class InflightJournal {
   private lines: string[] = [];
   private waiters: Waiter[] = [];
   private scheduled = false;
-  private running = false;
+  /** The write (and fsync) under way, if any. */
+  private flushing: Promise<void> | null = null;
+  private finishTimer: NodeJS.Timeout | null = null;
   private bytes = 0;
   /** A write failed part-way: the file may end in a torn line, so the next write starts a fresh file. */
   private dirty = false;
@@ -90,11 +94,21 @@ export class InflightJournal {
     });
   }
 
-  /** The attempt's outcome is recorded in the spool: written with the next write, without an fsync of its own. */
+  /**
+   * The attempt's outcome is recorded in the spool: written with the next start's write, or within
+   * FINISH_WITHIN_MS, without an fsync of its own (a finish lost to a crash costs a needless look-up).
+   */
   finished(id: string): void {
     if (!this.open.delete(id) || this.closed) return;
     this.lines.push(`F ${id}\n`);
-    this.kick();
+    this.finishSoon();
+  }
+
+  private finishSoon(): void {
+    this.finishTimer ??= setTimeout(() => {
+      this.finishTimer = null;
+      this.kick();
+    }, FINISH_WITHIN_MS).unref();
   }
 
   /** Whether an attempt of this message started and has not finished (its outcome could not be recorded). */
@@ -102,8 +116,12 @@ export class InflightJournal {
     return this.open.has(id);
   }
 
-  /** At the stop: starts are refused from now on; what is unfinished stays in the file for the next start. */
+  /** At the stop: starts are refused from now on; finishes still pending are written; what is unfinished stays for the next start. */
   async close(): Promise<void> {
+    if (this.finishTimer) clearTimeout(this.finishTimer);
+    this.finishTimer = null;
+    await this.flushing;
+    if (this.lines.length && this.fd !== null && !this.dirty && !this.closed) await this.append(this.lines.splice(0).join('')).catch(() => undefined);
     this.closed = true;
     const fd = this.fd;
     this.fd = null;
@@ -112,14 +130,15 @@ export class InflightJournal {
 
   /** One write (and fsync) at a time; what arrives meanwhile waits for the next, at least one event-loop turn later. */
   private kick(): void {
-    if (this.scheduled || this.running) return;
+    if (this.scheduled || this.flushing) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.running = true;
-      void this.flush().finally(() => {
-        this.running = false;
-        if (this.lines.length) this.kick();
+      this.flushing = this.flush().finally(() => {
+        this.flushing = null;
+        // More starts arrived meanwhile: the next write. Finishes alone wait for their timer.
+        if (this.waiters.length) this.kick();
+        else if (this.lines.length) this.finishSoon();
       });
     });
   }

@@ -39,7 +39,11 @@ describe('InflightJournal', () => {
     expect(unfinishedIn(readFileSync(j.file, 'latin1'))).toEqual(new Set([ids[0]!, ...ids.slice(30)]));
     expect(j.isOpen(ids[0]!)).toBe(true);
     expect(j.isOpen(ids[1]!)).toBe(false);
+    // Finishes with no start to ride along are written at the latest when the journal closes (a graceful stop).
+    for (const id of [ids[0]!, ...ids.slice(30)]) j.finished(id);
     await j.close();
+    expect(unfinishedIn(readFileSync(j.file, 'latin1'))).toEqual(new Set());
+    expect(j.stats.syncs - before.syncs).toBe(2);
   });
 
   it('reads what a crash left unfinished, skipping torn and foreign lines', () => {
