@@ -2,10 +2,10 @@
  * The in-flight journal (`spool/inflight.log`): which messages have a Graph attempt under way, so that after
  * a crash the relay knows which ones Graph may have sent, and looks those up before sending them again.
  *
- * One line per event, appended: `S <queue id>` when an attempt starts (fsynced before the first request
- * goes out), `F <queue id>` when its outcome is recorded in the spool (written, not fsynced: a finish lost
- * to a power cut costs a needless look-up, never a message). Starts gathered while a write is under way
- * share the next write and its one fsync (a group commit); a finish rides along with it. At start the
+ * One line per event, appended: `S <queue id>` when an attempt starts (fsynced before the request that can
+ * submit the message goes out), `F <queue id>` when its outcome is recorded in the spool (written, not
+ * fsynced: a finish lost to a power cut costs a needless look-up, never a message). The starts of one
+ * event-loop turn share one write and one fsync (a group commit); finishes ride along. At start the
  * relay reads the unfinished starts, records them in the messages' envelopes, and empties the journal;
  * while it runs, a journal over ROTATE_BYTES is rewritten with only the attempts still in flight.
  */
@@ -53,8 +53,10 @@ export class InflightJournal {
   private lines: string[] = [];
   private waiters: Waiter[] = [];
   private scheduled = false;
-  /** The write (and fsync) under way, if any. */
-  private flushing: Promise<void> | null = null;
+  /** Appends (and their fsyncs) under way; a rewrite waits for them. */
+  private readonly writing = new Set<Promise<void>>();
+  /** A rewrite under way: appends wait for it. */
+  private rewriting: Promise<void> | null = null;
   private finishTimer: NodeJS.Timeout | null = null;
   private bytes = 0;
   /** A write failed part-way: the file may end in a torn line, so the next write starts a fresh file. */
@@ -65,7 +67,11 @@ export class InflightJournal {
   /** Writes and fsyncs made, for tests and the curious. */
   readonly stats = { writes: 0, syncs: 0, rewrites: 0 };
 
-  constructor(spoolDir: string) {
+  /** `rotateBytes`: past this size the journal is rewritten with the open starts only (tests make it small). */
+  constructor(
+    spoolDir: string,
+    private readonly rotateBytes = ROTATE_BYTES,
+  ) {
     this.file = path.join(spoolDir, 'inflight.log');
   }
 
@@ -120,26 +126,25 @@ export class InflightJournal {
   async close(): Promise<void> {
     if (this.finishTimer) clearTimeout(this.finishTimer);
     this.finishTimer = null;
-    await this.flushing;
-    if (this.lines.length && this.fd !== null && !this.dirty && !this.closed) await this.append(this.lines.splice(0).join('')).catch(() => undefined);
+    await Promise.allSettled([...this.writing, this.rewriting]);
+    if (this.lines.length && this.fd !== null && !this.dirty && !this.closed) await this.append(`\n${this.lines.splice(0).join('')}`, false).catch(() => undefined);
     this.closed = true;
     const fd = this.fd;
     this.fd = null;
     if (fd !== null) await closeFd(fd).catch(() => undefined);
   }
 
-  /** One write (and fsync) at a time; what arrives meanwhile waits for the next, at least one event-loop turn later. */
+  /**
+   * The lines of one event-loop turn go in one write (and one fsync when a start is among them), started at
+   * the end of the turn, as the spool's DirSyncer does: a batch does not wait for the one before it, whose
+   * lines an fsync of its own would cover anyway. Only a rewrite (a fresh file) waits for the writes under way.
+   */
   private kick(): void {
-    if (this.scheduled || this.flushing) return;
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.flushing = this.flush().finally(() => {
-        this.flushing = null;
-        // More starts arrived meanwhile: the next write. Finishes alone wait for their timer.
-        if (this.waiters.length) this.kick();
-        else if (this.lines.length) this.finishSoon();
-      });
+      void this.flush();
     });
   }
 
@@ -148,17 +153,21 @@ export class InflightJournal {
     const waiters = this.waiters;
     this.lines = [];
     this.waiters = [];
+    if (lines.length === 0) return;
     try {
       if (this.closed) throw new Error(`${this.file} is closed: the relay is stopping`);
-      if (this.dirty || this.fd === null || this.bytes > ROTATE_BYTES) {
+      if (this.rewriting) await this.rewriting;
+      if (this.dirty || this.fd === null || this.bytes > this.rotateBytes) {
         // A fresh file holds every open start, those of this batch included: the batch's lines are in it.
-        await this.rewrite([...this.open].map((id) => `S ${id}\n`).join(''));
+        this.rewriting ??= Promise.allSettled([...this.writing])
+          .then(() => this.rewrite([...this.open].map((id) => `S ${id}\n`).join('')))
+          .finally(() => (this.rewriting = null));
+        await this.rewriting;
       } else {
-        await this.append(lines.join(''));
-        if (waiters.length) {
-          await fdatasyncFd(this.fd);
-          this.stats.syncs++;
-        }
+        // A leading line end: a line torn by a write that failed part-way cannot swallow this batch's first line.
+        const write = this.append(`\n${lines.join('')}`, waiters.length > 0);
+        this.writing.add(write);
+        await write.finally(() => this.writing.delete(write));
       }
       for (const w of waiters) w.resolve();
     } catch (err) {
@@ -167,15 +176,19 @@ export class InflightJournal {
     }
   }
 
-  private async append(text: string): Promise<void> {
+  private async append(text: string, sync: boolean): Promise<void> {
+    const fd = this.fd!;
     const buf = Buffer.from(text, 'latin1');
     for (let at = 0; at < buf.length; ) {
-      const { bytesWritten } = await writeFd(this.fd!, buf, at, buf.length - at);
+      const { bytesWritten } = await writeFd(fd, buf, at, buf.length - at);
       if (bytesWritten === 0) throw new Error(`${this.file}: write wrote nothing`);
       at += bytesWritten;
       this.bytes += bytesWritten;
     }
     this.stats.writes++;
+    if (!sync) return;
+    await fdatasyncFd(fd);
+    this.stats.syncs++;
   }
 
   /** Replaces the journal with `text`: a temporary file written and fsynced, renamed over it, the folder fsynced. */

@@ -46,6 +46,22 @@ describe('InflightJournal', () => {
     expect(j.stats.syncs - before.syncs).toBe(2);
   });
 
+  it('past its size limit, is rewritten with only the attempts still open, while starts in other turns go on', async () => {
+    const dir = tempDir();
+    const j = new InflightJournal(dir, 200);
+    await j.restart();
+    for (const [i, id] of ids.entries()) {
+      await j.started(id); // one turn each: a write and an fsync each
+      if (i % 4 !== 0) j.finished(id);
+    }
+    await j.started(ids[1]!);
+    expect(j.stats.rewrites).toBeGreaterThan(1);
+    const open = new Set([...ids.filter((_, i) => i % 4 === 0), ids[1]!]);
+    expect(unfinishedIn(readFileSync(j.file, 'latin1'))).toEqual(open);
+    expect(readFileSync(j.file, 'latin1').length).toBeLessThan(600);
+    await j.close();
+  });
+
   it('reads what a crash left unfinished, skipping torn and foreign lines', () => {
     const [a, b, c] = ids;
     const text = `S ${a}\nS ${b}\nF ${a}\nS ${c}\nF ${c}\nS ${a}\nS not-a-queue-id\ngarbage\nS ${c!.slice(0, 5)}`;
