@@ -213,7 +213,7 @@ export class DeliveryEngine {
     if (v.kind === 'permanent') return this.deadLetter(env, r, v.reason);
 
     if (v.outcomeUnknown) {
-      const next = this.resolver.afterUnknown(env, r.route, v.reason);
+      const next = this.resolver.afterUnknown(env, r.route, v.reason, now);
       if (next.lookUp) {
         env.nextAttemptAt = isoTime(next.dueAt);
         await this.spool.updateEnvelope('queue', env);

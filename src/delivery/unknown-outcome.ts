@@ -56,10 +56,9 @@ export class OutcomeResolver {
    * An attempt ended with its outcome unknown: a pending look-up is put in the envelope (the caller records
    * it) and the first look-up is due after one interval; or, when no look-up can tell, why not.
    */
-  afterUnknown(env: Envelope, route: string, reason: string): { lookUp: true; dueAt: number } | { lookUp: false; why: UncheckedWhy } {
+  afterUnknown(env: Envelope, route: string, reason: string, now: number): { lookUp: true; dueAt: number } | { lookUp: false; why: UncheckedWhy } {
     const why = this.d.cfg.lookups === 0 ? 'lookups-off' : this.d.findSent === null ? 'no-lookup' : !leavesSentItemsCopy(route) ? 'no-sent-items-copy' : null;
     if (why) return { lookUp: false, why };
-    const now = this.d.now();
     env.pendingLookup = { since: isoTime(now), lookups: 0, reason, route };
     return { lookUp: true, dueAt: now + this.d.cfg.intervalMs };
   }
