@@ -129,7 +129,7 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
 
   it('gets a Graph token from the host endpoint, for a user-assigned identity when AZURE_CLIENT_ID is set', async () => {
     const results: boolean[] = [];
-    const p = new MsalTokenProvider(graph({ clientId: '11111111-2222-3333-4444-555555555555' }), createLogger('silent'), (ok) => results.push(ok));
+    const p = new MsalTokenProvider(graph({ clientId: '11111111-2222-3333-4444-555555555555' }), createLogger('silent'), { onResult: (ok) => results.push(ok) });
     expect(p.credential).toBe('managed-identity');
     expect(await p.getToken()).toBe('mi-token-1');
     expect(await p.getToken()).toBe('mi-token-1'); // msal's cache
