@@ -65,7 +65,7 @@ export class GraphAdapter {
   async send(msg: OutgoingMessage): Promise<SendResult> {
     const input = routeInput(msg);
     const account = this.opts.account;
-    const permitted = this.opts.draftsAllowed?.() ?? true;
+    const permitted = await this.draftsPermitted(msg.data.size);
     const { plan, work } = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.large !== null && permitted });
     if (plan.sentItemsKept) {
       this.log.warn({ qid: msg.id, account, mailbox: msg.mailbox, size: msg.data.size, event: 'sent-items-kept', reason: plan.sentItemsKept }, sentItemsKeptMessage(plan.sentItemsKept));
@@ -89,6 +89,17 @@ export class GraphAdapter {
       case 'refused':
         throw new Error('planRoute refused the message without saying why');
     }
+  }
+
+  /**
+   * Whether the large route may run: asked after the token, so that a renewed token's roles decide (an
+   * administrator removed Mail.ReadWrite: refused here, not by Graph after a draft). Only a message that
+   * may need the route asks; a token failure is left for the route's own attempt to report.
+   */
+  private async draftsPermitted(size: number): Promise<boolean> {
+    if (!this.large || !this.opts.draftsAllowed || size <= BUFFER_BELOW) return true;
+    await this.tokens.getToken().catch(() => undefined);
+    return this.opts.draftsAllowed();
   }
 
   /**
