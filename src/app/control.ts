@@ -63,7 +63,7 @@ async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlR
     await d.spool.move('dead', 'queue', env);
     d.metrics.queued(env);
     d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
-    d.log.info({ event: 'queue-requeue', qid: id, mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
+    d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
     count++;
   }
   return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };
