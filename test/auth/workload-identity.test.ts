@@ -124,7 +124,7 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
     await new Promise<void>((r) => server.close(() => r()));
   });
 
-  const graph = (over: Partial<GraphConfig> = {}): GraphConfig =>
+  const graph = (over: Record<string, unknown> = {}): GraphConfig =>
     buildConfig({ delivery: { mode: 'capture' }, graph: { credential: 'managed-identity', ...over } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).graph;
 
   it('gets a Graph token from the host endpoint, for a user-assigned identity when AZURE_CLIENT_ID is set', async () => {
