@@ -34,6 +34,7 @@ export function readListeners(root: Reader, baseDir: string, hasUsers: boolean):
         return c;
       }),
       passthrough: r.bool('passthrough', false),
+      greetingDelayMs: r.duration('greetingDelay', 0, 0, 60_000),
       account: r.str('account', null),
       ...readListenerSecurity(r, baseDir, hasUsers),
     };
