@@ -171,9 +171,9 @@ async function run(cfg: RelayConfig): Promise<void> {
       },
     );
   };
-  // systemctl reload: the TLS certificate files are read again now (they are also checked every reloadCheckInterval).
+  // systemctl reload: the TLS certificate files and certificate credentials are read again now (also checked every reloadCheckInterval).
   process.on('SIGHUP', () => {
-    log.info({ event: 'signal', signal: 'SIGHUP' }, 'received SIGHUP: reloading TLS certificates');
+    log.info({ event: 'signal', signal: 'SIGHUP' }, 'received SIGHUP: reloading TLS certificates and certificate credentials');
     relay.reloadCertificates();
   });
   process.once('SIGTERM', () => shutdown('SIGTERM'));

@@ -65,6 +65,17 @@ describe('credential hygiene', () => {
     await bed.emu.waitForSent(1);
   });
 
+  it('SIGHUP reads the certificate file again now, without waiting for the next check', async () => {
+    const file = path.join(dir, 'hup.pem');
+    writeFileSync(file, readFileSync(bed.emu.pki.clientPemPath));
+    const relay = await bed.relay({ graph: { clientSecret: null, credential: 'certificate', clientCertificatePath: file, reloadCheckInterval: '1h' } });
+    await relay.waitForLog((l) => l.event === 'token');
+    writeFileSync(path.join(dir, 'hup-next.pem'), next.pem);
+    renameSync(path.join(dir, 'hup-next.pem'), file);
+    relay.child.kill('SIGHUP');
+    expect(await relay.waitForLog((l) => l.event === 'credential-reloaded')).toMatchObject({ thumbprint: certThumbprint(next.certPem, 'sha256') });
+  });
+
   it('exports a client secret’s configured expiry (graph.clientSecretExpires) for the same alert', async () => {
     const relay = await bed.relay({ graph: { clientSecretExpires: '2027-06-30' }, admin: { port: 0 } });
     expect(await expiryMetric(relay)).toBe(Date.parse('2027-06-30') / 1000);
