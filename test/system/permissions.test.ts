@@ -75,13 +75,17 @@ describe('permissions from the token', () => {
     expect(await pySend(relay.smtpPort, FROM, [TO], big())).toMatchObject({ ok: true });
     await relay.waitForLog((l) => l.event === 'deferred');
     bed.emu.setRoles(['Mail.Send']);
+    // The retries while Graph is down get new tokens: the relay hears of the change before Graph is back.
+    await relay.waitForLogs((l) => l.event === 'permissions', 2);
     bed.emu.setDown(false);
     const dead = await relay.waitForLog((l) => l.event === 'dead-lettered' || l.event === 'bounced');
     expect(dead).toMatchObject({ reason: 'message-too-big', account: 'default' });
     expect(String(dead['error'])).toMatch(/account "default" has no Mail\.ReadWrite permission, which the large-message route needs/);
     expect(relay.logs.filter((l) => l.event === 'permissions')).toHaveLength(2);
-    // The one draft tried is the first attempt's, while Graph was down; none after the roles changed.
-    expect(bed.emu.requests.filter((r) => r.op === 'createDraft').map((r) => r.status)).toEqual([503]);
+    // Drafts were tried only while Graph was down (the attempts before the roles changed); none after.
+    const drafts = bed.emu.requests.filter((r) => r.op === 'createDraft').map((r) => r.status);
+    expect(drafts.length).toBeGreaterThan(0);
+    expect(drafts.filter((status) => status !== 503)).toEqual([]);
   });
 
   it('check-config --strict gets a token for every account and prints its roles and what they allow', async () => {
