@@ -6,6 +6,7 @@ import type { Scheduler } from '../scheduler/scheduler.js';
 import type { ControlRequest, ControlResponse } from '../spool/control.js';
 import { matches, requeued } from '../spool/queue-tools.js';
 import type { Spool } from '../spool/spool.js';
+import { accountOf } from '../spool/envelope.js';
 
 export interface ControlDeps {
   spool: Spool;
@@ -61,8 +62,8 @@ async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlR
     const env = requeued(await d.spool.readEnvelope('dead', id));
     await d.spool.move('dead', 'queue', env);
     d.metrics.queued(env);
-    d.scheduler.add(env.id, env.mailbox, d.now());
-    d.log.info({ event: 'queue-requeue', qid: id, mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
+    d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
+    d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
     count++;
   }
   return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };

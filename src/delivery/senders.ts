@@ -10,7 +10,7 @@ import type { LookupQuery, LookupResult } from '../graph/sent-items.js';
 import { readRange, type MessageData } from '../mime/message-file.js';
 import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
-import type { Envelope } from '../spool/envelope.js';
+import { accountOf, type Envelope } from '../spool/envelope.js';
 import { captureRecord, jsonRequestBody } from './capture-record.js';
 
 export type { SendResult } from '../graph/adapter.js';
@@ -21,8 +21,8 @@ export interface Sender {
    * in-flight journal's start); when it rejects, nothing is sent and send rejects with its error.
    */
   send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult>;
-  /** The Sent Items look-up (delivery/unknown-outcome.ts); absent where there is no Sent Items (capture). */
-  findSent?(q: LookupQuery): Promise<LookupResult>;
+  /** The Sent Items look-up for this message (delivery/unknown-outcome.ts); absent where there is no Sent Items (capture). */
+  findSent?(env: Envelope, q: LookupQuery): Promise<LookupResult>;
   /** Whether this message goes with a copy kept in Sent Items for sure (false: sentItems discard, so maybe not). */
   keepsCopy?(env: Envelope): boolean;
 }
@@ -43,18 +43,26 @@ function sentItemsMode(env: Envelope, opts: SenderOptions): SentItemsMode {
   return (res.ok && res.sentItems) || opts.sentItems;
 }
 
+/** Sends each message through the adapter of its account (env.account, decided when it was accepted). */
 export class GraphSender implements Sender {
   constructor(
-    private readonly graph: GraphAdapter,
+    private readonly adapter: (account: string) => GraphAdapter | null,
     private readonly opts: SenderOptions,
   ) {}
 
-  send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult> {
-    return this.graph.send({ ...outgoing(env, data, this.opts), ...(beforeSubmit ? { beforeSubmit } : {}) });
+  async send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult> {
+    const account = accountOf(env);
+    const graph = this.adapter(account);
+    // Queued under an account the configuration no longer has: kept and retried, so a fixed configuration delivers it.
+    if (!graph) return { verdict: { kind: 'transient', reason: 'unknown-account' }, route: 'mime', message: `no Graph account "${account}" in the configuration (the message was accepted for it)` };
+    return graph.send({ ...outgoing(env, data, this.opts), ...(beforeSubmit ? { beforeSubmit } : {}) });
   }
 
-  findSent(q: LookupQuery): Promise<LookupResult> {
-    return this.graph.findSent(q);
+  /** In the Sent Items of the message's mailbox, through its account. */
+  async findSent(env: Envelope, q: LookupQuery): Promise<LookupResult> {
+    const graph = this.adapter(accountOf(env));
+    if (!graph) return { kind: 'failed', verdict: { kind: 'transient', reason: 'unknown-account' }, message: `no Graph account "${accountOf(env)}" in the configuration` };
+    return graph.findSent(q);
   }
 
   keepsCopy(env: Envelope): boolean {

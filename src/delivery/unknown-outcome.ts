@@ -23,7 +23,7 @@ import type { Spool } from '../spool/spool.js';
  */
 export const CLOCK_SKEW_MS = 2 * 60_000;
 
-export type FindSent = (q: LookupQuery) => Promise<LookupResult>;
+export type FindSent = (env: Envelope, q: LookupQuery) => Promise<LookupResult>;
 
 /** Why a message is sent again without proof that Graph did not send it. */
 export type UncheckedWhy = 'lookups-off' | 'no-lookup' | 'no-sent-items-copy' | 'no-message-id' | 'no-role' | 'forbidden' | 'lookup-failing' | string;
@@ -74,7 +74,7 @@ export class OutcomeResolver {
     if (lookups === 0 || this.d.findSent === null) return { kind: 'send', checked: false, why: lookups === 0 ? 'lookups-off' : 'no-lookup' };
     const id = internetMessageId(env.messageId ?? (await this.headerMessageId(env)));
     if (!id) return { kind: 'send', checked: false, why: 'no-message-id' };
-    const r = await this.d.findSent({ mailbox: env.mailbox, internetMessageId: id, sentAfterMs: Date.parse(env.receivedAt) - CLOCK_SKEW_MS });
+    const r = await this.d.findSent(env, { mailbox: env.mailbox, internetMessageId: id, sentAfterMs: Date.parse(env.receivedAt) - CLOCK_SKEW_MS });
     p.lookups++;
     switch (r.kind) {
       case 'found':

@@ -10,6 +10,7 @@
  */
 
 import type { TokenProvider } from '../auth/token-provider.js';
+import { tokenRoles } from '../auth/token-roles.js';
 import { AttemptFailed, GraphAttempt } from './attempt.js';
 import type { Verdict } from './classify.js';
 import type { GraphHttp } from './http.js';
@@ -51,14 +52,9 @@ export function sentItemsQuery(mailbox: string, internetMessageId: string): stri
 
 /** What the token's `roles` claim says about the look-up: granted, missing, or unknown (no claim: RBAC for Applications decides in Exchange). */
 export function lookupPermission(token: string): 'granted' | 'missing' | 'unknown' {
-  let roles: unknown;
-  try {
-    roles = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { roles?: unknown }).roles;
-  } catch {
-    return 'unknown';
-  }
-  if (!Array.isArray(roles) || roles.length === 0) return 'unknown';
-  return roles.some((r) => (LOOKUP_ROLES as readonly unknown[]).includes(r)) ? 'granted' : 'missing';
+  const roles = tokenRoles(token);
+  if (roles === null) return 'unknown';
+  return roles.some((r) => (LOOKUP_ROLES as readonly string[]).includes(r)) ? 'granted' : 'missing';
 }
 
 /** Looks the message up in the mailbox's Sent Items; never throws for Graph's answers. */

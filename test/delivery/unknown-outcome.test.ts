@@ -42,7 +42,7 @@ class ScriptedSender implements Sender {
     this.sends++;
     return this.answers.shift() ?? accepted;
   }
-  async findSent(q: LookupQuery): Promise<LookupResult> {
+  async findSent(_env: Envelope, q: LookupQuery): Promise<LookupResult> {
     this.lookups.push(q);
     return this.lookupAnswers.shift() ?? { kind: 'not-found', status: 200, requestId: 'r-nf' };
   }
@@ -71,7 +71,7 @@ async function setup(opts: { lookups?: number } = {}) {
   sender.journal = journal;
   const engine = new DeliveryEngine({ spool, sender, cfg: cfg.delivery, log, now: () => clock.t, random: () => 0.5, journal });
   const id = await queueMessage(spool, new Date(clock.t).toISOString());
-  const msg: Scheduled = { id, mailbox: 'scans@contoso.example', dueAt: clock.t };
+  const msg: Scheduled = { id, mailbox: 'scans@contoso.example', dueAt: clock.t, account: 'default' };
   const attempt = (): Promise<AttemptOutcome> => engine.attempt(msg);
   const events = (): (string | undefined)[] => lines.map((l) => l['event'] as string | undefined);
   return { spool, journal, sender, clock, attempt, id, lines, events };

@@ -180,6 +180,7 @@ export function sendMail(call: GraphCall): Reply {
   } else {
     throw unsupportedMediaType(type);
   }
+  if (call.tenantId) record.tenantId = call.tenantId;
   call.state.recordSent(record, subject);
   return { status: 202 };
 }

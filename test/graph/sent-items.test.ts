@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TokenProvider } from '../../src/auth/token-provider.js';
 import { GraphHttp } from '../../src/graph/http.js';
+import { Outbound } from '../../src/net/outbound.js';
 import { findInSentItems, leavesSentItemsCopy, lookupPermission, sentItemsQuery } from '../../src/graph/sent-items.js';
 
 const jwt = (payload: Record<string, unknown>): string => `x.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.y`;
@@ -12,6 +13,7 @@ const tokens = (roles?: string[]): TokenProvider => ({ lastSuccessAt: null, getT
 
 let server: Server;
 let http: GraphHttp;
+let net: Outbound;
 const seen: IncomingMessage[] = [];
 /** What the server answers next: status and JSON body. */
 let answer: { status: number; body: unknown } = { status: 200, body: { value: [] } };
@@ -24,11 +26,12 @@ beforeAll(async () => {
     res.end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  http = new GraphHttp(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 2000, connections: 2 });
+  net = new Outbound({ connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 2000, connections: 2, proxy: null });
+  http = new GraphHttp(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, net);
 });
 
 afterAll(async () => {
-  await http.close();
+  await net.close();
   await new Promise((resolve) => server.close(resolve));
 });
 
