@@ -240,6 +240,7 @@ describe('metric building blocks', () => {
 
   it('feeds counters and queue gauges from the events', async () => {
     const m = new RelayMetrics({ processMetrics: false, deadDir: '/nonexistent/dead' });
+    m.account('default'); // as createRelay does for every account: its series start at 0
     const now = Date.now();
     m.paused('scans@contoso.example', 2000, now);
     m.paused('scans@contoso.example', 2500, now + 1000); // extends the first pause by 1.5 s
