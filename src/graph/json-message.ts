@@ -1,7 +1,7 @@
 /** Builds Graph's JSON `message` resource from a spooled MIME message, for JSON sendMail and JSON drafts. */
 
 import { readSlice } from '../mime/message-file.js';
-import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
+import type { AddressObject, EmailAddress, ParsedMail } from 'mailparser';
 import { internetMessageId } from '../mime/message-id.js';
 import { headerText, type MimePart } from '../mime/mime-tree.js';
 import type { MessageParts } from '../mime/mime-attachments.js';
@@ -20,6 +20,16 @@ function recipients(field: AddressObject | AddressObject[] | undefined): Recipie
   return flatten(objs.flatMap((o) => o.value))
     .filter((a) => a.address)
     .map((a) => ({ emailAddress: a.name ? { address: a.address!, name: a.name } : { address: a.address! } }));
+}
+
+/**
+ * mailparser (with html-to-text, iconv-lite and their kin: about 10 MB of resident memory) is loaded when
+ * the first message takes the JSON or large-message route, not at start: most relays send MIME only.
+ */
+let parser: Promise<typeof import('mailparser')> | null = null;
+async function simpleParser(input: Buffer, opts: typeof PARSE_OPTS): Promise<ParsedMail> {
+  parser ??= import('mailparser');
+  return (await parser).simpleParser(input, opts);
 }
 
 /** A parameter value fit to write back into a header unquoted-safe: RFC 2045 token characters only. */

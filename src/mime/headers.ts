@@ -1,6 +1,6 @@
 /** A message's header section: collected from streamed chunks, split into fields over its bytes, read and rewritten. */
 
-import libmime from 'libmime';
+import { libmime } from './libmime.js';
 import addressparser from 'nodemailer/lib/addressparser';
 
 const CRLF_CRLF = '\r\n\r\n';
@@ -245,7 +245,7 @@ export function formatDisplayName(name: string): string {
   const clean = name.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
   if (ENCODED_WORDS.test(clean)) return clean;
   if (/^[\x20-\x7e]*$/.test(clean)) return `"${clean.replace(/["\\]/g, '\\$&')}"`;
-  return libmime.encodeWord(clean, 'Q', 52);
+  return libmime().encodeWord(clean, 'Q', 52);
 }
 
 /** A mailbox for a header: `address`, or `name <address>`. */
@@ -256,7 +256,7 @@ export function formatMailbox(name: string, address: string): string {
 /** An RFC 2047 display name decoded; as written when it does not decode. */
 export function decodeDisplayName(name: string): string {
   try {
-    return libmime.decodeWords(name);
+    return libmime().decodeWords(name);
   } catch {
     return name;
   }

@@ -1,6 +1,6 @@
 /** Which parts of a message are its bodies and which are attachments, with the names and flags Graph wants. */
 
-import libmime from 'libmime';
+import { libmime } from './libmime.js';
 import type { MimePart } from './mime-tree.js';
 import { leaves } from './mime-tree.js';
 
@@ -70,7 +70,7 @@ function attachmentName(part: MimePart, index: number): string {
   if (given) return given;
   let ext = 'bin';
   try {
-    ext = libmime.detectExtension(part.contentType) || 'bin';
+    ext = libmime().detectExtension(part.contentType) || 'bin';
   } catch {
     // unknown media type: keep .bin
   }

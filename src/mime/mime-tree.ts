@@ -1,7 +1,7 @@
 /** Streaming scan of a spooled message into its MIME part tree, with the byte offsets of every part. */
 
 import { isUtf8 } from 'node:buffer';
-import libmime from 'libmime';
+import { libmime } from './libmime.js';
 import { readRange } from './message-file.js';
 import { MimeScanError } from '../errors.js';
 
@@ -70,7 +70,7 @@ function decodeParams(parsed: { params: Record<string, string> }): Record<string
   for (const [k, v] of Object.entries(parsed.params)) {
     const key = k.toLowerCase();
     try {
-      out[key] = decoded.has(k) ? v : libmime.decodeWords(v);
+      out[key] = decoded.has(k) ? v : libmime().decodeWords(v);
     } catch {
       out[key] = v;
     }
@@ -101,7 +101,7 @@ function finishHeader(part: MimePart, header: string): void {
   const text = headerText(header);
   const ct = headerValue(text, 'Content-Type');
   if (ct) {
-    const parsed = libmime.parseHeaderValue(ct);
+    const parsed = libmime().parseHeaderValue(ct);
     const type = parsed.value.trim().toLowerCase();
     // RFC 2045 section 5.2: a Content-Type that cannot be parsed is taken as the default, text/plain
     // (charset us-ascii), as mail clients do; its parameters mean nothing then.
@@ -112,7 +112,7 @@ function finishHeader(part: MimePart, header: string): void {
   }
   const cd = headerValue(text, 'Content-Disposition');
   if (cd) {
-    const parsed = libmime.parseHeaderValue(cd);
+    const parsed = libmime().parseHeaderValue(cd);
     part.disposition = parsed.value.toLowerCase() || null;
     part.dispositionParams = decodeParams(parsed);
   }
@@ -125,7 +125,7 @@ function finishHeader(part: MimePart, header: string): void {
 
 /** The boundary as the raw header has it: delimiter lines are compared with it as latin1 text. */
 function latin1Boundary(header: string): string | null {
-  const params = libmime.parseHeaderValue(headerValue(header, 'Content-Type') ?? '').params;
+  const params = libmime().parseHeaderValue(headerValue(header, 'Content-Type') ?? '').params;
   const key = Object.keys(params).find((k) => k.toLowerCase() === 'boundary');
   return key ? params[key]! : null;
 }
