@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import type { GraphConfig, RelayConfig } from './config.js';
 import { selectCredential } from './credentials.js';
+import { readHistory } from './visibility.js';
 import { readPolicy, readUsers } from './front-door.js';
 import { Reader, type Raw } from './reader.js';
 import { applyListenerEnv, applyMailboxEnv, envFirst, readAdmin, readBounces, readDelivery, readGraph, readLimits, readListeners, readLog, readMailboxes, readShutdownGrace } from './sections.js';
@@ -44,8 +45,9 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const log = readLog(root.section('log'), env);
   const policy = readPolicy(root.section('policy'));
   const admin = readAdmin(root.section('admin'), env);
+  const history = readHistory(root.section('history'), spool.directory, baseDir);
   root.done();
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, shutdownGraceMs, admin };
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, shutdownGraceMs, admin, history };
   if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireCredentials(cfg.graph, env);
   if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
   return cfg;
@@ -91,5 +93,5 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
 
 /** The effective configuration with secrets replaced, for check-config and the start log line. */
 export function redactConfig(cfg: RelayConfig): RelayConfig {
-  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null }, users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) };
+  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null }, users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })), admin: { ...cfg.admin, auth: { ...cfg.admin.auth, token: cfg.admin.auth.token ? '[redacted]' : null, users: cfg.admin.auth.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) } } };
 }

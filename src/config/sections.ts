@@ -9,6 +9,7 @@ import type { BounceConfig, DeliveryConfig, GraphConfig, ListenerConfig, Mailbox
 import { ADDED_HEADER_ALLOWANCE, DEFAULT_MAX_LARGE_MESSAGE, DEFAULT_MAX_REQUEST_BYTES, MAX_LARGE_MESSAGE, MB, maxRawForRequest } from './config.js';
 import { CREDENTIAL_SETTINGS, type CredentialSetting } from './credentials.js';
 import { readFrontDoorLimits, readListenerSecurity } from './front-door.js';
+import { readAdminAuth } from './visibility.js';
 import { Reader, validateCidr, type Raw } from './reader.js';
 import { parseDuration } from './units.js';
 
@@ -288,7 +289,7 @@ export function readLog(lg: Reader, env: NodeJS.ProcessEnv): RelayConfig['log'] 
 }
 
 export function readAdmin(ad: Reader, env: NodeJS.ProcessEnv): RelayConfig['admin'] {
-  const admin = { enabled: ad.bool('enabled', true), host: ad.str('host', '127.0.0.1'), port: ad.int('port', 8025, 0, 65535) };
+  const admin = { enabled: ad.bool('enabled', true), host: ad.str('host', '127.0.0.1'), port: ad.int('port', 8025, 0, 65535), auth: readAdminAuth(ad.section('auth'), env) };
   if (env.RELAY_ADMIN_PORT) admin.port = portFromEnv(env, 'RELAY_ADMIN_PORT');
   if (isIP(admin.host) === 0 && admin.host !== 'localhost') throw new ConfigError(ad.key('host'), `"${admin.host}" is not an IP address to listen on`);
   ad.done();
