@@ -10,7 +10,7 @@ import { GraphAdapter } from '../graph/adapter.js';
 import { GraphHttp } from '../graph/http.js';
 import { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
-import { RelayMetrics } from '../observability/metrics.js';
+import { RelayMetrics, type VisibilityFigures } from '../observability/metrics.js';
 import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
@@ -18,6 +18,13 @@ import { SpoolLock } from '../spool/control.js';
 import { Spool } from '../spool/spool.js';
 import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
+import { RelayStatus } from './status.js';
+import { TraceLookup } from './trace.js';
+import { isLoopback } from '../config/visibility.js';
+import { fanOut, historyDeliveryEvents } from '../history/feed.js';
+import { History } from '../history/history.js';
+import { PageAuth } from '../web/auth.js';
+import { StatusPage } from '../web/routes.js';
 
 /** What a relay is made with besides its configuration; tests replace any of them. */
 export interface RelayDeps {
@@ -37,10 +44,13 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const { log } = deps;
   const now = deps.now ?? Date.now;
   const spool = new Spool(cfg.spool.directory);
-  const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir });
+  // The delivery history and device view: fed by the events below, written by a worker thread, off the SMTP path.
+  const history = cfg.history.enabled ? new History({ cfg: cfg.history, log, now }) : null;
+  const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir, visibility: history ? () => visibilityFigures(history, now()) : undefined });
   const out = deps.sender ? { sender: deps.sender, tokens: deps.tokens ?? null, graph: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
   const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname) : null;
-  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now });
+  const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
+  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now });
   const d = cfg.delivery;
   const scheduler = new Scheduler(
     {
@@ -64,11 +74,15 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const listeners = cfg.listeners.map(
     (l) =>
       new SmtpListener(l, cfg, spool, log, {
-        accepted: (env, receivedAtMs) => {
+        accepted: (env, receivedAtMs, facts) => {
           metrics.accepted(env, receivedAtMs);
+          history?.accepted(env, receivedAtMs, facts);
           scheduler.add(env.id, env.mailbox, now());
         },
-        rejected: (reason) => metrics.rejected(reason),
+        rejected: (reason, session, reply) => {
+          metrics.rejected(reason);
+          if (session) history?.refused(session.user ? String(session.user) : null, session.remoteAddress, reason, reply ?? reason);
+        },
         session: (listener) => metrics.session(listener),
         tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
         passthrough: l.passthrough ? (env, data) => passThrough(out.sender, log, env, data) : undefined,
@@ -78,9 +92,16 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const state = { stopping: false };
   const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
   const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: out.tokens, captureDir, stopping: () => state.stopping });
-  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
+  const trace = new TraceLookup({ graphUrl: cfg.graph.graphUrl, tokens: out.graph ? out.tokens : null, enabled: cfg.history.messageTrace, now });
+  const status = new RelayStatus({ spool, scheduler, metrics, history, trace, log, now });
+  const page = new StatusPage(new PageAuth(cfg.admin.auth, isLoopback(cfg.admin.host), now), status, log);
+  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph });
+  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph, history });
+}
+
+function visibilityFigures(h: History, now: number): VisibilityFigures {
+  return { devicesKnown: h.devices.size, devicesSilent: h.devices.silentCount(now), historyWritten: h.stats.written, historyFailed: h.stats.failed, historyDropped: h.stats.dropped };
 }
 
 /** Graph mode: the Graph adapter over one HTTP client and msal; capture mode: files, no Graph at all. */

@@ -5,6 +5,7 @@ import type { MsalTokenProvider } from '../auth/token-provider.js';
 import type { RelayConfig } from '../config/config.js';
 import { StartError } from '../errors.js';
 import type { GraphAdapter } from '../graph/adapter.js';
+import type { History } from '../history/history.js';
 import type { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
@@ -32,6 +33,7 @@ export interface RelayParts {
   admin: AdminServer | null;
   tokens: MsalTokenProvider | null;
   graph: GraphAdapter | null;
+  history: History | null;
 }
 
 export class Relay {
@@ -46,7 +48,7 @@ export class Relay {
     ({ spool: this.spool, scheduler: this.scheduler, listeners: this.listeners, metrics: this.metrics } = p);
     this.control = new ControlServer(
       controlDir(p.cfg.spool.directory),
-      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now }, req),
+      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now, history: p.history }, req),
       (err) => p.log.error({ event: 'control-error', err }, 'queue control channel error'),
     );
   }
@@ -58,6 +60,8 @@ export class Relay {
     await this.p.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
+    // The history is a record, not the mail: a file it cannot open is logged and the relay runs without it.
+    await this.p.history?.start().catch((err: unknown) => log.error({ event: 'history-failed', err }, 'the delivery history cannot be opened; mail is not affected'));
     if (this.p.admin) {
       // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
       const a = await this.p.admin.listen(cfg.admin.host, cfg.admin.port);
@@ -86,6 +90,7 @@ export class Relay {
         if (env instanceof Error) this.p.log.error({ qid: batch[j], event: 'spool-unreadable', err: env }, 'unreadable spool file; left in place for inspection');
         else {
           this.metrics.queued(env);
+          this.p.history?.known(env);
           this.scheduler.add(env.id, env.mailbox, now);
         }
       });
@@ -122,6 +127,7 @@ export class Relay {
     this.control.stop();
     await this.spool.close();
     await this.p.lock.release();
+    await this.p.history?.close();
     // Last: /healthz answers and /readyz says "shutting down" for the whole drain.
     await this.p.admin?.close();
     log.info({ event: 'stopped', queued: this.scheduler.size() }, 'relay stopped');

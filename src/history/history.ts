@@ -5,6 +5,9 @@
  */
 
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { HistoryConfig } from '../config/visibility.js';
 import type { Logger } from '../observability/logger.js';
@@ -38,11 +41,13 @@ export interface HistoryOptions {
   now?: () => number;
 }
 
-/** The worker's file: compiled JavaScript beside this one, or (tests running the TypeScript sources) the .ts through tsx. */
-function workerEntry(): { url: URL; execArgv: string[] } {
+/** The worker: the compiled JavaScript beside this file, or (tests running the TypeScript sources) the .ts through tsx. */
+function startWorker(workerData: WorkerSettings & { historyWorker: true }): Worker {
   const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(js)) return { url: js, execArgv: [] };
-  return { url: new URL('./worker.ts', import.meta.url), execArgv: ['--import', 'tsx'] };
+  if (existsSync(js)) return new Worker(js, { workerData });
+  const tsx = pathToFileURL(path.join(path.dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs')).href;
+  const ts = new URL('./worker.ts', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); });`, { eval: true, workerData });
 }
 
 export class History {
@@ -67,9 +72,7 @@ export class History {
   constructor(private readonly o: HistoryOptions) {
     this.now = o.now ?? Date.now;
     this.devices = new DeviceTracker(o.cfg);
-    const { url, execArgv } = workerEntry();
-    const settings: WorkerSettings & { historyWorker: true } = { historyWorker: true, file: o.cfg.file, retentionMs: o.cfg.retentionMs, maxBytes: o.cfg.maxBytes };
-    this.worker = new Worker(url, { workerData: settings, execArgv });
+    this.worker = startWorker({ historyWorker: true, file: o.cfg.file, retentionMs: o.cfg.retentionMs, maxBytes: o.cfg.maxBytes });
     this.worker.unref();
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: FromWorker) => {

@@ -86,7 +86,7 @@ function route(method: string, pathname: string): RouteResult {
 
 type Auth = { ok: true } | { ok: false; message: string };
 
-function checkBearer(state: EmulatorState, header: string | undefined): Auth {
+export function checkBearer(state: EmulatorState, header: string | undefined): Auth {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!match?.[1]) return { ok: false, message: 'Access token is empty.' };
   const claims = verifyHs256(match[1], state.tokenSecret);
