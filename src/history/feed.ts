@@ -37,7 +37,7 @@ export function historyDeliveryEvents(h: History, now: () => number = Date.now):
       h.done(id);
     },
     delivered: (env, r, latencyMs) => {
-      h.record({ t: 'event', qid: env.id, at: now(), kind: 'delivered', state: 'delivered', attempt: env.attempts, ...fromResult(r), detail: `accepted by Graph after ${Math.round(latencyMs)} ms` });
+      h.record({ t: 'event', qid: env.id, at: now(), kind: 'delivered', state: 'delivered', attempt: env.attempts, ...fromResult(r), detail: `delivered ${Math.round(latencyMs)} ms after acceptance` });
       h.done(env.id);
     },
     deferred: (env, r) => {
