@@ -9,6 +9,7 @@ import { mkdir, open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
+import { setGreetingDelay } from '../src/smtp/smtp-server-internals.js';
 
 const spool = process.argv[2];
 if (!spool) throw new Error('usage: bare-server.ts SPOOL_DIR');
@@ -57,6 +58,9 @@ const server = new SMTPServer({
     });
   },
 });
+// Greets at once, as the relay's listeners do by default: smtp-server's own 100 ms pause would make the
+// one-connection-per-message row measure the pause, not acceptance.
+setGreetingDelay(server, 0);
 server.listen(0, '127.0.0.1', () => {
   const addr = server.server.address();
   process.stdout.write(`${JSON.stringify({ port: typeof addr === 'object' && addr ? addr.port : 0 })}\n`);

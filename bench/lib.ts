@@ -583,7 +583,7 @@ export const HELD_GRAPH = { latencyMs: 600_000, mailboxConcurrency: 1000 };
 
 /**
  * The relay's settings against HELD_GRAPH: no session limit (the bare server has none; at the default of 100
- * every session reconnects behind the 100 ms greeting pause), and header and body timeouts of an hour, so
+ * every session reconnects once per 100 messages), and header and body timeouts of an hour, so
  * that the held requests stay held and are not retried inside a measurement longer than a minute.
  */
 export const HELD_RELAY = { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' } };

@@ -14,6 +14,8 @@ export interface ListenerConfig extends ListenerSecurity {
   allowedNetworks: string[];
   /** No spool: Graph is called before the reply to DATA, and its answer becomes the SMTP answer. */
   passthrough: boolean;
+  /** Pause before the 220 greeting; a client that talks during it gets 421 (early-talker detection). 0 = greet at once. */
+  greetingDelayMs: number;
 }
 
 export interface RetryConfig {

@@ -40,6 +40,7 @@ export function readListeners(root: Reader, baseDir: string, hasUsers: boolean):
         return c;
       }),
       passthrough: r.bool('passthrough', false),
+      greetingDelayMs: r.duration('greetingDelay', 0, 0, 60_000),
       ...readListenerSecurity(r, baseDir, hasUsers),
     };
     if (isIP(l.host) === 0 && l.host !== 'localhost') throw new ConfigError(r.key('host'), `"${l.host}" is not an IP address to listen on`);

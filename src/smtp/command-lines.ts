@@ -1,5 +1,7 @@
 /** What a command line may hold, and what a listener decides about the lines it refuses (the guard runs in smtp-server-internals.ts). */
 
+import type { SMTPServerSession } from 'smtp-server';
+
 export type BareLineEndings = 'reject' | 'normalize';
 
 /** What one listener decides; the guard itself is shared by every SMTPServer of the process. */
@@ -12,6 +14,12 @@ export interface CommandPolicy {
   authNeedsTls: string | null;
   /** Every refusal, for the log and the metrics (`client` is the address the session will have). */
   refused(client: string, reason: string, reply: string): void;
+  /**
+   * A valid QUIT: the client is done. Its connection stops counting against the connection limits here,
+   * before the 221, not when the socket's close is seen: a client that reconnects as soon as it reads the 221
+   * would otherwise race its own previous connection and be refused at the per-client limit.
+   */
+  quit(session: SMTPServerSession): void;
 }
 
 /**

@@ -13,7 +13,7 @@ import { clientError } from './client-errors.js';
 import { DataIngest } from './ingest.js';
 import { authNeedsTls, type ListenerContext, type SessionState, type SmtpEvents } from './session.js';
 import { frontDoorShared, type FrontDoorShared } from './shared.js';
-import { closeNow, installReplyPatch, setCommandPolicy, transactionsUnderWay, trustProxies, withMaxCommandLength } from './smtp-server-internals.js';
+import { closeNow, installReplyPatch, setCommandPolicy, setGreetingDelay, transactionsUnderWay, trustProxies, withMaxCommandLength } from './smtp-server-internals.js';
 import { CertificateWatcher, isLegacyTls, loadTlsOptions } from './tls.js';
 
 export type { SmtpEvents } from './session.js';
@@ -62,6 +62,7 @@ export class SmtpListener implements ListenerContext {
     // On a STARTTLS listener the same holds until the upgrade: a device that sees AUTH in the plaintext EHLO may send its password at once.
     this.authAfterTls = listener.auth !== 'none' && listener.tls.mode === 'starttls' && !listener.allowInsecureAuth;
     this.server = new SMTPServer(withMaxCommandLength(this.options(index), cfg.limits.maxCommandLength));
+    setGreetingDelay(this.server, listener.greetingDelayMs);
     if (listener.proxyProtocol) {
       const trusted = new NetworkList(listener.proxyProtocol.trustedProxies);
       trustProxies(this.server, (address) => trusted.contains(address));
@@ -74,6 +75,7 @@ export class SmtpListener implements ListenerContext {
           : `5.7.1 PROXY header from [${client}] refused: listener "${listener.name}" does not read the PROXY protocol (${this.key}.proxyProtocol)`,
       authNeedsTls: this.authAfterTls ? authNeedsTls(this) : null,
       refused: (client, reason, reply) => this.refusedLine(client, reason, reply),
+      quit: (session) => this.releaseConnection(session),
     });
     this.certs = listener.tls.mode === 'none' ? null : new CertificateWatcher(listener, index, this.server, log);
     this.server.on('error', (err) => this.onServerError(err));
@@ -215,9 +217,16 @@ export class SmtpListener implements ListenerContext {
   }
 
   private onClose(session: SMTPServerSession): void {
-    const state = this.sessions.get(session.id);
-    if (state?.counted) this.shared.connections.release(session.remoteAddress);
+    this.releaseConnection(session);
     this.sessions.delete(session.id);
+  }
+
+  /** At QUIT or close, whichever comes first: the connection stops counting against the limits once. */
+  private releaseConnection(session: SMTPServerSession): void {
+    const state = this.sessions.get(session.id);
+    if (!state?.counted) return;
+    state.counted = false;
+    this.shared.connections.release(session.remoteAddress);
   }
 
   private checkSender(address: string, session: SMTPServerSession): SmtpReply | null {

@@ -31,7 +31,7 @@ interface Connection {
   secure: boolean;
   remoteAddress: string;
   session?: SMTPServerSession;
-  send(code: number, data: string): void;
+  send(code: number, data: string, context?: unknown): void;
   close(): void;
   _whenWritable(next: () => void): void;
 }
@@ -172,6 +172,7 @@ function guard(c: Connection, line: Buffer, bareLf: boolean, callback: (() => vo
     setImmediate(() => c._whenWritable(next));
     return true;
   }
+  if (!c._nextHandler && c.session && /^QUIT\s*$/i.test(line.toString('latin1'))) policy.quit(c.session);
   if (!c._nextHandler && policy.authNeedsTls && !c.secure && /^AUTH(?:\s|$)/i.test(line.subarray(0, 5).toString('latin1'))) {
     policy.refused(c.remoteAddress, 'auth-insecure', policy.authNeedsTls);
     c.send(538, policy.authNeedsTls);
@@ -179,6 +180,35 @@ function guard(c: Connection, line: Buffer, bareLf: boolean, callback: (() => vo
     return true;
   }
   return false;
+}
+
+// --- The greeting: SMTPConnection.prototype.init -----------------------------------------------------------
+
+const greetingDelays = new WeakMap<object, number>();
+let initPatched = false;
+
+/**
+ * smtp-server waits a fixed 100 ms before every greeting, to catch spam bots that talk first (421 "You talk
+ * too soon"). That pause caps one-connection-per-message clients (printers, scanners, most applications)
+ * at sessions / 0.1 s, so it becomes the listener's greetingDelay: init is smtp-server's own, the pause
+ * the listener's. Clients that talk before the greeting still get 421 whatever the delay.
+ */
+export function setGreetingDelay(server: SMTPServer, ms: number): void {
+  greetingDelays.set(server, ms);
+  if (initPatched) return;
+  initPatched = true;
+  const conn = SMTPConnection.prototype as unknown as Connection & { init(): void; connectionReady(): void; _setListeners(callback: () => void): void; name: string };
+  const init = conn.init;
+  conn.init = function (this: typeof conn) {
+    const delay = greetingDelays.get(this._server);
+    if (delay === undefined) return init.call(this);
+    this._setListeners(() => {
+      const max = this._server.options.maxClients;
+      if (max && this._server.connections.size > max) return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+      if (delay === 0) return this.connectionReady();
+      setTimeout(() => this.connectionReady(), delay).unref();
+    });
+  };
 }
 
 // --- The server: PROXY, options its typings lack, sessions, closing ---------------------------------------

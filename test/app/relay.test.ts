@@ -74,6 +74,20 @@ describe('a relay built with createRelay', () => {
     expect(readdirSync(path.join(spoolDir, 'queue')).length).toBe(0);
   });
 
+  it('greets at once (no early-talker pause by default); listeners[].greetingDelay brings the pause back', async () => {
+    const talkFirst = async (listener: Record<string, unknown>): Promise<number[]> => {
+      const { port } = await startRelay({ listeners: [{ port: 0, ...listener }] });
+      const c = await RawSmtp.connect(port);
+      c.socket.write('EHLO early.test\r\n'); // before reading the greeting
+      const first = await c.reply();
+      const codes = first.code === 220 ? [first.code, (await c.reply()).code] : [first.code];
+      c.close();
+      return codes;
+    };
+    expect(await talkFirst({})).toEqual([220, 250]);
+    expect(await talkFirst({ greetingDelay: '1m' })).toEqual([421]);
+  });
+
   it('retries a transient failure on the retry schedule, then delivers', async () => {
     const { sender, port, relay } = await startRelay();
     sender.answers.push({ verdict: { kind: 'transient', reason: 'http-503' }, route: 'mime', status: 503 });

@@ -31,6 +31,12 @@ describe('config', () => {
     expect(c.delivery.perMailboxConcurrency).toBe(4);
   });
 
+  it('greets at once by default; listeners[].greetingDelay turns the early-talker pause on, up to a minute', () => {
+    expect(buildConfig({}, creds).listeners[0]!.greetingDelayMs).toBe(0);
+    expect(buildConfig({ listeners: [{ greetingDelay: '1s' }] }, creds).listeners[0]!.greetingDelayMs).toBe(1000);
+    expect(() => buildConfig({ listeners: [{ greetingDelay: '5m' }] }, creds)).toThrow(/listeners\[0\]\.greetingDelay/);
+  });
+
   it('batches log lines for at most 200 ms by default; 0 writes each at once; the key is named when out of range', () => {
     expect(buildConfig({}, creds).log).toEqual({ level: 'info', flushIntervalMs: 200 });
     expect(buildConfig({ log: { flushInterval: '0s' } }, creds).log.flushIntervalMs).toBe(0);

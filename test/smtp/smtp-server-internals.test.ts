@@ -8,7 +8,7 @@ import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeNow, installCommandGuard, installReplyPatch, setCommandPolicy, transactionsUnderWay, trustProxies, withMaxCommandLength } from '../../src/smtp/smtp-server-internals.js';
+import { closeNow, installCommandGuard, installReplyPatch, setCommandPolicy, setGreetingDelay, transactionsUnderWay, trustProxies, withMaxCommandLength } from '../../src/smtp/smtp-server-internals.js';
 import { RawSmtp } from '../helpers/smtp-clients.js';
 
 const servers: SMTPServer[] = [];
@@ -57,7 +57,8 @@ describe('smtp-server internals the relay uses', () => {
     installReplyPatch();
     installCommandGuard();
     const { server, port } = await listen({});
-    setCommandPolicy(server, { bareLineEndings: 'reject', proxyRefusal: () => '5.7.1 no', authNeedsTls: null, refused: () => undefined });
+    const quits: string[] = [];
+    setCommandPolicy(server, { bareLineEndings: 'reject', proxyRefusal: () => '5.7.1 no', authNeedsTls: null, refused: () => undefined, quit: (session) => quits.push(session.id) });
     const c = await RawSmtp.connect(port);
     expect((await c.reply()).code).toBe(220);
     await c.cmd('EHLO internals.test');
@@ -80,7 +81,41 @@ describe('smtp-server internals the relay uses', () => {
     // The guard and the reply patch are in the path: a bare CR in a command is refused with our own enhanced code.
     const r = await c.cmd('RCPT TO:<b@contoso.example>\rX=1');
     expect(r.text).toMatch(/^501 5\.5\.2 Syntax error: bare CR at column \d+/);
+    // QUIT reaches the policy before smtp-server answers it.
+    expect(quits).toEqual([]);
+    expect((await c.cmd('QUIT')).code).toBe(221);
+    expect(quits).toEqual([(conn['session'] as { id: string }).id]);
     c.close();
+  });
+
+  it('init, _setListeners and connectionReady: the greeting pause is the listener\'s, early talkers still get 421', async () => {
+    const conn = SMTPConnection.prototype as unknown as Record<string, unknown>;
+    for (const name of ['init', '_setListeners', 'connectionReady']) expect(typeof conn[name], name).toBe('function');
+    // A client that sends EHLO before reading anything: with no pause the greeting is already out; with a
+    // pause it talked too soon. (No clock is read: the pause of a minute cannot pass during the test.)
+    const talkFirst = async (delay: number | undefined): Promise<string> => {
+      // onConnect answering at once and no reverse lookup, as the relay's listeners (smtp-server's defaults wait).
+      const { server, port } = await listen({ onConnect: (_session, cb) => cb(), disableReverseLookup: true });
+      if (delay !== undefined) setGreetingDelay(server, delay);
+      const c = await RawSmtp.connect(port);
+      c.socket.write('EHLO early.test\r\n');
+      const first = await c.reply();
+      const second = first.code === 220 ? await c.reply() : first;
+      c.close();
+      return `${first.code} ${second.code}`;
+    };
+    expect(await talkFirst(0)).toBe('220 250');
+    expect(await talkFirst(60_000)).toBe('421 421');
+    expect(await talkFirst(undefined)).toBe('421 421'); // smtp-server's own 100 ms, for servers the relay did not configure
+    // maxClients is still checked before the pause.
+    const { server, port } = await listen({ maxClients: 1 });
+    setGreetingDelay(server, 0);
+    const a = await RawSmtp.connect(port);
+    expect((await a.reply()).code).toBe(220);
+    const b = await RawSmtp.connect(port);
+    expect((await b.reply()).text).toMatch(/^421 .*Too many connected clients/);
+    a.close();
+    b.close();
   });
 
   it('maxCommandLength, read by the command parser although the typings lack it', async () => {

@@ -145,7 +145,7 @@ describe('container image', () => {
   });
 
   it('does not start without a sender mapping, and says which variables to set', async () => {
-    const res = await run('podman', ['run', '--rm', '--pull=never', '--network', 'none', '-e', 'AZURE_TENANT_ID=t', '-e', 'AZURE_CLIENT_ID=c', '-e', 'AZURE_CLIENT_SECRET=s', IMAGE]).then(
+    const res = await run('podman', ['run', '--rm', '--pull=never', '--network', 'none', '-e', 'AZURE_TENANT_ID=6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', '-e', 'AZURE_CLIENT_ID=0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', '-e', 'AZURE_CLIENT_SECRET=s', IMAGE]).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code?: number; stderr?: string }) => ({ code: err.code ?? -1, stderr: err.stderr ?? '' }),
     );

@@ -25,7 +25,7 @@ function rssKb(pid: number): number {
 }
 
 describe('limits', () => {
-  it('caps connections per client address with 421 4.7.0 and frees the slot when one closes', async () => {
+  it('caps connections per client address with 421 4.7.0; a QUIT frees the slot before its 221, a dropped connection when it closes', async () => {
     const r = await relay({ maxConnectionsPerClient: 2 });
     const a = await RawSmtp.connect(r.smtpPort);
     const b = await RawSmtp.connect(r.smtpPort);
@@ -34,20 +34,24 @@ describe('limits', () => {
     const c = await RawSmtp.connect(r.smtpPort);
     expect((await c.reply()).text).toMatch(/^421 4\.7\.0 Too many connections from \[127\.0\.0\.1\]: at most 2 \(limits\.maxConnectionsPerClient\)/);
     c.close();
+    // A client that reconnects the moment it reads 221, before its old socket is closed: not refused.
     expect((await a.cmd('QUIT')).code).toBe(221);
-    await new Promise((resolve) => a.socket.once('close', resolve));
-    // The freed slot is usable (the relay releases it in onClose, right after the socket closes).
-    let d: RawSmtp | null = null;
+    const d = await RawSmtp.connect(r.smtpPort);
+    expect((await d.reply()).code).toBe(220);
+    // A connection dropped without QUIT frees its slot once the relay sees the close.
+    b.close();
+    let e: RawSmtp | null = null;
     for (let i = 0; i < 50; i++) {
-      d = await RawSmtp.connect(r.smtpPort);
-      const g = await d.reply();
-      if (g.code === 220) break;
-      d.close();
+      e = await RawSmtp.connect(r.smtpPort);
+      if ((await e.reply()).code === 220) break;
+      e.close();
       await new Promise((resolve) => setImmediate(resolve));
     }
-    expect(d!.closed).toBe(false);
-    d!.close();
-    b.close();
+    expect(e!.closed).toBe(false);
+    // Both slots are taken again (d and e); QUIT counted once: a third is refused.
+    const f = await RawSmtp.connect(r.smtpPort);
+    expect((await f.reply()).code).toBe(421);
+    for (const x of [a, d, e!, f]) x.close();
   });
 
   it('limits messages per session, command length and idle time', async () => {
