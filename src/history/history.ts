@@ -55,8 +55,10 @@ export class History {
   readonly stats: HistoryStats = { written: 0, failed: 0, dropped: 0 };
   private buf: HistoryRecord[] = [];
   private behind = 0;
-  private readonly worker: Worker;
+  /** Made by start(), once the spool folder exists; records before it wait in `buf`. */
+  private worker: Worker | null = null;
   private readonly ready: Promise<void>;
+  private opened!: { resolve: () => void; reject: (err: Error) => void };
   private readonly answers = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private closed: Promise<void> | null = null;
@@ -72,25 +74,31 @@ export class History {
   constructor(private readonly o: HistoryOptions) {
     this.now = o.now ?? Date.now;
     this.devices = new DeviceTracker(o.cfg);
-    this.worker = startWorker({ historyWorker: true, file: o.cfg.file, retentionMs: o.cfg.retentionMs, maxBytes: o.cfg.maxBytes });
-    this.worker.unref();
-    this.ready = new Promise((resolve, reject) => {
-      this.worker.on('message', (m: FromWorker) => {
-        if (m.type === 'ready') {
-          this.devices.load(m.devices);
-          resolve();
-        } else if (m.type === 'failed') reject(new Error(`history ${o.cfg.file}: ${m.message}`));
-        else this.onMessage(m);
-      });
-      this.worker.once('error', reject);
-    });
-    this.worker.on('error', (err) => o.log.error({ event: 'history-failed', err }, 'the history worker failed; mail is not affected'));
+    this.ready = new Promise<void>((resolve, reject) => (this.opened = { resolve, reject }));
+    // Whoever needs it awaits it; a relay that stops before starting must not see an unhandled rejection.
+    this.ready.catch(() => undefined);
     this.timer = setInterval(() => this.flush(), o.flushMs ?? 1000);
     this.timer.unref();
   }
 
-  /** Resolves once the file is open and the devices are restored (the relay starts SMTP after this). */
+  /** Starts the worker; resolves once the file is open and the devices are restored (the relay starts SMTP after this). */
   start(): Promise<void> {
+    if (this.worker) return this.ready;
+    const w = startWorker({ historyWorker: true, file: this.o.cfg.file, retentionMs: this.o.cfg.retentionMs, maxBytes: this.o.cfg.maxBytes });
+    this.worker = w;
+    w.unref();
+    w.on('message', (m: FromWorker) => {
+      if (m.type === 'ready') {
+        this.devices.load(m.devices);
+        this.opened.resolve();
+        this.flush();
+      } else if (m.type === 'failed') this.opened.reject(new Error(`history ${this.o.cfg.file}: ${m.message}`));
+      else this.onMessage(m);
+    });
+    w.on('error', (err) => {
+      this.opened.reject(err);
+      this.o.log.error({ event: 'history-failed', err }, 'the history worker failed; mail is not affected');
+    });
     return this.ready;
   }
 
@@ -137,6 +145,7 @@ export class History {
 
   /** Hands the gathered records to the worker (one message, one transaction there). */
   flush(): void {
+    if (!this.worker) return;
     const devices = this.devices.takeDirty();
     if (this.buf.length === 0 && devices.length === 0) return;
     const records = this.buf;
@@ -146,7 +155,7 @@ export class History {
   }
 
   private post(m: ToWorker): void {
-    this.worker.postMessage(m);
+    this.worker?.postMessage(m);
   }
 
   accepted(env: Envelope, atMs: number, info: AcceptedInfo): void {
@@ -204,6 +213,7 @@ export class History {
   }
 
   private ask<T>(m: Extract<ToWorker, { type: 'query' }>): Promise<T> {
+    if (!this.worker) return Promise.reject(new Error('the history has not started'));
     return new Promise<T>((resolve, reject) => {
       this.answers.set(m.id, { resolve: resolve as (v: unknown) => void, reject });
       this.post(m);
@@ -211,13 +221,13 @@ export class History {
   }
 
   async search(q: HistoryQuery): Promise<MessageSummary[]> {
-    await this.ready;
+    if (this.worker) await this.ready;
     this.flush(); // a search sees what happened up to now
     return this.ask<MessageSummary[]>({ type: 'query', id: this.nextId++, op: 'search', arg: q });
   }
 
   async story(qid: string): Promise<MessageStory | null> {
-    await this.ready;
+    if (this.worker) await this.ready;
     this.flush();
     return this.ask<MessageStory | null>({ type: 'query', id: this.nextId++, op: 'story', arg: qid });
   }
@@ -226,12 +236,13 @@ export class History {
   close(timeoutMs = 5000): Promise<void> {
     this.closed ??= (async () => {
       clearInterval(this.timer);
+      if (!this.worker) return;
       await this.ready.catch(() => undefined);
       this.flush();
       const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
       this.post({ type: 'close' });
       await Promise.race([closed, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
-      await this.worker.terminate();
+      await this.worker?.terminate();
     })();
     return this.closed;
   }
