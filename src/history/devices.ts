@@ -26,8 +26,15 @@ export interface DeviceSettings {
   minSilenceMs: number;
 }
 
+const DAY_MS = 86_400_000;
+/** The last day asked for: every message of a day asks for the same one (a Date and a string per message otherwise). */
+let dayCache = { start: 0, text: '' };
+
 function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  if (ms >= dayCache.start && ms < dayCache.start + DAY_MS) return dayCache.text;
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  dayCache = { start, text: new Date(start).toISOString().slice(0, 10) };
+  return dayCache.text;
 }
 
 export function deviceId(user: string | null | undefined, client: string): { id: string; kind: DeviceRow['kind'] } {

@@ -3,6 +3,8 @@
  * prunes old messages. SQLite's calls are synchronous; here they never block the relay's event loop.
  */
 
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { isBusy } from './database.js';
 import { HistoryStore } from './store.js';
@@ -122,8 +124,25 @@ export class HistoryWorker {
   }
 }
 
+/**
+ * The history is background work: on Linux its thread runs at the lowest priority (nice 19), so that when
+ * the cores are busy the SMTP event loop gets them first and the history writes in the gaps (its batches
+ * wait in memory meanwhile). Elsewhere, or where it is not allowed, it runs as it is.
+ */
+export function lowerPriority(): boolean {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isInteger(tid) || tid <= 0) return false;
+    setPriority(tid, 19);
+    return getPriority(tid) === 19;
+  } catch {
+    return false;
+  }
+}
+
 /** The thread's entry: open the file, say ready (with the devices to restore), then serve messages. */
 export function runWorker(settings: WorkerSettings, port: NonNullable<typeof parentPort>): void {
+  lowerPriority();
   let worker: HistoryWorker;
   try {
     const store = new HistoryStore(settings.file);

@@ -1,6 +1,6 @@
 /** The history as the relay feeds it: events pushed, batches written by the worker thread, searched, kept across a restart. */
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -26,6 +26,14 @@ afterEach(() => {
 
 const log = createLogger('silent');
 
+/** The nice value of each thread of this process (/proc/self/task/TID/stat, field 19). */
+function niceOfThreads(): number[] {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
+
 function envelope(over: Partial<Envelope> = {}): Envelope {
   const at = Date.now();
   return { version: 1, id: newQueueId(at), mailFrom: 'scanner@contoso.example', rcptTo: ['alice@contoso.example'], mailbox: 'scans@contoso.example', bcc: [], clientAddress: '10.0.3.7', clientHostname: '', helo: 'printer3', listener: 'default', receivedAt: new Date(at).toISOString(), size: 2048, attempts: 0, nextAttemptAt: new Date(at).toISOString(), lastError: null, ...over };
@@ -36,6 +44,8 @@ describe('history (worker thread)', () => {
     const cfg = config();
     const h = new History({ cfg, log, flushMs: 50 });
     await h.start();
+    // The worker thread runs at nice 19: under load the SMTP event loop gets the cores first.
+    expect(niceOfThreads()).toContain(19);
     const seen: string[] = [];
     const events = fanOut(historyDeliveryEvents(h), { queued: () => seen.push('queued'), vanished: () => undefined, delivered: () => seen.push('delivered'), deferred: () => seen.push('deferred'), deadLettered: () => undefined, bounced: () => undefined, graphResponse: () => seen.push('graph') });
     const env = envelope();
