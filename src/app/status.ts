@@ -8,7 +8,6 @@ import type { RelayMetrics } from '../observability/metrics.js';
 import { deadLetterStats } from '../observability/queue-stats.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { exportMessage } from '../spool/export.js';
-import { listQueue } from '../spool/queue-tools.js';
 import type { Spool } from '../spool/spool.js';
 import type { DeviceView } from '../history/devices.js';
 import type { MailboxRow, PageAction, QueueSummary, SpoolMessage, StatusSource, TraceAnswer } from '../web/source.js';
@@ -74,14 +73,15 @@ export class RelayStatus implements StatusSource {
   }
 
   async deadLetters(): Promise<SpoolMessage[]> {
-    const ids = (await this.d.spool.ids('dead')).slice(-MAX_DEAD);
+    const ids = (await this.d.spool.ids('dead')).slice(-MAX_DEAD).reverse();
+    const envs = await Promise.all(ids.map((id) => this.d.spool.readEnvelope('dead', id).catch(() => null)));
     const out: SpoolMessage[] = [];
-    for (const { env } of await listQueue(this.d.spool, ['dead'])) {
-      if (!ids.includes(env.id)) continue;
+    for (const env of envs) {
+      if (!env) continue; // requeued or deleted since the readdir
       const e = env.lastError;
       out.push({ qid: env.id, receivedAt: env.receivedAt, mailbox: env.mailbox, sender: env.mailFrom, rcpts: env.rcptTo, size: env.size, attempts: env.attempts, lastError: e ? [e.status, e.code ?? e.reason, e.message].filter((x) => x !== undefined && x !== '').join(' ') : null });
     }
-    return out.reverse();
+    return out;
   }
 
   async search(q: HistoryQuery): Promise<MessageSummary[]> {
