@@ -108,7 +108,7 @@ try {
     for (const t of order) await run(t, 'per-message', a.n, true);
   }
   // The steady state: accepting while delivering. A fresh relay so that the held attempts do not count.
-  instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emuInstant.graph, extra: { limits: HELD_RELAY.limits } });
+  instant = await startRelay({ dir: path.join(a.dir, 'relay-instant'), graph: emuInstant.graph, profileDir, name: 'relay-instant', extra: { limits: HELD_RELAY.limits } });
   if (warmup > 0) await run('instant', 'reuse', warmup, false);
   for (let round = 0; round < rounds; round++) await run('instant', 'reuse', a.n, true);
   const delivered = instant.counts.delivered ?? 0;

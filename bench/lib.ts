@@ -413,6 +413,8 @@ export interface RelayOptions {
   senderDomain?: string;
   delivery?: Record<string, unknown>;
   profileDir?: string | null;
+  /** The profile folder's name prefix (default "relay"). */
+  name?: string;
   /** Extra YAML settings merged at the top level (`graph` into the graph section). */
   extra?: Record<string, unknown>;
   /** Another build's dist/cli.js (A/B runs in one script); default CLI. */
@@ -449,7 +451,7 @@ export async function startRelay(opts: RelayOptions): Promise<RelayChild> {
   env.RELAY_ADMIN_PORT = '0'; // ignored by builds without the admin listener; avoids a clash on 8025
   env.RELAY_SHUTDOWN_GRACE_MS = '3000';
   Object.assign(env, opts.env);
-  const child = spawn(process.execPath, [...profFlags(opts.profileDir ?? null, 'relay'), opts.cli ?? CLI, 'run', '--config', configPath], {
+  const child = spawn(process.execPath, [...profFlags(opts.profileDir ?? null, opts.name ?? 'relay'), opts.cli ?? CLI, 'run', '--config', configPath], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -74,6 +74,32 @@ function treePssMB(pid: number): number {
   return kb / 1024;
 }
 
+/**
+ * CPU seconds of a process tree, every process that ever ran in it included: each live process's own
+ * time plus what it reaped of its children (Postfix's master reaps smtpd, cleanup, smtp as they exit).
+ */
+function treeCpuS(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number): void => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+    } catch {
+      return;
+    }
+    let kids: string[] = [];
+    try {
+      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    } catch {
+      // gone
+    }
+    for (const k of kids) visit(Number(k));
+  };
+  visit(pid);
+  return ticks / 100;
+}
+
 /** A private Postfix: loopback only, no DNS, everything relayed to smtp-sink, the queue in `dir`. */
 async function startPostfix(dir: string, smtpPort: number, sinkPort: number): Promise<{ masterPid: () => number; stop(): Promise<void> }> {
   const etc = path.join(dir, 'etc');
@@ -178,6 +204,8 @@ async function main(): Promise<void> {
     { name: 'bare', port: bare.port, peak: 0, pid: () => bare.pid, settle: async () => undefined },
   ];
   const rates: Record<string, number[]> = {};
+  const cpuMs: Record<string, number[]> = {};
+  const farCpuMs: Record<string, number[]> = {};
   try {
     for (const reuse of [false, true]) {
       // Warm-up, as a server in service is warm: one round each, not timed.
@@ -188,10 +216,16 @@ async function main(): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         for (const s of r % 2 ? [...servers].reverse() : servers) {
           const sampler = setInterval(() => (s.peak = Math.max(s.peak, s.name === 'postfix' ? treePssMB(s.pid()) : procFigures(s.pid()).rssMB)), 100);
+          const far = s.name === 'postfix' ? sink.pid! : s.name === 'relay' ? emu.pid : 0;
+          const cpu0 = [treeCpuS(s.pid()), far ? treeCpuS(far) : 0];
           const rate = await source(s.port, a.n, reuse);
           clearInterval(sampler);
-          (rates[`${s.name}/${reuse ? 'reuse' : 'per-message'}`] ??= []).push(rate);
+          const key = `${s.name}/${reuse ? 'reuse' : 'per-message'}`;
+          (rates[key] ??= []).push(rate);
           await s.settle();
+          // CPU per message over accepting and delivering all of the round (the settle included).
+          (cpuMs[key] ??= []).push(((treeCpuS(s.pid()) - cpu0[0]!) * 1000) / a.n);
+          (farCpuMs[key] ??= []).push(far ? ((treeCpuS(far) - cpu0[1]!) * 1000) / a.n : NaN);
         }
       }
     }
@@ -201,10 +235,10 @@ async function main(): Promise<void> {
     sink.kill();
     cleanup(dir, a.keep);
   }
-  report(rates, idle, servers);
+  report(rates, idle, servers, cpuMs, farCpuMs);
 }
 
-function report(rates: Record<string, number[]>, idle: Record<string, number>, servers: { name: string; peak: number }[]): void {
+function report(rates: Record<string, number[]>, idle: Record<string, number>, servers: { name: string; peak: number }[], cpuMs: Record<string, number[]>, farCpuMs: Record<string, number[]>): void {
   const m = (k: string): number => median(rates[k] ?? []);
   const rows = (['per-message', 'reuse'] as const).map((mode) => ({
     'msgs/s': mode === 'reuse' ? 'connections reused' : 'one connection per message',
@@ -213,13 +247,23 @@ function report(rates: Record<string, number[]>, idle: Record<string, number>, s
     'bare smtp-server + fsync (no delivery)': fmt(m(`bare/${mode}`), 0),
   }));
   process.stdout.write(`${table(rows)}\n`);
+  const c = (rec: Record<string, number[]>, k: string): string => fmt(median(rec[k] ?? []), 2);
+  const cpuRows = (['per-message', 'reuse'] as const).map((mode) => ({
+    'CPU ms per message': mode === 'reuse' ? 'connections reused' : 'one connection per message',
+    'Postfix (all its processes)': c(cpuMs, `postfix/${mode}`),
+    'this relay': c(cpuMs, `relay/${mode}`),
+    bare: c(cpuMs, `bare/${mode}`),
+    'smtp-sink (Postfix\'s far side)': c(farCpuMs, `postfix/${mode}`),
+    'Graph emulator (the relay\'s far side)': c(farCpuMs, `relay/${mode}`),
+  }));
+  process.stdout.write(`${table(cpuRows)}\n(user + system CPU over accepting and delivering a round, divided by its messages; Postfix's includes the processes its master reaped)\n\n`);
   const peak = (n: string): number => servers.find((s) => s.name === n)!.peak;
   process.stdout.write(`${table([{ 'memory (MB)': 'idle after start', Postfix: fmt(idle['postfix']!, 0), 'this relay': fmt(idle['relay']!, 0), bare: fmt(idle['bare']!, 0) }, { 'memory (MB)': 'peak during the runs', Postfix: fmt(peak('postfix'), 0), 'this relay': fmt(peak('relay'), 0), bare: fmt(peak('bare'), 0) }])}\n`);
   process.stdout.write(`rounds, msgs/s in run order: ${Object.entries(rates).map(([k, v]) => `${k} ${v.map((x) => fmt(x, 0)).join(' ')}`).join('; ')}\n\n`);
   const per = m('relay/per-message') / m('postfix/per-message');
   const reuse = m('relay/reuse') / m('postfix/reuse');
   process.stdout.write(
-    `SUMMARY vs-postfix: one connection per message ${fmt(per, 2)}× Postfix (target >= 1.0: ${per >= 1 ? 'PASS' : 'MISS'}); reused ${fmt(reuse, 2)}× Postfix (target >= 1.5: ${reuse >= 1.5 ? 'PASS' : 'MISS'}); relay RSS idle ${fmt(idle['relay']!, 0)} MB (target <= 60: ${idle['relay']! <= 60 ? 'PASS' : 'MISS'}), peak ${fmt(peak('relay'), 0)} MB (target <= 110: ${peak('relay') <= 110 ? 'PASS' : 'MISS'})\n`,
+    `SUMMARY vs-postfix: one connection per message ${fmt(per, 2)}× Postfix (target >= 1.0: ${per >= 1 ? 'PASS' : 'MISS'}); reused ${fmt(reuse, 2)}× Postfix (target >= 1.5: ${reuse >= 1.5 ? 'PASS' : 'MISS'}); CPU ms/msg reused relay ${fmt(median(cpuMs['relay/reuse'] ?? []), 2)} vs Postfix ${fmt(median(cpuMs['postfix/reuse'] ?? []), 2)}; relay RSS idle ${fmt(idle['relay']!, 0)} MB (target <= 60: ${idle['relay']! <= 60 ? 'PASS' : 'MISS'}), peak ${fmt(peak('relay'), 0)} MB (target <= 110: ${peak('relay') <= 110 ? 'PASS' : 'MISS'})\n`,
   );
 }
 
