@@ -102,16 +102,16 @@ describe('history worker', () => {
     const cfg = config();
     const store = new HistoryStore(cfg.file);
     const posted: FromWorker[] = [];
+    let onPost: (() => void) | null = null;
     let now = 1_000_000;
-    const w = new HistoryWorker(store, { file: cfg.file, retentionMs: cfg.retentionMs, maxBytes: cfg.maxBytes }, (m) => posted.push(m), () => now);
+    const w = new HistoryWorker(store, { file: cfg.file, retentionMs: cfg.retentionMs, maxBytes: cfg.maxBytes }, (m) => (posted.push(m), onPost?.()), () => now);
     const env = envelope();
     mkdirSync(`${cfg.file}.lock`); // a command line reading right now
     w.handle({ type: 'write', records: [{ t: 'accepted', qid: env.id, at: now, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: 'x', sender: 'a@b.example', rcpts: ['c@d.example'], mailbox: 'm@d.example', messageId: null, size: 1, subject: null }], devices: [] });
     expect(posted).toEqual([]);
+    const written = new Promise<void>((resolve) => (onPost = resolve));
     rmSync(`${cfg.file}.lock`, { recursive: true });
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => posted.length > 0 && (clearInterval(t), resolve()), 20);
-    });
+    await written; // the worker's own retry timer finds the lock gone
     expect(posted).toEqual([{ type: 'written', records: 1 }]);
     mkdirSync(`${cfg.file}.lock`);
     w.handle({ type: 'write', records: [], devices: [{ id: 'address:x', kind: 'address', firstSeen: 0, lastSeen: 0, day: '', today: 0, total: 0, gapMs: 0, lastError: null, lastErrorAt: null, tls: null, via: null }] });
