@@ -124,4 +124,20 @@ describe('history worker', () => {
     w.handle({ type: 'close' });
     expect(posted.slice(2)).toEqual([{ type: 'written', records: 1 }, { type: 'closed' }]);
   });
+
+  it('prunes in chunks past the retention, and says how many went', async () => {
+    const cfg = config();
+    const store = new HistoryStore(cfg.file);
+    const now = Date.now();
+    const old = Array.from({ length: 5 }, () => envelope());
+    store.write(old.map((e, i) => ({ t: 'accepted' as const, qid: newQueueId(now - 40 * 86_400_000 + i), at: now - 40 * 86_400_000, listener: 'default', client: e.clientAddress, user: null, tls: null, helo: 'x', sender: e.mailFrom, rcpts: e.rcptTo, mailbox: e.mailbox, messageId: null, size: 1, subject: null })));
+    store.write([{ t: 'accepted', qid: newQueueId(now), at: now, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: 'x', sender: 'a@b.example', rcpts: ['c@d.example'], mailbox: 'm@d.example', messageId: null, size: 1, subject: null }]);
+    const pruned = new Promise<FromWorker>((resolve) => {
+      const w = new HistoryWorker(store, { file: cfg.file, retentionMs: 30 * 86_400_000, maxBytes: cfg.maxBytes }, (m) => m.type === 'pruned' && resolve(m));
+      w.handle({ type: 'prune' });
+    });
+    expect(await pruned).toEqual({ type: 'pruned', messages: 5 });
+    expect(store.count()).toBe(1);
+    store.close();
+  });
 });
