@@ -9,9 +9,11 @@ import { createLogger } from './observability/logger.js';
 import { createRelay } from './app/create-relay.js';
 import type { Relay } from './app/relay.js';
 import { hashPasswordCommand } from './cli/hash-password.js';
+import { accountGraphConfig, accountKey, graphAccounts } from './config/accounts.js';
 import { selectCredential } from './config/credentials.js';
+import { Outbound } from './net/outbound.js';
 import { QUEUE_USAGE, queueCommand, type QueueFlags } from './cli/queue.js';
-import { testSend } from './cli/test-send.js';
+import { testSend, tokenStep } from './cli/test-send.js';
 import { HISTORY_USAGE, historyCommand, type HistoryFlags } from './cli/history.js';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, UsageError } from './errors.js';
@@ -20,11 +22,12 @@ const USAGE = `usage: smtp-graph-relay <command> [options]
 
 commands:
   run            run the relay (SMTP listeners and delivery)
-  check-config   validate the configuration and print it, secrets redacted (--strict: credentials too)
+  check-config   validate the configuration and print it, secrets redacted (--strict: get a token for
+                 every Graph account and print its roles and what they allow)
   hash-password  read a password from stdin, print its hash for users[].passwordHash
   queue ...      list, show, retry, delete, requeue and export messages (see below)
   history ...    find a message in the delivery history and tell its story (see below)
-  test-send      send one message through Graph, step by step: --to ADDRESS [--from MAILBOX]
+  test-send      send one message through Graph, step by step: --to ADDRESS [--from MAILBOX] [--account NAME]
   help           this text
 
 options:
@@ -49,7 +52,7 @@ const COMMANDS: Record<string, Options> = {
   'hash-password': {},
   queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string', short: 'o' } },
   history: Object.fromEntries([...['qid', 'message-id', 'sender', 'recipient', 'client', 'user', 'state', 'since', 'until', 'limit'].map((k) => [k, { type: 'string' }]), ['json', { type: 'boolean' }]]) as Options,
-  'test-send': { to: { type: 'string' }, from: { type: 'string' } },
+  'test-send': { to: { type: 'string' }, from: { type: 'string' }, account: { type: 'string' } },
   help: {},
 };
 
@@ -103,7 +106,7 @@ async function main(argv: string[]): Promise<void> {
     case 'history':
       return history(cfg, rest, values as HistoryFlags);
     case 'test-send':
-      return void process.exit(await testSend(cfg, { to: values.to as string, ...(typeof values.from === 'string' ? { from: values.from } : {}) }, (line) => process.stdout.write(`${line}\n`)));
+      return void process.exit(await testSend(cfg, { to: values.to as string, ...(typeof values.from === 'string' ? { from: values.from } : {}), ...(typeof values.account === 'string' ? { account: values.account } : {}) }, (line) => process.stdout.write(`${line}\n`)));
   }
 }
 
@@ -116,16 +119,31 @@ function config(load: () => RelayConfig): RelayConfig {
   }
 }
 
-/** Validates everything but the credential, which is often not at hand where the file is written: a warning unless --strict. */
-function checkConfig(cfg: RelayConfig, strict: boolean): void {
-  if (cfg.delivery.mode === 'graph') {
-    const sel = selectCredential(cfg.graph, process.env);
-    if (!sel.ok) {
-      if (strict) fail(`configuration error: ${sel.key}: ${sel.problem}`, 2);
-      process.stderr.write(`smtp-graph-relay: warning: ${sel.key}: ${sel.problem} (the relay will not start without it; --strict makes this an error)\n`);
-    }
+/**
+ * Validates everything but the credential, which is often not at hand where the file is written: a warning
+ * unless --strict, which also gets a token for every account and prints its roles (on stderr; stdout is the JSON).
+ */
+async function checkConfig(cfg: RelayConfig, strict: boolean): Promise<void> {
+  const accounts = cfg.delivery.mode === 'graph' ? graphAccounts(cfg) : [];
+  for (const a of accounts) {
+    const sel = selectCredential(a, process.env);
+    if (sel.ok) continue;
+    const key = accountKey(cfg, a, sel.key);
+    if (strict) fail(`configuration error: ${key}: ${sel.problem}`, 2);
+    process.stderr.write(`smtp-graph-relay: warning: ${key}: ${sel.problem} (the relay will not start without it; --strict makes this an error)\n`);
   }
   process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
+  if (!strict) return;
+  let failed = false;
+  for (const a of accounts) {
+    const g = accountGraphConfig(cfg.graph, a);
+    const net = new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: 1, proxy: g.proxy });
+    process.stderr.write(`account ${a.name}:\n`);
+    const ok = await tokenStep(cfg, g, net, (line) => process.stderr.write(`  ${line}\n`));
+    await net.close();
+    failed ||= ok === null;
+  }
+  if (failed) process.exit(1);
 }
 
 async function queue(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<void> {
@@ -172,9 +190,9 @@ async function run(cfg: RelayConfig): Promise<void> {
       },
     );
   };
-  // systemctl reload: the TLS certificate files are read again now (they are also checked every reloadCheckInterval).
+  // systemctl reload: the TLS certificate files and certificate credentials are read again now (also checked every reloadCheckInterval).
   process.on('SIGHUP', () => {
-    log.info({ event: 'signal', signal: 'SIGHUP' }, 'received SIGHUP: reloading TLS certificates');
+    log.info({ event: 'signal', signal: 'SIGHUP' }, 'received SIGHUP: reloading TLS certificates and certificate credentials');
     relay.reloadCertificates();
   });
   process.once('SIGTERM', () => shutdown('SIGTERM'));

@@ -301,6 +301,53 @@ describe('Graph sendMail', () => {
   });
 });
 
+describe('roles and tenants', () => {
+  const OTHER = { tenantId: '1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d', clientId: '2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e', clientSecret: 'other~secret', mailboxes: ['scans@fabrikam.example'] };
+  let multi: Emulator;
+  beforeAll(async () => {
+    multi = await startEmulator({ pki, tenants: [OTHER] });
+  });
+  afterAll(async () => {
+    await multi.close();
+  });
+  const tokenFrom = async (tenantId: string, clientId: string, clientSecret: string): Promise<string> => {
+    const app = new ConfidentialClientApplication({
+      auth: { clientId, clientSecret, authority: `${multi.authorityHost}/${tenantId}`, knownAuthorities: [new URL(multi.authorityHost).host] },
+      system: { networkClient: networkClient(dispatcher) },
+    });
+    return (await app.acquireTokenByClientCredential({ scopes: [`${multi.graphUrl}/.default`] }))!.accessToken;
+  };
+  const post = async (upn: string, op: 'sendMail' | 'messages', bearer: string): Promise<number> => {
+    const own = Buffer.from(`From: ${upn}\r\nTo: rcpt@example.org\r\nSubject: x\r\n\r\nhi\r\n`);
+    const body = op === 'sendMail' ? own.toString('base64') : JSON.stringify({ subject: 'draft', toRecipients: [{ emailAddress: { address: 'rcpt@example.org' } }] });
+    const res = await request(`${multi.graphUrl}/v1.0/users/${encodeURIComponent(upn)}/${op}`, { method: 'POST', dispatcher, headers: { authorization: `Bearer ${bearer}`, 'content-type': op === 'sendMail' ? 'text/plain' : 'application/json' }, body });
+    await res.body.dump();
+    return res.statusCode;
+  };
+
+  it('a token with roles may do only what they grant (drafts need Mail.ReadWrite); without roles Exchange decides', async () => {
+    multi.setRoles(['Mail.Send']);
+    const sendOnly = await tokenFrom(multi.tenantId, multi.clientId, multi.clientSecret);
+    expect(await post('sender@contoso.example', 'messages', sendOnly)).toBe(403);
+    expect(await post('sender@contoso.example', 'sendMail', sendOnly)).toBe(202);
+    multi.setRoles([]);
+    expect(await post('sender@contoso.example', 'messages', await tokenFrom(multi.tenantId, multi.clientId, multi.clientSecret))).toBe(201);
+    multi.reset();
+  });
+
+  it('serves another tenant with its own app and mailboxes, records which tenant sent, and every peer', async () => {
+    const other = await tokenFrom(OTHER.tenantId, OTHER.clientId, OTHER.clientSecret);
+    expect(await post('scans@fabrikam.example', 'sendMail', other)).toBe(202);
+    expect(await post('scans@contoso.example', 'sendMail', other)).toBe(404);
+    expect(multi.sent.map((r) => [r.upn, r.tenantId])).toEqual([['scans@fabrikam.example', OTHER.tenantId]]);
+    await expect(tokenFrom(OTHER.tenantId, multi.clientId, multi.clientSecret)).rejects.toThrow(/AADSTS700016/);
+    expect(multi.tokenRequests.map((t) => [t.tenantId, t.ok])).toEqual([[OTHER.tenantId, true], [OTHER.tenantId, false]]);
+    expect(multi.peers.length).toBeGreaterThan(3);
+    expect(new Set(multi.peers.map((p) => p.remoteAddress))).toEqual(new Set(['127.0.0.1']));
+    multi.reset();
+  });
+});
+
 describe('Graph large-message path', () => {
   const draftsUrl = `/v1.0/users/${encodeURIComponent(ALICE)}/messages`;
 

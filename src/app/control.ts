@@ -7,6 +7,7 @@ import type { Scheduler } from '../scheduler/scheduler.js';
 import type { ControlRequest, ControlResponse } from '../spool/control.js';
 import { matches, requeued } from '../spool/queue-tools.js';
 import type { Spool } from '../spool/spool.js';
+import { accountOf } from '../spool/envelope.js';
 
 export interface ControlDeps {
   spool: Spool;
@@ -73,9 +74,9 @@ async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlR
     const env = requeued(await d.spool.readEnvelope('dead', id));
     await d.spool.move('dead', 'queue', env);
     d.metrics.queued(env);
-    d.scheduler.add(env.id, env.mailbox, d.now());
+    d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
     d.history?.action(id, 'requeued', by(d));
-    d.log.info({ event: 'queue-requeue', qid: id, mailbox: env.mailbox, by: by(d) }, 'message requeued from the dead-letter folder');
+    d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox, by: by(d) }, 'message requeued from the dead-letter folder');
     count++;
   }
   return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };

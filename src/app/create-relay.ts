@@ -1,13 +1,12 @@
 /** Wiring by construction: every part gets what it needs when it is made, so a relay (or any part) can be built in-process. */
 
 import path from 'node:path';
-import { MsalTokenProvider } from '../auth/token-provider.js';
+import type { MsalTokenProvider } from '../auth/token-provider.js';
+import { graphAccounts } from '../config/accounts.js';
 import type { RelayConfig } from '../config/config.js';
 import { Bouncer } from '../delivery/bounce.js';
 import { DeliveryEngine } from '../delivery/engine.js';
 import { CaptureSender, GraphSender, type Sender } from '../delivery/senders.js';
-import { GraphAdapter } from '../graph/adapter.js';
-import { GraphHttp } from '../graph/http.js';
 import { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
 import { RelayMetrics, type VisibilityFigures } from '../observability/metrics.js';
@@ -15,7 +14,10 @@ import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
+import { accountOf } from '../spool/envelope.js';
+import { accountOfMailbox, GraphAccounts } from './accounts.js';
 import { Spool } from '../spool/spool.js';
+import type { Envelope } from '../spool/envelope.js';
 import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
 import { RelayStatus } from './status.js';
@@ -34,7 +36,7 @@ export interface RelayDeps {
    * A test may give any Sender, e.g. one that records messages, and then no tokens are made.
    */
   sender?: Sender;
-  /** Graph tokens; default: msal with graph.* (graph mode only). */
+  /** The default account's Graph tokens; default: msal with graph.* (graph mode only). */
   tokens?: MsalTokenProvider | null;
   now?: () => number;
   metrics?: RelayMetrics;
@@ -47,8 +49,9 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   // The delivery history and device view: fed by the events below, written by a worker thread, off the SMTP path.
   const history = cfg.history.enabled ? new History({ cfg: cfg.history, log, now }) : null;
   const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir, visibility: history ? () => visibilityFigures(history, now()) : undefined });
-  const out = deps.sender ? { sender: deps.sender, tokens: deps.tokens ?? null, graph: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
-  const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname) : null;
+  for (const a of graphAccounts(cfg)) metrics.account(a.name);
+  const out = deps.sender ? { sender: deps.sender, accounts: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
+  const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname, postmasterAccount(cfg)) : null;
   const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
   const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now });
   const d = cfg.delivery;
@@ -64,9 +67,9 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
         else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
       },
-      onPause: (mailbox, ms, reason) => {
-        metrics.paused(mailbox, ms);
-        log.warn({ event: 'mailbox-paused', mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} paused for ${ms} ms (${reason})`);
+      onPause: (mailbox, ms, reason, account) => {
+        metrics.paused(`${account}/${mailbox}`, ms);
+        log.warn({ event: 'mailbox-paused', account, mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} (account ${account}) paused for ${ms} ms (${reason})`);
       },
     },
     engine.attempt,
@@ -77,7 +80,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         accepted: (env, receivedAtMs, facts) => {
           metrics.accepted(env, receivedAtMs);
           history?.accepted(env, receivedAtMs, facts);
-          scheduler.add(env.id, env.mailbox, now());
+          scheduler.add(env.id, env.mailbox, now(), accountOf(env));
         },
         rejected: (reason, session, reply) => {
           metrics.rejected(reason);
@@ -86,34 +89,39 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         session: (listener) => metrics.session(listener),
         tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
         passthrough: l.passthrough ? (env, data) => passThrough(out.sender, log, env, data) : undefined,
+        sizeLimit: (account) => out.accounts?.sizeLimit(account) ?? null,
       }),
   );
   // Set by the relay when it stops; readiness reads it (made first, so nothing is wired after construction).
   const state = { stopping: false };
   const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
-  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: out.tokens, captureDir, stopping: () => state.stopping });
-  const trace = new TraceLookup({ graphUrl: cfg.graph.graphUrl, tokens: out.graph ? out.tokens : null, enabled: cfg.history.messageTrace, now });
+  const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
+  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
+  const trace = new TraceLookup({ target: (account) => out.accounts?.traceTarget(account ?? cfg.defaultAccount ?? 'default') ?? null, enabled: cfg.history.messageTrace, now });
   const status = new RelayStatus({ spool, scheduler, metrics, history, trace, log, now });
   const page = new StatusPage(new PageAuth(cfg.admin.auth, isLoopback(cfg.admin.host), now), status, log);
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, tokens: out.tokens, graph: out.graph, history });
+  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
 }
 
 function visibilityFigures(h: History, now: number): VisibilityFigures {
   return { devicesKnown: h.devices.size, devicesSilent: h.devices.silentCount(now), historyWritten: h.stats.written, historyFailed: h.stats.failed, historyDropped: h.stats.dropped };
 }
 
-/** Graph mode: the Graph adapter over one HTTP client and msal; capture mode: files, no Graph at all. */
-function wayOut(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, spool: Spool, given: MsalTokenProvider | null | undefined): { sender: Sender; tokens: MsalTokenProvider | null; graph: GraphAdapter | null } {
+/** A notice goes out from bounces.postmaster, so through that mailbox's account (its domain, else the default), else the message's own. */
+function postmasterAccount(cfg: RelayConfig): (original: Envelope) => string | undefined {
+  const chosen = accountOfMailbox(cfg, cfg.bounces.postmaster ?? '');
+  return (original) => chosen ?? original.account;
+}
+
+/** Graph mode: an adapter and token provider per account over one Outbound; capture mode: files, no Graph at all. */
+function wayOut(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, spool: Spool, given: MsalTokenProvider | null | undefined): { sender: Sender; accounts: GraphAccounts | null } {
   const opts = { sentItems: cfg.delivery.sentItems, mailboxes: cfg.mailboxes };
   if (cfg.delivery.mode === 'capture') {
     const capture = new CaptureSender(cfg.delivery.captureDirectory, cfg.graph.graphUrl, { ...opts, maxRequestBytes: cfg.graph.maxRequestBytes, largeMessages: cfg.delivery.largeMessages });
-    return { sender: capture, tokens: null, graph: null };
+    return { sender: capture, accounts: null };
   }
-  const g = cfg.graph;
-  const tokens = given ?? new MsalTokenProvider(g, log, (ok) => metrics.tokenResult(ok));
-  const http = new GraphHttp(g.graphUrl, { connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: cfg.delivery.globalConcurrency });
-  const graph = new GraphAdapter(http, tokens, { maxRequestBytes: g.maxRequestBytes, largeMessages: cfg.delivery.largeMessages, uploadBudgetBytes: g.uploadBudgetBytes, uploadBudgetWindowMs: g.uploadBudgetWindowMs, tmpDir: spool.tmpDir }, log);
-  return { sender: new GraphSender(graph, opts), tokens, graph };
+  const accounts = new GraphAccounts(cfg, log, metrics, spool.tmpDir, given);
+  return { sender: new GraphSender((name) => accounts.adapter(name), opts), accounts };
 }

@@ -5,13 +5,13 @@ import { enhancedStatus } from '../graph/classify.js';
 import type { MessageData } from '../mime/message-file.js';
 import type { Logger } from '../observability/logger.js';
 import type { PassthroughAnswer } from '../smtp/session.js';
-import type { Envelope } from '../spool/envelope.js';
+import { accountOf, type Envelope } from '../spool/envelope.js';
 
 export async function passThrough(sender: Sender, log: Logger, env: Envelope, data: MessageData): Promise<PassthroughAnswer> {
   const r = await sender.send(env, data);
   const v = r.verdict;
   const detail = [r.status && `HTTP ${r.status}`, r.code].filter(Boolean).join(' ') || (v.kind === 'delivered' ? '' : v.reason);
-  const fields = { qid: env.id, event: 'passthrough', mailbox: env.mailbox, rcpts: env.rcptTo.length, size: env.size, status: r.status, code: r.code, requestId: r.requestId, listener: env.listener };
+  const fields = { qid: env.id, event: 'passthrough', account: accountOf(env), mailbox: env.mailbox, rcpts: env.rcptTo.length, size: env.size, status: r.status, code: r.code, requestId: r.requestId, listener: env.listener };
   if (v.kind === 'delivered') {
     log.info({ ...fields, result: 'delivered' }, 'message passed through to Graph');
     return { accepted: true, text: `2.0.0 Ok: sent through Graph as ${env.id}${r.requestId ? ` (request-id ${r.requestId})` : ''}` };

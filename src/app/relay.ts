@@ -1,10 +1,8 @@
 /** A relay's life: start (spool recovery, listeners, the queue loaded), queue tools while it runs, and a graceful stop. */
 
 import { mkdir } from 'node:fs/promises';
-import type { MsalTokenProvider } from '../auth/token-provider.js';
 import type { RelayConfig } from '../config/config.js';
 import { StartError } from '../errors.js';
-import type { GraphAdapter } from '../graph/adapter.js';
 import type { History } from '../history/history.js';
 import type { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
@@ -14,7 +12,9 @@ import type { Scheduler } from '../scheduler/scheduler.js';
 import type { SmtpListener } from '../smtp/listener.js';
 import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
 import type { Spool } from '../spool/spool.js';
+import type { GraphAccounts } from './accounts.js';
 import { handleControl } from './control.js';
+import { accountOf } from '../spool/envelope.js';
 
 /** The envelopes read at a time when the queue is loaded at start. */
 const LOAD_BATCH = 256;
@@ -31,8 +31,8 @@ export interface RelayParts {
   listeners: SmtpListener[];
   metrics: RelayMetrics;
   admin: AdminServer | null;
-  tokens: MsalTokenProvider | null;
-  graph: GraphAdapter | null;
+  /** Graph mode: the accounts, their tokens and the one Outbound; null in capture mode (or with a test's Sender). */
+  accounts: GraphAccounts | null;
   history: History | null;
 }
 
@@ -72,7 +72,7 @@ export class Relay {
       const name = cfg.listeners[i]!.name;
       log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
-    this.p.tokens?.warmUp();
+    this.p.accounts?.start();
     const loaded = await this.loadQueue();
     await this.control.start();
     log.info({ event: 'started', queued: loaded, delivery: cfg.delivery.mode }, 'relay started');
@@ -91,16 +91,17 @@ export class Relay {
         else {
           this.metrics.queued(env);
           this.p.history?.known(env);
-          this.scheduler.add(env.id, env.mailbox, now);
+          this.scheduler.add(env.id, env.mailbox, now, accountOf(env));
         }
       });
     }
     return ids.length;
   }
 
-  /** SIGHUP: every TLS listener reads its certificate files again now. */
+  /** SIGHUP: every TLS listener reads its certificate files again now, and so does every certificate credential. */
   reloadCertificates(): void {
     for (const l of this.listeners) l.reloadCertificates();
+    this.p.accounts?.reloadCredentials();
   }
 
   /** Graceful stop: no new sessions; transactions and attempts in progress finish within the grace period. */
@@ -123,7 +124,7 @@ export class Relay {
     const res = await Promise.race([Promise.all([closing, draining]).then(() => 'done' as const), expired]);
     clearTimeout(timer);
     if (res === 'expired') log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
-    await (res === 'expired' ? this.p.graph?.destroy() : this.p.graph?.close())?.catch(() => undefined);
+    await this.p.accounts?.close(res === 'expired').catch(() => undefined);
     this.control.stop();
     await this.spool.close();
     await this.p.lock.release();

@@ -98,7 +98,7 @@ export class RelayStatus implements StatusSource {
     const env = await this.d.spool.readEnvelope(spool, qid);
     const at = Date.parse(env.receivedAt);
     const lastError = env.lastError ? `${env.lastError.status ?? ''} ${env.lastError.code ?? env.lastError.reason}`.trim() : null;
-    return { qid, at, listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, messageId: null, size: env.size, subject: null, state: spool === 'dead' ? 'dead' : 'queued', stateAt: at, attempts: env.attempts, lastError, events: [], spool };
+    return { qid, at, listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null, state: spool === 'dead' ? 'dead' : 'queued', stateAt: at, attempts: env.attempts, lastError, events: [], spool };
   }
 
   devices(): DeviceView[] {

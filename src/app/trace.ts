@@ -3,6 +3,7 @@
  * Graph's own limit for this API (100 requests per 5 minutes per tenant), so a page left open cannot use it up.
  */
 
+import type { Dispatcher } from 'undici';
 import type { TokenProvider } from '../auth/token-provider.js';
 import { messageTrace, type TraceResult } from '../graph/message-trace.js';
 import type { MessageStory } from '../history/types.js';
@@ -16,9 +17,16 @@ const PER_WINDOW = 30;
 const BEFORE_MS = 15 * 60_000;
 const AFTER_MS = 2 * 86_400_000;
 
-export interface TraceLookupDeps {
+/** Where a message's account asks Graph: its endpoint, its tokens and the relay's Outbound (the proxy). */
+export interface TraceTarget {
   graphUrl: string;
-  tokens: TokenProvider | null;
+  tokens: TokenProvider;
+  dispatcher?: Dispatcher;
+}
+
+export interface TraceLookupDeps {
+  /** The account's target; null in capture mode (no Graph). `account` null: the default account. */
+  target: (account: string | null) => TraceTarget | null;
   enabled: boolean;
   now?: () => number;
   /** Replaced in tests. */
@@ -36,8 +44,9 @@ export class TraceLookup {
 
   async lookup(story: MessageStory | null): Promise<TraceAnswer> {
     if (!this.d.enabled) return { status: 'unavailable', message: 'history.messageTrace is off' };
-    if (!this.d.tokens) return { status: 'unavailable', message: 'capture mode: no Graph, so no Exchange message trace' };
     if (!story) return { status: 'not-found', message: 'no such message in the history' };
+    const target = this.d.target(story.account);
+    if (!target) return { status: 'unavailable', message: 'capture mode: no Graph, so no Exchange message trace' };
     if (!story.messageId) return { status: 'unavailable', message: 'the message had no Message-ID (or it is not in the history): Exchange traces by Message-ID' };
     const now = this.now();
     const hit = this.cache.get(story.qid);
@@ -50,8 +59,8 @@ export class TraceLookup {
     this.asked.push(now);
     let r: TraceResult;
     try {
-      const token = await this.d.tokens.getToken();
-      r = await (this.d.fetch ?? messageTrace)(this.d.graphUrl, token, { messageId: story.messageId, since: story.at - BEFORE_MS, until: Math.min(now, story.at + AFTER_MS) });
+      const token = await target.tokens.getToken();
+      r = await (this.d.fetch ?? messageTrace)(target.graphUrl, token, { messageId: story.messageId, since: story.at - BEFORE_MS, until: Math.min(now, story.at + AFTER_MS) }, target.dispatcher);
     } catch (err) {
       r = { status: 'unavailable', message: `message trace: ${(err as Error).message}` };
     }

@@ -13,8 +13,10 @@ export interface TokenNetworkFailure {
 
 export interface MsalNetworkOptions {
   headersTimeoutMs: number;
-  /** Carries the connect timeout (and, where needed, the proxy or a CA). */
+  /** Carries the connect timeout, and the proxy where one is set (src/net/outbound.ts). */
   dispatcher: Dispatcher;
+  /** " via proxy …" for a failure of a request to this URL, or "". */
+  via?: (url: string) => string;
 }
 
 /**
@@ -58,7 +60,7 @@ export class MsalNetwork implements INetworkModule {
       }
       return { headers, body: body as T, status: res.statusCode };
     } catch (err) {
-      this.lastFailure = { step: `${stepName(url)} ${method} ${hostAndPath(url)}`, cause: describeNetworkError(err) };
+      this.lastFailure = { step: `${stepName(url)} ${method} ${hostAndPath(url)}${this.opts.via?.(url) ?? ''}`, cause: describeNetworkError(err) };
       throw err;
     }
   }

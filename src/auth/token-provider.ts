@@ -1,18 +1,19 @@
 /** App-only Graph tokens from Entra ID with msal-node (secret, certificate, workload identity or managed identity). */
 
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ConfidentialClientApplication, LogLevel, type Configuration, type NodeSystemOptions } from '@azure/msal-node';
+import type { Dispatcher } from 'undici';
 import { selectCredential, type CredentialKind } from '../config/credentials.js';
-import { managedIdentityAcquirer, type AcquireToken } from './managed-identity.js';
-import { federatedAssertion } from './workload-identity.js';
 import type { GraphConfig } from '../config/config.js';
 import { isWellKnownAuthorityHost } from '../config/clouds.js';
-import { Agent, type Dispatcher } from 'undici';
-import { aadstsCode, entraHint, entraSentence } from './entra-errors.js';
-import { MsalNetwork, type TokenNetworkFailure } from './msal-network.js';
-import type { Logger } from '../observability/logger.js';
 import { ConfigError, TokenError } from '../errors.js';
+import { Outbound } from '../net/outbound.js';
+import type { Logger } from '../observability/logger.js';
+import { CredentialFileWatcher, readCertificateCredential } from './certificate.js';
+import { aadstsCode, entraHint, entraSentence } from './entra-errors.js';
+import { managedIdentityAcquirer, type AcquireToken } from './managed-identity.js';
+import { MsalNetwork, type TokenNetworkFailure } from './msal-network.js';
+import { tokenRoles } from './token-roles.js';
+import { federatedAssertion } from './workload-identity.js';
 
 export interface TokenProvider {
   /** A token from msal's cache until near expiry; `fresh` bypasses the cache (after a 401). */
@@ -21,39 +22,23 @@ export interface TokenProvider {
   readonly lastSuccessAt: number | null;
 }
 
-
-export interface CertificateCredential {
-  thumbprintSha256: string;
-  privateKey: string;
-  x5c: string;
+/** How a provider reaches Entra ID (`dispatcher`, through the proxy where one is set) and a managed identity endpoint (`direct`). */
+export interface TokenNetwork {
+  dispatcher: Dispatcher;
+  direct: Dispatcher;
+  via?(url: string): string;
 }
 
-/** Reads a PEM file holding the private key and the certificate, as AZURE_CLIENT_CERTIFICATE_PATH does. */
-export function readCertificateCredential(file: string): CertificateCredential {
-  let pem: string;
-  try {
-    pem = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError('graph.clientCertificatePath', `cannot read "${file}": ${(err as Error).message}`);
-  }
-  const certMatch = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
-  const keyMatch = /-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.exec(pem);
-  if (!certMatch) throw new ConfigError('graph.clientCertificatePath', `"${file}" holds no PEM certificate`);
-  if (!keyMatch) throw new ConfigError('graph.clientCertificatePath', `"${file}" holds no PEM private key (put the key and the certificate in one file)`);
-  let cert: X509Certificate;
-  let privateKey: string;
-  try {
-    cert = new X509Certificate(certMatch[0]);
-    privateKey = createPrivateKey(keyMatch[0]).export({ type: 'pkcs8', format: 'pem' }).toString();
-  } catch (err) {
-    throw new ConfigError('graph.clientCertificatePath', `"${file}": ${(err as Error).message}`);
-  }
-  return {
-    thumbprintSha256: cert.fingerprint256.replace(/:/g, '').toLowerCase(),
-    privateKey,
-    x5c: cert.raw.toString('base64'),
-  };
+/** What the relay hears from a token provider: for metrics, the permissions check and the credential expiry. */
+export interface TokenHooks {
+  /** Every token that came from Entra ID (not a cache) and every failure. */
+  onResult?(ok: boolean): void;
+  /** The roles of the first token, and of any later one whose roles differ (null: the token has none). */
+  onRoles?(roles: string[] | null): void;
+  /** The credential's expiry (a certificate's notAfter, graph.clientSecretExpires), at start and after a reload; null: unknown. */
+  onExpiry?(expiresAt: number | null): void;
 }
+
 
 /** Renew this long before expiry, as msal-node does. */
 const REFRESH_MARGIN_MS = 5 * 60_000;
@@ -61,40 +46,56 @@ const REFRESH_MARGIN_MS = 5 * 60_000;
 const MIN_VALIDITY_MS = 60_000;
 
 export class MsalTokenProvider implements TokenProvider {
-  private readonly acquire: AcquireToken;
+  private acquire!: AcquireToken;
   private readonly network: MsalNetwork;
   private readonly authorityHost: string;
+  private readonly system: NodeSystemOptions;
+  private readonly watcher: CredentialFileWatcher | null = null;
   readonly credential: CredentialKind;
+  /** The account's name, on every log line. */
+  readonly account: string;
   lastSuccessAt: number | null = null;
+  /** The roles of the last token from Entra ID (null: none in it; undefined: no token yet). */
+  roles: string[] | null | undefined = undefined;
 
-  /** `onResult` hears every token that came from Entra ID (not msal's cache) and every failure: for metrics. */
   constructor(
-    cfg: GraphConfig,
+    private readonly cfg: GraphConfig,
     private readonly log: Logger,
-    private readonly onResult: (ok: boolean) => void = () => undefined,
+    private readonly hooks: TokenHooks = {},
     env: NodeJS.ProcessEnv = process.env,
-    /** How to reach Entra ID (tests: one that trusts their CA); by default an agent with graph.connectTimeout. */
-    dispatcher: Dispatcher = new Agent({ connect: { timeout: cfg.connectTimeoutMs } }),
+    /** How to reach Entra ID and managed identity endpoints; by default made from graph.* (timeouts, proxy). */
+    net: TokenNetwork = new Outbound({ connectTimeoutMs: cfg.connectTimeoutMs, headersTimeoutMs: cfg.headersTimeoutMs, bodyTimeoutMs: cfg.headersTimeoutMs, connections: 4, proxy: cfg.proxy }),
   ) {
     const sel = selectCredential(cfg, env);
     if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
     this.credential = sel.kind;
-    this.network = new MsalNetwork({ headersTimeoutMs: cfg.headersTimeoutMs, dispatcher });
+    this.account = cfg.name;
+    // A managed identity endpoint is on the host (IMDS, App Service, Arc): never through the proxy.
+    const mi = sel.kind === 'managed-identity';
+    this.network = new MsalNetwork({ headersTimeoutMs: cfg.headersTimeoutMs, dispatcher: mi ? net.direct : net.dispatcher, ...(mi || !net.via ? {} : { via: (u: string) => net.via!(u) }) });
     this.authorityHost = new URL(cfg.authorityHost).host;
-    const system: NodeSystemOptions = {
+    this.system = {
       networkClient: this.network,
       loggerOptions: {
         piiLoggingEnabled: false,
         logLevel: LogLevel.Warning,
         loggerCallback: (level, message) => {
-          if (level <= LogLevel.Warning) log.warn({ event: 'msal', component: 'msal' }, message);
+          if (level <= LogLevel.Warning) log.warn({ event: 'msal', component: 'msal', account: this.account }, message);
         },
       },
     };
-    if (sel.kind === 'managed-identity') {
-      this.acquire = managedIdentityAcquirer(cfg.graphUrl, cfg.clientId, system);
+    if (mi) {
+      this.acquire = managedIdentityAcquirer(cfg.graphUrl, cfg.clientId, this.system);
+      hooks.onExpiry?.(null);
       return;
     }
+    this.build();
+    if (sel.kind === 'certificate' && cfg.clientCertificatePath) this.watcher = new CredentialFileWatcher(cfg.clientCertificatePath, cfg.reloadCheckIntervalMs, () => this.reloadCertificate());
+  }
+
+  /** A new msal application (and so an empty cache) from the credential as it is now; the certificate file is read here. */
+  private build(): void {
+    const cfg = this.cfg;
     if (!cfg.tenantId || !cfg.clientId) throw new ConfigError('graph.tenantId', 'tenant and client id are required');
     const auth: Configuration['auth'] = {
       clientId: cfg.clientId,
@@ -103,17 +104,57 @@ export class MsalTokenProvider implements TokenProvider {
       // must be trusted explicitly, or msal asks the global cloud's instance discovery about it.
       knownAuthorities: isWellKnownAuthorityHost(cfg.authorityHost) ? [] : [new URL(cfg.authorityHost).host],
     };
-    if (sel.kind === 'certificate' && cfg.clientCertificatePath) {
+    let expiresAt = cfg.clientSecretExpiresAt;
+    if (this.credential === 'certificate' && cfg.clientCertificatePath) {
       const c = readCertificateCredential(cfg.clientCertificatePath);
       auth.clientCertificate = { thumbprintSha256: c.thumbprintSha256, privateKey: c.privateKey, x5c: c.x5c };
-    } else if (sel.kind === 'workload-identity' && cfg.federatedTokenFile) {
+      expiresAt = c.notAfter;
+      this.thumbprint = c.thumbprintSha256;
+    } else if (this.credential === 'workload-identity' && cfg.federatedTokenFile) {
       auth.clientAssertion = federatedAssertion(cfg.federatedTokenFile);
+      expiresAt = null;
     } else if (cfg.clientSecret) {
       auth.clientSecret = cfg.clientSecret;
     }
-    const app = new ConfidentialClientApplication({ auth, system });
+    const app = new ConfidentialClientApplication({ auth, system: this.system });
     const scope = `${cfg.graphUrl}/.default`;
     this.acquire = (fresh) => app.acquireTokenByClientCredential({ scopes: [scope], skipCache: fresh });
+    this.hooks.onExpiry?.(expiresAt);
+  }
+
+  private thumbprint: string | null = null;
+
+  /** Starts watching a certificate credential's file (the relay does, at start). */
+  watch(): void {
+    this.watcher?.start();
+  }
+
+  /** At stop, or SIGHUP's reload: now rather than at the next check. */
+  unwatch(): void {
+    this.watcher?.stop();
+  }
+
+  reloadCredential(): void {
+    this.watcher?.reload();
+  }
+
+  /**
+   * The certificate file changed: a new pair is used once it parses, the cached token is dropped and a new
+   * one asked for at once, so a certificate Entra ID does not know shows now, not at the next renewal. A
+   * file that does not parse (half written) leaves the previous certificate in use.
+   */
+  private reloadCertificate(): void {
+    const before = this.thumbprint;
+    try {
+      this.build();
+    } catch (err) {
+      this.log.warn({ event: 'credential-reload-failed', account: this.account, err: (err as Error).message }, `the certificate of account ${this.account} was not reloaded; the previous one stays in use`);
+      return;
+    }
+    if (this.thumbprint === before) return;
+    this.log.info({ event: 'credential-reloaded', account: this.account, credential: this.credential, thumbprint: this.thumbprint }, `the certificate of account ${this.account} was reloaded`);
+    this.cached = null;
+    this.getToken(true).catch(() => undefined);
   }
 
   /**
@@ -147,14 +188,15 @@ export class MsalTokenProvider implements TokenProvider {
       const res = await this.acquire(fresh);
       if (!res?.accessToken) throw new TokenError('Entra ID returned no access token', 'no_token');
       if (fresh || res.fromCache === false) {
-        this.log.info({ event: 'token', credential: this.credential, fresh, expiresOn: res.expiresOn?.toISOString() }, 'Graph token acquired');
-        this.onResult(true);
+        this.log.info({ event: 'token', account: this.account, credential: this.credential, fresh, expiresOn: res.expiresOn?.toISOString() }, 'Graph token acquired');
+        this.hooks.onResult?.(true);
+        this.noteRoles(tokenRoles(res.accessToken));
       }
       this.lastSuccessAt = Date.now();
       this.cached = { token: res.accessToken, expiresAt: res.expiresOn?.getTime() ?? 0 };
       return res.accessToken;
     } catch (err) {
-      this.onResult(false);
+      this.hooks.onResult?.(false);
       if (err instanceof TokenError) throw err;
       const e = err as { errorCode?: string; errorMessage?: string; message?: string };
       const raw = (e.errorMessage || e.message || String(err)).split('\n')[0]!;
@@ -165,8 +207,14 @@ export class MsalTokenProvider implements TokenProvider {
         ? `${failure.step}: ${failure.cause}`
         : `Entra ID (${this.authorityHost}) refused the token request: ${e.errorCode ? `${e.errorCode}: ` : ''}${entraSentence(raw)}${hint ? ` — ${hint}` : ''}`;
       const aadsts = aadstsCode(raw);
-      this.log.error({ event: 'token-failed', credential: this.credential, errorCode: e.errorCode, ...(aadsts ? { aadsts } : {}), ...(failure ? { step: failure.step } : {}) }, `could not get a Graph token: ${msg}`);
+      this.log.error({ event: 'token-failed', account: this.account, credential: this.credential, errorCode: e.errorCode, ...(aadsts ? { aadsts } : {}), ...(failure ? { step: failure.step } : {}) }, `could not get a Graph token: ${msg}`);
       throw new TokenError(msg, aadsts ?? e.errorCode ?? 'unknown', hint);
     }
+  }
+
+  private noteRoles(roles: string[] | null): void {
+    const same = this.roles !== undefined && JSON.stringify(this.roles) === JSON.stringify(roles);
+    this.roles = roles;
+    if (!same) this.hooks.onRoles?.(roles);
   }
 }

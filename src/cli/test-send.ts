@@ -7,12 +7,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { accountOfMailbox } from '../app/accounts.js';
+import { permissionSummary } from '../app/permissions.js';
 import { MsalTokenProvider } from '../auth/token-provider.js';
-import type { RelayConfig } from '../config/config.js';
+import { tokenRoles } from '../auth/token-roles.js';
+import { accountGraphConfig, graphAccounts } from '../config/accounts.js';
+import { maxRawForRequest, type GraphConfig, type RelayConfig } from '../config/config.js';
 import { TokenError } from '../errors.js';
 import { GraphAdapter, type SendResult } from '../graph/adapter.js';
 import { GraphHttp } from '../graph/http.js';
 import { rfc5322Date } from '../mime/received.js';
+import { Outbound } from '../net/outbound.js';
 import { createLogger } from '../observability/logger.js';
 
 /** What to change for the Graph answers a first send meets; by Graph error code. */
@@ -30,6 +35,34 @@ const GRAPH_FIXES: Record<string, string> = {
 export interface TestSendOptions {
   to: string;
   from?: string;
+  /** The Graph account to send through; default: the one the mailbox's domain (or the default account) gives. */
+  account?: string;
+}
+
+/** The account's settings merged with graph:'s network settings, or a line saying why there is none. */
+export function accountConfig(cfg: RelayConfig, name: string | null): GraphConfig | string {
+  const account = graphAccounts(cfg).find((a) => a.name === name);
+  if (account) return accountGraphConfig(cfg.graph, account);
+  return name === null ? 'no Graph account for this mailbox: give --account NAME' : `no Graph account "${name}" (accounts: ${graphAccounts(cfg).map((a) => a.name).join(', ')})`;
+}
+
+/** Gets a token, prints it with its roles and what they allow; the provider, or null after printing why not. */
+export async function tokenStep(cfg: RelayConfig, g: GraphConfig, net: Outbound, out: (line: string) => void): Promise<MsalTokenProvider | null> {
+  const tokens = new MsalTokenProvider(g, createLogger('silent'), {}, process.env, net);
+  let token: string;
+  try {
+    token = await tokens.getToken();
+  } catch (err) {
+    if (!(err instanceof TokenError)) throw err;
+    out(`token ✗ ${err.message}`);
+    if (err.hint) out(`  fix: ${err.hint}`);
+    return null;
+  }
+  const roles = tokenRoles(token);
+  out(`token ✓ (account ${g.name}, ${g.authorityHost.replace(/^https:\/\//, '')}, credential ${tokens.credential}; roles: ${roles ? roles.join(', ') : 'none — with RBAC for Applications the grant is in Exchange, and the send below tells'})`);
+  const p = permissionSummary(g.name, roles, { largeMessages: cfg.delivery.largeMessages, oneRequest: maxRawForRequest(g.maxRequestBytes), checkPermissions: g.checkPermissions });
+  out(`permissions ${p.level === 'info' ? '✓' : '✗'} ${p.text}`);
+  return tokens;
 }
 
 /** Prints the steps; resolves with the exit status (0 when Graph took the message). */
@@ -40,30 +73,29 @@ export async function testSend(cfg: RelayConfig, opts: TestSendOptions, out: (li
     return 2;
   }
   const log = createLogger('silent');
-  const tokens = new MsalTokenProvider(cfg.graph, log);
-  let token: string;
-  try {
-    token = await tokens.getToken();
-  } catch (err) {
-    if (!(err instanceof TokenError)) throw err;
-    out(`token ✗ ${err.message}`);
-    if (err.hint) out(`  fix: ${err.hint}`);
+  const g = accountConfig(cfg, opts.account ?? accountOfMailbox(cfg, mailbox));
+  if (typeof g === 'string') {
+    out(`account ✗ ${g}`);
+    return 2;
+  }
+  const net = new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: 1, proxy: g.proxy });
+  const tokens = await tokenStep(cfg, g, net, out);
+  if (!tokens) {
+    await net.close();
     return 1;
   }
-  const roles = rolesOf(token);
-  out(`token ✓ (${cfg.graph.authorityHost.replace(/^https:\/\//, '')}, credential ${tokens.credential}; roles: ${roles.length ? roles.join(', ') : 'none — with RBAC for Applications the grant is in Exchange, and the send below tells'})`);
   out(`mailbox ${mailbox}${opts.from ? '' : ' (from the configuration; --from names another)'}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-test-send-'));
-  const http = new GraphHttp(cfg.graph.graphUrl, { connectTimeoutMs: cfg.graph.connectTimeoutMs, headersTimeoutMs: cfg.graph.headersTimeoutMs, bodyTimeoutMs: cfg.graph.bodyTimeoutMs, connections: 1 });
+  const http = new GraphHttp(g.graphUrl, net);
   try {
     const file = path.join(dir, 'message.eml');
     const bytes = testMessage(mailbox, opts.to, cfg.hostname);
     await writeFile(file, bytes);
-    const graph = new GraphAdapter(http, tokens, { maxRequestBytes: cfg.graph.maxRequestBytes, largeMessages: false, uploadBudgetBytes: cfg.graph.uploadBudgetBytes, uploadBudgetWindowMs: cfg.graph.uploadBudgetWindowMs, tmpDir: dir }, log);
+    const graph = new GraphAdapter(http, tokens, { maxRequestBytes: g.maxRequestBytes, largeMessages: false, uploadBudgetBytes: g.uploadBudgetBytes, uploadBudgetWindowMs: g.uploadBudgetWindowMs, tmpDir: dir, account: g.name }, log);
     const r = await graph.send({ id: 'test-send', mailbox, bcc: [], sentItems: cfg.delivery.sentItems, data: { file, size: bytes.length, bytes } });
     return report(r, mailbox, out);
   } finally {
-    await http.close();
+    await net.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -80,16 +112,6 @@ function report(r: SendResult, mailbox: string, out: (line: string) => void): nu
   const fix = (r.code && GRAPH_FIXES[r.code]) || (r.status === 403 ? GRAPH_FIXES['ErrorAccessDenied'] : undefined);
   if (fix) out(`  fix: ${fix}`);
   return 1;
-}
-
-/** The application roles in an access token (its payload, base64url JSON); the token is not checked here, Graph does that. */
-function rolesOf(token: string): string[] {
-  try {
-    const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { roles?: unknown };
-    return Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : [];
-  } catch {
-    return [];
-  }
 }
 
 function testMessage(from: string, to: string, hostname: string): Buffer {

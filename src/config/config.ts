@@ -1,7 +1,7 @@
 /** The relay's configuration as every part reads it: the settings' types and the limits derived from them (load.ts builds it). */
 
 import type { CloudName } from './clouds.js';
-import type { CredentialSetting } from './credentials.js';
+import type { CredentialInputs } from './credentials.js';
 import type { FrontDoorLimits, ListenerSecurity, PolicyConfig, UserConfig } from './front-door.js';
 import type { AdminConfig, HistoryConfig } from './visibility.js';
 
@@ -16,6 +16,8 @@ export interface ListenerConfig extends ListenerSecurity {
   passthrough: boolean;
   /** Pause before the 220 greeting; a client that talks during it gets 421 (early-talker detection). 0 = greet at once. */
   greetingDelayMs: number;
+  /** The Graph account of mail received here, unless the AUTH user's or the sender mapping's account says otherwise. */
+  account: string | null;
 }
 
 export interface RetryConfig {
@@ -61,6 +63,8 @@ export interface MailboxConfig {
   sentItems: Record<string, SentItemsMode>;
   /** Per-mapping From rewrite override, same keys as `map`; absent keys use `rewriteFrom`. */
   rewriteFromFor: Record<string, RewriteFromMode>;
+  /** Per-mapping Graph account, same keys as `map` (src/policy/accounts.ts). */
+  accountFor: Record<string, string>;
   rewriteFrom: RewriteFromMode;
   /** On a From rewrite, the original From goes into Reply-To when the message has none. */
   replyToOriginalFrom: boolean;
@@ -70,18 +74,37 @@ export interface MailboxConfig {
   fallback: string | null;
 }
 
-export interface GraphConfig {
+/** An outbound HTTP proxy for Entra ID and Graph (graph.proxy, or HTTPS_PROXY and NO_PROXY); src/net/outbound.ts uses it. */
+export interface ProxyConfig {
+  /** http(s)://host:port, without credentials. */
+  url: string;
+  username: string | null;
+  password: string | null;
+  /** Hosts reached directly, in NO_PROXY's syntax (src/net/no-proxy.ts). */
+  noProxy: string[];
+  /** Where the proxy was set: graph.proxy, or the environment variable's name. */
+  source: string;
+}
+
+/**
+ * One Graph account: an app registration (or managed identity) in a tenant and cloud. `graph:` is the
+ * default account; `accounts:` adds more (src/config/graph.ts); src/policy/accounts.ts picks one per message.
+ */
+export interface GraphAccount extends CredentialInputs {
+  name: string;
   cloud: CloudName;
   graphUrl: string;
   authorityHost: string;
-  tenantId: string | null;
-  clientId: string | null;
-  clientSecret: string | null;
-  clientCertificatePath: string | null;
-  /** Which credential gets Graph tokens; `auto` lets the inputs present decide (see src/auth/credential-selection.ts). */
-  credential: CredentialSetting;
-  /** Workload identity federation: a projected service-account token, read afresh for every token request. */
-  federatedTokenFile: string | null;
+  /** The sending mailboxes' domains this account serves: the domain rule of the account choice. */
+  domains: string[];
+  /** When the client secret expires (ms since the epoch; graph.clientSecretExpires), for the expiry metric. */
+  clientSecretExpiresAt: number | null;
+  /** false: the token's roles never make the relay refuse a message (permissions granted where the token cannot show them). */
+  checkPermissions: boolean;
+}
+
+/** The default account and the network settings every account shares. */
+export interface GraphConfig extends GraphAccount {
   maxRequestBytes: number;
   /** Graph's attachment upload budget per mailbox (150 MB per 5 minutes); the large route defers instead of exceeding it. */
   uploadBudgetBytes: number;
@@ -89,6 +112,10 @@ export interface GraphConfig {
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** How often a certificate credential's file is checked for a rotation. */
+  reloadCheckIntervalMs: number;
+  /** Null: every request goes directly. Managed identity endpoints never use it (they are on the host). */
+  proxy: ProxyConfig | null;
 }
 
 /** Delivery status notifications to senders (src/delivery/bounce.ts). */
@@ -116,6 +143,10 @@ export interface RelayConfig {
   delivery: DeliveryConfig;
   mailboxes: MailboxConfig;
   graph: GraphConfig;
+  /** The accounts besides `graph:` (src/config/graph.ts). */
+  accounts: GraphAccount[];
+  /** The account of a message no rule assigns: "default" (the graph: section), or null when only `accounts:` has credentials. */
+  defaultAccount: string | null;
   log: {
     level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
     /** Lines are written in batches at most this far apart (or per 4 KB); 0 writes each line at once. */

@@ -41,6 +41,8 @@ export interface SenderRights {
   mailbox: string | null;
   /** null = no restriction beyond policy.allowedRecipientDomains. */
   allowedRecipientDomains: string[] | null;
+  /** The Graph account of everything this sender sends (src/policy/accounts.ts); null: the other rules decide. */
+  account: string | null;
 }
 
 export interface UserConfig extends SenderRights {
@@ -111,7 +113,7 @@ function domainList(r: Reader, name: string): string[] | null {
 function rights(r: Reader, requireSenders: boolean): SenderRights {
   const mailbox = r.str('mailbox', null);
   if (mailbox !== null && !ADDRESS.test(mailbox)) throw new ConfigError(r.key('mailbox'), `must be a mailbox UPN such as scans@contoso.com (got "${mailbox}")`);
-  return { allowedSenders: senderPatterns(r, 'allowedSenders', requireSenders), mailbox, allowedRecipientDomains: domainList(r, 'allowedRecipientDomains') };
+  return { allowedSenders: senderPatterns(r, 'allowedSenders', requireSenders), mailbox, allowedRecipientDomains: domainList(r, 'allowedRecipientDomains'), account: r.str('account', null) };
 }
 
 function readTls(r: Reader, baseDir: string): ListenerTlsConfig {

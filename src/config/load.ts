@@ -4,12 +4,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
-import type { GraphConfig, RelayConfig } from './config.js';
-import { selectCredential } from './credentials.js';
+import type { RelayConfig } from './config.js';
+import { checkAccountReferences, defaultAccountOf, requireAccountCredentials } from './accounts.js';
 import { readHistory } from './visibility.js';
 import { readPolicy, readUsers } from './front-door.js';
+import { readAccounts, readGraph } from './graph.js';
+import { redactProxy } from './proxy.js';
 import { Reader, type Raw } from './reader.js';
-import { applyListenerEnv, applyMailboxEnv, envFirst, readAdmin, readBounces, readDelivery, readGraph, readLimits, readListeners, readLog, readMailboxes, readShutdownGrace } from './sections.js';
+import { applyListenerEnv, applyMailboxEnv, envFirst, readAdmin, readBounces, readDelivery, readLimits, readListeners, readLog, readMailboxes, readShutdownGrace } from './sections.js';
 
 export interface BuildOptions {
   /** Queue tools only need the spool: they must work where the Graph credentials are not at hand. */
@@ -30,6 +32,7 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const listeners = readListeners(root, baseDir, users.length > 0);
   applyListenerEnv(listeners, env);
   const graph = readGraph(root.section('graph'), env, baseDir);
+  const accounts = readAccounts(root, baseDir);
   const d = root.section('delivery');
   // Read first: it decides how big a message may be.
   const largeMessages = d.bool('largeMessages', true);
@@ -47,8 +50,10 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const admin = readAdmin(root.section('admin'), env);
   const history = readHistory(root.section('history'), spool.directory, baseDir);
   root.done();
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, log, bounces, shutdownGraceMs, admin, history };
-  if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireCredentials(cfg.graph, env);
+  const defaultAccount = defaultAccountOf(graph, accounts);
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin, history };
+  checkAccountReferences(cfg);
+  if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireAccountCredentials(cfg, env);
   if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
   return cfg;
 }
@@ -66,12 +71,6 @@ function requireSomeMailbox(cfg: RelayConfig): void {
     'mailboxes',
     `no sender can be given a mailbox to send as (${why}): set mailboxes.senderDomains (RELAY_SENDER_DOMAINS), mailboxes.map (RELAY_MAILBOX_MAP) or mailboxes.fallback (RELAY_FALLBACK_MAILBOX), or a users[]/policy.networks[] mailbox`,
   );
-}
-
-/** Production mode never falls back to capture: missing credentials stop the relay here. */
-function requireCredentials(g: GraphConfig, env: NodeJS.ProcessEnv): void {
-  const sel = selectCredential(g, env);
-  if (!sel.ok) throw new ConfigError(sel.key, sel.problem);
 }
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env, opts: BuildOptions = {}): RelayConfig {
@@ -93,5 +92,12 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
 
 /** The effective configuration with secrets replaced, for check-config and the start log line. */
 export function redactConfig(cfg: RelayConfig): RelayConfig {
-  return { ...cfg, graph: { ...cfg.graph, clientSecret: cfg.graph.clientSecret ? '[redacted]' : null }, users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })), admin: { ...cfg.admin, auth: { ...cfg.admin.auth, token: cfg.admin.auth.token ? '[redacted]' : null, users: cfg.admin.auth.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) } } };
+  const secret = <T extends { clientSecret: string | null }>(a: T): T => ({ ...a, clientSecret: a.clientSecret ? '[redacted]' : null });
+  return {
+    ...cfg,
+    graph: { ...secret(cfg.graph), proxy: redactProxy(cfg.graph.proxy) },
+    accounts: cfg.accounts.map(secret),
+    users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })),
+    admin: { ...cfg.admin, auth: { ...cfg.admin.auth, token: cfg.admin.auth.token ? '[redacted]' : null, users: cfg.admin.auth.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) } },
+  };
 }

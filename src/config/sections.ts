@@ -2,20 +2,15 @@
 
 import path from 'node:path';
 import { isIP } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
-import { CLOUDS, CLOUD_NAMES } from './clouds.js';
 import type { BounceConfig, DeliveryConfig, GraphConfig, ListenerConfig, MailboxConfig, RelayConfig, RetryConfig, RewriteFromMode, SentItemsMode } from './config.js';
-import { ADDED_HEADER_ALLOWANCE, DEFAULT_MAX_LARGE_MESSAGE, DEFAULT_MAX_REQUEST_BYTES, MAX_LARGE_MESSAGE, MB, maxRawForRequest } from './config.js';
-import { CREDENTIAL_SETTINGS, type CredentialSetting } from './credentials.js';
+import { ADDED_HEADER_ALLOWANCE, DEFAULT_MAX_LARGE_MESSAGE, MAX_LARGE_MESSAGE, maxRawForRequest } from './config.js';
 import { readFrontDoorLimits, readListenerSecurity } from './front-door.js';
 import { readAdminAuth } from './visibility.js';
 import { Reader, validateCidr, type Raw } from './reader.js';
 import { parseDuration } from './units.js';
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const DOMAIN_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 
 export function isAddress(s: string): boolean {
   return ADDRESS_RE.test(s);
@@ -41,6 +36,7 @@ export function readListeners(root: Reader, baseDir: string, hasUsers: boolean):
       }),
       passthrough: r.bool('passthrough', false),
       greetingDelayMs: r.duration('greetingDelay', 0, 0, 60_000),
+      account: r.str('account', null),
       ...readListenerSecurity(r, baseDir, hasUsers),
     };
     if (isIP(l.host) === 0 && l.host !== 'localhost') throw new ConfigError(r.key('host'), `"${l.host}" is not an IP address to listen on`);
@@ -75,6 +71,7 @@ export function readMailboxes(r: Reader): MailboxConfig {
   const map: Record<string, string> = {};
   const sentItems: Record<string, SentItemsMode> = {};
   const rewriteFromFor: Record<string, RewriteFromMode> = {};
+  const accountFor: Record<string, string> = {};
   for (const [k, raw] of Object.entries(r.map('map'))) {
     const key = `${r.key('map')}.${k}`;
     const from = k.trim().toLowerCase();
@@ -90,6 +87,8 @@ export function readMailboxes(r: Reader): MailboxConfig {
       if (m.raw('sentItems') !== undefined) sentItems[from] = si;
       const rf = m.oneOf('rewriteFrom', REWRITE_FROM, 'mailbox');
       if (m.raw('rewriteFrom') !== undefined) rewriteFromFor[from] = rf;
+      const account = m.str('account', null);
+      if (account !== null) accountFor[from] = account;
       m.done();
     }
     if (typeof v !== 'string' || !isAddress(v)) throw new ConfigError(key, `the mailbox must be a UPN such as scans@contoso.com (got ${JSON.stringify(v)})`);
@@ -102,6 +101,7 @@ export function readMailboxes(r: Reader): MailboxConfig {
     map,
     sentItems,
     rewriteFromFor,
+    accountFor,
     rewriteFrom: r.oneOf('rewriteFrom', REWRITE_FROM, 'mailbox'),
     replyToOriginalFrom: r.bool('replyToOriginalFrom', true),
     useEnvelopeSender: r.bool('useEnvelopeSender', true),
@@ -132,54 +132,6 @@ export function mailboxMapFromEnv(value: string): Record<string, string> {
   return map;
 }
 
-export function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): GraphConfig {
-  const cloud = r.oneOf('cloud', CLOUD_NAMES, 'global');
-  const endpoints = CLOUDS[cloud];
-  const url = (key: string, v: string): string => {
-    let u: URL;
-    try {
-      u = new URL(v);
-    } catch {
-      throw new ConfigError(key, `"${v}" is not a URL`);
-    }
-    if (u.protocol !== 'https:') throw new ConfigError(key, `must be an https:// URL (got "${v}")`);
-    return u.origin;
-  };
-  const cfg: GraphConfig = {
-    cloud,
-    graphUrl: url(r.key('graphUrl'), envFirst(env.RELAY_GRAPH_URL, r.str('graphUrl', endpoints.graphUrl))),
-    authorityHost: url(r.key('authorityHost'), envFirst(env.AZURE_AUTHORITY_HOST, r.str('authorityHost', endpoints.authorityHost))),
-    tenantId: envFirst(env.AZURE_TENANT_ID, r.str('tenantId', null)),
-    clientId: envFirst(env.AZURE_CLIENT_ID, r.str('clientId', null)),
-    clientSecret: envFirst(secret(env, 'AZURE_CLIENT_SECRET'), r.str('clientSecret', null)),
-    clientCertificatePath: envFirst(env.AZURE_CLIENT_CERTIFICATE_PATH, r.str('clientCertificatePath', null)),
-    credential: r.oneOf('credential', CREDENTIAL_SETTINGS, 'auto'),
-    // Read the key before the variable so that a file setting overridden by the environment is not an "unknown setting".
-    federatedTokenFile: envFirst(env.AZURE_FEDERATED_TOKEN_FILE, r.str('federatedTokenFile', null)),
-    maxRequestBytes: r.size('maxRequestBytes', DEFAULT_MAX_REQUEST_BYTES, 64 * 1024, 4 * 1024 * 1024),
-    uploadBudgetBytes: r.size('uploadBudget', MAX_LARGE_MESSAGE, 1 * MB, 10 * MAX_LARGE_MESSAGE),
-    uploadBudgetWindowMs: r.duration('uploadBudgetWindow', 5 * 60_000, 1000),
-    connectTimeoutMs: r.duration('connectTimeout', 10_000, 100),
-    headersTimeoutMs: r.duration('headersTimeout', 60_000, 100),
-    bodyTimeoutMs: r.duration('bodyTimeout', 60_000, 100),
-  };
-  if (env.RELAY_CREDENTIAL) {
-    if (!(CREDENTIAL_SETTINGS as readonly string[]).includes(env.RELAY_CREDENTIAL)) throw new ConfigError('RELAY_CREDENTIAL', `must be one of ${CREDENTIAL_SETTINGS.join(', ')} (got "${env.RELAY_CREDENTIAL}")`);
-    cfg.credential = env.RELAY_CREDENTIAL as CredentialSetting;
-  }
-  // A placeholder left in a deployment template fails here, naming itself, not later at Entra ID.
-  if (cfg.tenantId !== null && !GUID.test(cfg.tenantId) && !DOMAIN_NAME.test(cfg.tenantId)) {
-    throw new ConfigError(env.AZURE_TENANT_ID ? 'AZURE_TENANT_ID' : r.key('tenantId'), `"${cfg.tenantId}" is not a tenant: use the Directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com`);
-  }
-  if (cfg.clientId !== null && !GUID.test(cfg.clientId)) {
-    throw new ConfigError(env.AZURE_CLIENT_ID ? 'AZURE_CLIENT_ID' : r.key('clientId'), `"${cfg.clientId}" is not a client id: use the app registration's Application (client) ID, a GUID`);
-  }
-  if (cfg.clientCertificatePath) cfg.clientCertificatePath = path.resolve(baseDir, cfg.clientCertificatePath);
-  if (cfg.federatedTokenFile) cfg.federatedTokenFile = path.resolve(baseDir, cfg.federatedTokenFile);
-  r.done();
-  return cfg;
-}
-
 /**
  * An environment variable overrides a file setting. Both arguments are evaluated, so the file's key is
  * still read and validated (and never reported as unknown) when the environment overrides it.
@@ -190,20 +142,6 @@ export function envFirst<T>(fromEnv: T | undefined, fromFile: T): T {
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
-/** A secret from VAR, or from the file named by VAR_FILE (Docker and Kubernetes secrets). */
-function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const file = env[`${name}_FILE`];
-  if (file) {
-    try {
-      return readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError(`${name}_FILE`, `cannot read "${file}": ${(err as Error).message}`);
-    }
-  }
-  return env[name] || undefined;
-}
-
-/** Builds and validates the configuration from parsed YAML (or {}) and the environment. */
 
 /** RELAY_SMTP_HOST, RELAY_SMTP_PORT and RELAY_ALLOWED_NETWORKS set the first listener (RELAY_ALLOWED_NETWORKS replaces its list). */
 export function applyListenerEnv(listeners: ListenerConfig[], env: NodeJS.ProcessEnv): void {

@@ -107,7 +107,7 @@ export function mayBounce(env: Envelope): boolean {
 }
 
 /** Writes a notification into the spool as a message of its own, so it is delivered (and retried) like any other. */
-export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, kind: DsnKind, postmaster: string, reportingMta: string): Promise<Envelope> {
+export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, kind: DsnKind, postmaster: string, reportingMta: string, account?: string): Promise<Envelope> {
   const originalHeaders = await readHeaderSection(spool, state, env);
   const dsn = buildDsn({ env, kind, postmaster, reportingMta, originalHeaders });
   const id = newQueueId();
@@ -121,6 +121,7 @@ export async function spoolDsn(spool: Spool, state: SpoolState, env: Envelope, k
       mailFrom: '',
       rcptTo: [env.mailFrom],
       mailbox: postmaster,
+      ...(account ?? env.account ? { account: account ?? env.account } : {}),
       bcc: [],
       clientAddress: '127.0.0.1',
       clientHostname: 'localhost',
@@ -147,12 +148,14 @@ export class Bouncer {
     private readonly spool: Spool,
     private readonly cfg: BounceConfig,
     private readonly reportingMta: string,
+    /** The account that sends a notice about this message (the postmaster's: src/app/create-relay.ts); default: the message's own. */
+    private readonly accountFor: (original: Envelope) => string | undefined = (e) => e.account,
   ) {}
 
   /** The notice for a message that failed for good; null when none is owed or possible (the caller logs why). */
   async failed(env: Envelope, state: SpoolState): Promise<Envelope | null> {
     if (!this.cfg.postmaster || !mayBounce(env)) return null;
-    return spoolDsn(this.spool, state, env, 'failed', this.cfg.postmaster, this.reportingMta);
+    return spoolDsn(this.spool, state, env, 'failed', this.cfg.postmaster, this.reportingMta, this.accountFor(env));
   }
 
   /** A one-time "still trying" notice once a message has waited delayWarningAfter. */
@@ -160,7 +163,7 @@ export class Bouncer {
     const after = this.cfg.delayWarningAfterMs;
     if (after === null || !this.cfg.postmaster || env.delayWarned || !mayBounce(env)) return null;
     if (now - Date.parse(env.receivedAt) < after) return null;
-    const dsn = await spoolDsn(this.spool, 'queue', env, 'delayed', this.cfg.postmaster, this.reportingMta);
+    const dsn = await spoolDsn(this.spool, 'queue', env, 'delayed', this.cfg.postmaster, this.reportingMta, this.accountFor(env));
     env.delayWarned = true;
     return dsn;
   }

@@ -4,7 +4,7 @@ import type { DeliveryConfig } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { AttemptOutcome, Scheduled } from '../scheduler/scheduled.js';
 import type { Spool } from '../spool/spool.js';
-import type { Envelope, LastError } from '../spool/envelope.js';
+import { accountOf, type Envelope, type LastError } from '../spool/envelope.js';
 import type { MessageData } from '../mime/message-file.js';
 import type { Bouncer } from './bounce.js';
 import type { Verdict } from '../graph/classify.js';
@@ -19,7 +19,7 @@ export interface DeliveryEvents {
   deferred(env: Envelope, r: SendResult): void;
   deadLettered(env: Envelope, reason: string): void;
   bounced(env: Envelope, dsn: Envelope): void;
-  graphResponse(r: SendResult): void;
+  graphResponse(r: SendResult, env?: Envelope): void;
 }
 
 const noop: DeliveryEvents = { queued() {}, vanished() {}, delivered() {}, deferred() {}, deadLettered() {}, bounced() {}, graphResponse() {} };
@@ -74,17 +74,17 @@ export class DeliveryEngine {
       r = await this.sender.send(env, data);
     } catch (err) {
       // A bug or a local I/O error, not Graph's answer: keep the message and try again later.
-      this.log.error({ qid: env.id, event: 'attempt-failed', err }, 'delivery attempt failed locally');
+      this.log.error({ qid: env.id, account: accountOf(env), event: 'attempt-failed', err }, 'delivery attempt failed locally');
       r = { verdict: { kind: 'transient', reason: 'local-error' }, route: 'mime', message: (err as Error).message };
     }
     // Graph is done with this request: its slot can go to the next message while the spool is updated.
     // Not after a throttle, whose mailbox pause must be in place before anything else is sent there.
     if (!(r.verdict.kind === 'transient' && (r.verdict.throttle || r.verdict.mailboxBlocked))) release();
-    if (r.status !== undefined || r.code !== undefined) this.events.graphResponse(r);
+    if (r.status !== undefined || r.code !== undefined) this.events.graphResponse(r, env);
     try {
       return await this.record(env, r);
     } catch (err) {
-      this.log.error({ qid: env.id, event: 'record-failed', err }, 'cannot record delivery outcome; retrying later');
+      this.log.error({ qid: env.id, account: accountOf(env), event: 'record-failed', err }, 'cannot record delivery outcome; retrying later');
       return { kind: 'retry', dueAt: this.now() + 60_000 };
     }
   };
@@ -92,6 +92,7 @@ export class DeliveryEngine {
   private logFields(env: Envelope, r: SendResult): Record<string, unknown> {
     return {
       qid: env.id,
+      account: accountOf(env),
       mailbox: env.mailbox,
       rcpts: env.rcptTo.length,
       size: env.size,
@@ -151,16 +152,16 @@ export class DeliveryEngine {
     }
     env.nextAttemptAt = new Date(now + delayMs).toISOString();
     const warning = await this.bouncer?.delayed(env, now).catch((err: unknown) => {
-      this.log.error({ qid: env.id, event: 'delay-notice-failed', err }, 'could not queue the delay notice');
+      this.log.error({ qid: env.id, account: accountOf(env), event: 'delay-notice-failed', err }, 'could not queue the delay notice');
       return null;
     });
     await this.spool.updateEnvelope('queue', env);
     this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, retryInMs: delayMs, error: r.message }, 'delivery deferred');
     this.events.deferred(env, r);
     if (!warning) return outcome;
-    this.log.info({ qid: env.id, event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
+    this.log.info({ qid: env.id, account: accountOf(env), event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
     this.events.queued(warning);
-    return { ...outcome, enqueue: [{ id: warning.id, mailbox: warning.mailbox }] };
+    return { ...outcome, enqueue: [{ id: warning.id, mailbox: warning.mailbox, account: accountOf(warning) }] };
   }
 
   /**
@@ -173,14 +174,14 @@ export class DeliveryEngine {
     try {
       dsn = (await this.bouncer?.failed(env, 'dead')) ?? null;
     } catch (err) {
-      this.log.error({ qid: env.id, event: 'bounce-failed', err }, 'could not queue the bounce; the message stays in the dead-letter folder');
+      this.log.error({ qid: env.id, account: accountOf(env), event: 'bounce-failed', err }, 'could not queue the bounce; the message stays in the dead-letter folder');
     }
     if (dsn) {
       await this.spool.remove('dead', env.id);
       this.log.warn({ ...this.logFields(env, r), event: 'bounced', reason, dsnQid: dsn.id, to: env.mailFrom, error: env.lastError?.message }, 'message failed; delivery status notification queued for the sender');
       this.events.bounced(env, dsn);
       this.events.queued(dsn);
-      return { kind: 'done', enqueue: [{ id: dsn.id, mailbox: dsn.mailbox }] };
+      return { kind: 'done', enqueue: [{ id: dsn.id, mailbox: dsn.mailbox, account: accountOf(dsn) }] };
     }
     const why = env.isBounce ? 'a bounce is never bounced' : env.mailFrom === '' ? 'null sender <>' : this.bouncer ? 'no bounces.postmaster mailbox' : 'bounces off';
     this.log.error({ ...this.logFields(env, r), event: 'dead-lettered', reason, noBounce: why, error: env.lastError?.message }, 'message moved to the dead-letter folder');

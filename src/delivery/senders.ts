@@ -9,7 +9,7 @@ import { planRoute } from '../graph/route-plan.js';
 import { readRange, type MessageData } from '../mime/message-file.js';
 import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
-import type { Envelope } from '../spool/envelope.js';
+import { accountOf, type Envelope } from '../spool/envelope.js';
 import { captureRecord, jsonRequestBody } from './capture-record.js';
 
 export type { SendResult } from '../graph/adapter.js';
@@ -30,14 +30,19 @@ export function outgoing(env: Envelope, data: MessageData, opts: SenderOptions):
   return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: (res.ok && res.sentItems) || opts.sentItems, data };
 }
 
+/** Sends each message through the adapter of its account (env.account, decided when it was accepted). */
 export class GraphSender implements Sender {
   constructor(
-    private readonly graph: GraphAdapter,
+    private readonly adapter: (account: string) => GraphAdapter | null,
     private readonly opts: SenderOptions,
   ) {}
 
-  send(env: Envelope, data: MessageData): Promise<SendResult> {
-    return this.graph.send(outgoing(env, data, this.opts));
+  async send(env: Envelope, data: MessageData): Promise<SendResult> {
+    const account = accountOf(env);
+    const graph = this.adapter(account);
+    // Queued under an account the configuration no longer has: kept and retried, so a fixed configuration delivers it.
+    if (!graph) return { verdict: { kind: 'transient', reason: 'unknown-account' }, route: 'mime', message: `no Graph account "${account}" in the configuration (the message was accepted for it)` };
+    return graph.send(outgoing(env, data, this.opts));
   }
 }
 

@@ -40,6 +40,10 @@ export interface GraphAdapterOptions {
   uploadBudgetWindowMs: number;
   /** Where the large route decodes big attachments while they upload (the spool's tmp/, emptied at start). */
   tmpDir: string;
+  /** The Graph account this adapter sends for, in its log lines. */
+  account?: string;
+  /** Whether the account's permissions allow the large route now (Mail.ReadWrite, or unknown); default: yes. */
+  draftsAllowed?: () => boolean;
 }
 
 /** Messages up to this size are read and encoded in one piece instead of streamed. */
@@ -60,11 +64,17 @@ export class GraphAdapter {
 
   async send(msg: OutgoingMessage): Promise<SendResult> {
     const input = routeInput(msg);
-    const { plan, work } = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.large !== null });
+    const account = this.opts.account;
+    const permitted = await this.draftsPermitted(msg.data.size);
+    const { plan, work } = await planRoute(input, { maxRequestBytes: this.opts.maxRequestBytes, largeMessages: this.large !== null && permitted });
     if (plan.sentItemsKept) {
-      this.log.warn({ qid: msg.id, mailbox: msg.mailbox, size: msg.data.size, event: 'sent-items-kept', reason: plan.sentItemsKept }, sentItemsKeptMessage(plan.sentItemsKept));
+      this.log.warn({ qid: msg.id, account, mailbox: msg.mailbox, size: msg.data.size, event: 'sent-items-kept', reason: plan.sentItemsKept }, sentItemsKeptMessage(plan.sentItemsKept));
     }
-    if (plan.refused) return { verdict: classifyUnsendable(plan.refused.reason), route: plan.route, message: plan.refused.message };
+    if (plan.refused) {
+      // Graph would refuse the draft with 403: said now, with the reason, rather than after the requests.
+      const why = this.large && !permitted && plan.refused.reason === 'message-too-big' ? `the message (${msg.data.size} bytes) exceeds one Graph request, and account "${account}" has no Mail.ReadWrite permission, which the large-message route needs` : plan.refused.message;
+      return { verdict: classifyUnsendable(plan.refused.reason), route: plan.route, message: why };
+    }
     switch (work.route) {
       case 'json':
         return { ...(await postJsonSendMail(this.http, this.tokens, msg.mailbox, work.body)), route: 'json' };
@@ -73,12 +83,23 @@ export class GraphAdapter {
       case 'large': {
         if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
         const { draft, attachments, ...outcome } = await this.large.send({ id: msg.id, mailbox: msg.mailbox, prefix: input.prefix, dataPath: msg.data.file }, work.large);
-        this.log.debug({ qid: msg.id, event: 'large-route', draft, attachments }, 'large-message route');
+        this.log.debug({ qid: msg.id, account, event: 'large-route', draft, attachments }, 'large-message route');
         return { ...outcome, route: 'large' };
       }
       case 'refused':
         throw new Error('planRoute refused the message without saying why');
     }
+  }
+
+  /**
+   * Whether the large route may run: asked after the token, so that a renewed token's roles decide (an
+   * administrator removed Mail.ReadWrite: refused here, not by Graph after a draft). Only a message that
+   * may need the route asks; a token failure is left for the route's own attempt to report.
+   */
+  private async draftsPermitted(size: number): Promise<boolean> {
+    if (!this.large || !this.opts.draftsAllowed || size <= BUFFER_BELOW) return true;
+    await this.tokens.getToken().catch(() => undefined);
+    return this.opts.draftsAllowed();
   }
 
   /**
@@ -98,15 +119,6 @@ export class GraphAdapter {
       if (err instanceof AttemptFailed) return err.outcome;
       throw err;
     }
-  }
-
-  close(): Promise<void> {
-    return this.http.close();
-  }
-
-  /** After the grace period: requests still running are abandoned (their messages stay queued). */
-  destroy(): Promise<void> {
-    return this.http.destroy();
   }
 }
 

@@ -1,10 +1,11 @@
-/** Graph's HTTP: one undici pool per origin (Graph, and the host upload URLs point to), exact lengths, timeouts, Graph's error JSON parsed. */
+/** Graph's HTTP over the relay's one dispatcher (src/net/outbound.ts: a pool per origin, through the proxy where one is set), exact lengths, Graph's error JSON parsed. */
 
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Pool, errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from 'undici';
 import { GraphNetworkError } from '../errors.js';
 import { describeNetworkError, networkErrorCode } from '../net/network-errors.js';
+import type { Outbound } from '../net/outbound.js';
 
 export interface GraphErrorBody {
   code: string;
@@ -20,14 +21,6 @@ export interface GraphResponse {
   error: GraphErrorBody | null;
   /** A 2xx answer's JSON object, when the request asked for it (draft ids, upload URLs). */
   json: Record<string, unknown> | null;
-}
-
-export interface GraphHttpOptions {
-  connectTimeoutMs: number;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
-  /** Connections per origin: delivery.globalConcurrency, so the pool never makes a request wait. */
-  connections: number;
 }
 
 export type Body = AsyncIterable<Buffer> | Buffer | string | null;
@@ -58,30 +51,14 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 const MAX_BODY = 1024 * 1024;
 
 export class GraphHttp {
-  private readonly pools = new Map<string, Pool>();
   private readonly origin: string;
 
+  /** `net` is shared by every account's GraphHttp; its owner (the relay, test-send) closes it. */
   constructor(
     readonly graphUrl: string,
-    private readonly opts: GraphHttpOptions,
+    private readonly net: Outbound,
   ) {
     this.origin = new URL(graphUrl).origin;
-  }
-
-  private pool(origin: string): Pool {
-    let p = this.pools.get(origin);
-    if (!p) {
-      p = new Pool(origin, {
-        connections: this.opts.connections,
-        pipelining: 1,
-        connect: { timeout: this.opts.connectTimeoutMs },
-        headersTimeout: this.opts.headersTimeoutMs,
-        bodyTimeout: this.opts.bodyTimeoutMs,
-        keepAliveTimeout: 30_000,
-      });
-      this.pools.set(origin, p);
-    }
-    return p;
   }
 
   /** One request; a failure without an HTTP answer throws GraphNetworkError, saying whether the body had gone out. */
@@ -100,9 +77,9 @@ export class GraphHttp {
     let res;
     try {
       const payload = sent ? (r.body as Buffer | string | null) : Readable.from(tracked(r.body as AsyncIterable<Buffer>, () => (sent = true)), { objectMode: false });
-      res = await this.pool(origin).request({ method: r.method, path, headers, body: payload });
+      res = await this.net.dispatcher.request({ origin, method: r.method, path, headers, body: payload });
     } catch (err) {
-      throw toNetworkError(err, sent, clientRequestId, `${r.method} ${new URL(origin).host}${path.split('?')[0]}`);
+      throw toNetworkError(err, sent, clientRequestId, `${r.method} ${new URL(origin).host}${path.split('?')[0]}${this.net.via(origin)}`);
     }
     const h = res.headers['request-id'];
     const requestId = (Array.isArray(h) ? h[0] : h) ?? null;
@@ -125,15 +102,6 @@ export class GraphHttp {
       error: ok ? null : parseGraphError(text, requestId),
       json: ok ? parseObject(text) : null,
     };
-  }
-
-  close(): Promise<void> {
-    return Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined))).then(() => undefined);
-  }
-
-  /** After the grace period: requests still running are abandoned (their messages stay queued). */
-  destroy(): Promise<void> {
-    return Promise.all([...this.pools.values()].map((p) => p.destroy().catch(() => undefined))).then(() => undefined);
   }
 }
 
@@ -175,7 +143,7 @@ function toNetworkError(err: unknown, bodySent: boolean, clientRequestId: string
   let code = networkErrorCode(err);
   if (err instanceof undiciErrors.HeadersTimeoutError) code = 'UND_ERR_HEADERS_TIMEOUT';
   if (err instanceof undiciErrors.ConnectTimeoutError) code = 'UND_ERR_CONNECT_TIMEOUT';
-  // Whatever the body's progress, these failures happen before Graph could have read a request.
-  const beforeRequest = CONNECT_ERRORS.has(code);
+  // Whatever the body's progress, these failures happen before Graph could have read a request (a tunnel the proxy refused too).
+  const beforeRequest = CONNECT_ERRORS.has(code) || code.startsWith('PROXY_');
   return new GraphNetworkError(code, bodySent && !beforeRequest, `${request}: ${describeNetworkError(err)}`, clientRequestId);
 }

@@ -5,7 +5,7 @@
  * part of delivery.
  */
 
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { describeNetworkError } from '../net/network-errors.js';
 
 export const TRACE_ROLE = 'ExchangeMessageTrace.Read.All';
@@ -37,14 +37,15 @@ function literal(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
-export async function messageTrace(graphUrl: string, token: string, q: { messageId: string; since: number; until: number }, timeoutMs = 10_000): Promise<TraceResult> {
+/** `dispatcher`: the relay's Outbound (its proxy); without it, undici's global one. */
+export async function messageTrace(graphUrl: string, token: string, q: { messageId: string; since: number; until: number }, dispatcher?: Dispatcher, timeoutMs = 10_000): Promise<TraceResult> {
   const roles = tokenRoles(token);
   if (roles !== null && roles.length > 0 && !roles.includes(TRACE_ROLE)) return { status: 'no-permission', message: NO_PERMISSION };
   const filter = `messageId eq ${literal(q.messageId)} and receivedDateTime ge ${new Date(q.since).toISOString()} and receivedDateTime le ${new Date(q.until).toISOString()}`;
   const url = `${graphUrl}/v1.0/admin/exchange/tracing/messageTraces?$filter=${encodeURIComponent(filter)}`;
   let res;
   try {
-    res = await request(url, { method: 'GET', headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    res = await request(url, { method: 'GET', headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, ...(dispatcher ? { dispatcher } : {}) });
   } catch (err) {
     return { status: 'unavailable', message: `message trace: ${describeNetworkError(err)}` };
   }

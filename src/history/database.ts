@@ -12,7 +12,7 @@ export type Row = Record<string, number | bigint | string | Uint8Array | null>;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS msg(
   qid TEXT PRIMARY KEY, at INTEGER NOT NULL, listener TEXT, client TEXT, user TEXT, tls TEXT, helo TEXT,
-  sender TEXT, rcpts TEXT, mailbox TEXT, message_id TEXT, size INTEGER, subject TEXT,
+  sender TEXT, rcpts TEXT, mailbox TEXT, account TEXT, message_id TEXT, size INTEGER, subject TEXT,
   state TEXT NOT NULL, state_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ev(qid TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT, PRIMARY KEY(qid, at, n)) WITHOUT ROWID;

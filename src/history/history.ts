@@ -173,6 +173,7 @@ export class History {
       sender: env.mailFrom,
       rcpts: env.rcptTo,
       mailbox: env.mailbox,
+      account: env.account ?? null,
       messageId: info.messageId,
       size: env.size,
       subject: this.o.cfg.storeSubjects ? info.subject : null,
@@ -181,7 +182,7 @@ export class History {
 
   /** A message found in the queue at start (or made by the relay: a notice): recorded unless it is already. */
   known(env: Envelope): void {
-    this.push({ t: 'accepted', qid: env.id, at: Date.parse(env.receivedAt) || this.now(), listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, messageId: null, size: env.size, subject: null });
+    this.push({ t: 'accepted', qid: env.id, at: Date.parse(env.receivedAt) || this.now(), listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null });
   }
 
   /** An SMTP refusal: no message, but its device's last error. */

@@ -18,7 +18,7 @@ export function keysOf(r: Pick<AcceptedRecord, 'sender' | 'rcpts' | 'client' | '
   return [...keys];
 }
 
-const MSG_COLUMNS = 'm.qid, m.at, m.listener, m.client, m.user, m.tls, m.helo, m.sender, m.rcpts, m.mailbox, m.message_id, m.size, m.subject, m.state, m.state_at, m.attempts, m.last_error';
+const MSG_COLUMNS = 'm.qid, m.at, m.listener, m.client, m.user, m.tls, m.helo, m.sender, m.rcpts, m.mailbox, m.account, m.message_id, m.size, m.subject, m.state, m.state_at, m.attempts, m.last_error';
 
 export class HistoryStore {
   private readonly st: Statements;
@@ -56,8 +56,8 @@ export class HistoryStore {
 
   private accepted(r: AcceptedRecord): void {
     const res = this.st
-      .get('INSERT OR IGNORE INTO msg(qid, at, listener, client, user, tls, helo, sender, rcpts, mailbox, message_id, size, subject, state, state_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)')
-      .run([r.qid, r.at, r.listener, r.client, r.user, r.tls, r.helo, r.sender, JSON.stringify(r.rcpts), r.mailbox, r.messageId, r.size, r.subject, 'queued', r.at]);
+      .get('INSERT OR IGNORE INTO msg(qid, at, listener, client, user, tls, helo, sender, rcpts, mailbox, account, message_id, size, subject, state, state_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)')
+      .run([r.qid, r.at, r.listener, r.client, r.user, r.tls, r.helo, r.sender, JSON.stringify(r.rcpts), r.mailbox, r.account ?? null, r.messageId, r.size, r.subject, 'queued', r.at]);
     if (res.changes === 0) return;
     const key = this.st.get('INSERT OR IGNORE INTO k(k, qid) VALUES (?, ?)');
     for (const k of keysOf(r)) key.run([k, r.qid]);
@@ -132,7 +132,7 @@ export class HistoryStore {
       (e): StoryEvent => ({ at: Number(e.at), kind: String(e.kind) as StoryEvent['kind'], state: null, ...(JSON.parse(String(e.data ?? '{}')) as object) }),
     );
     if (!m && events.length === 0) return null;
-    const base: MessageSummary = m ? summary(m) : { qid, at: events[0]!.at, listener: '', client: '', user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', messageId: null, size: 0, subject: null, state: 'queued', stateAt: events[0]!.at, attempts: 0, lastError: null };
+    const base: MessageSummary = m ? summary(m) : { qid, at: events[0]!.at, listener: '', client: '', user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', account: null, messageId: null, size: 0, subject: null, state: 'queued', stateAt: events[0]!.at, attempts: 0, lastError: null };
     return { ...base, events };
   }
 
@@ -192,6 +192,7 @@ function summary(r: Row): MessageSummary {
     sender: s(r.sender),
     rcpts: JSON.parse(s(r.rcpts) || '[]') as string[],
     mailbox: s(r.mailbox),
+    account: n(r.account),
     messageId: n(r.message_id),
     size: Number(r.size ?? 0),
     subject: n(r.subject),

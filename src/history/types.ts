@@ -13,6 +13,8 @@ export interface AcceptedRecord {
   sender: string;
   rcpts: string[];
   mailbox: string;
+  /** The Graph account that sends it (several tenants or app registrations); absent: the default. */
+  account?: string | null;
   messageId: string | null;
   size: number;
   subject: string | null;
@@ -93,6 +95,7 @@ export interface MessageSummary {
   sender: string;
   rcpts: string[];
   mailbox: string;
+  account: string | null;
   messageId: string | null;
   size: number;
   subject: string | null;

@@ -24,8 +24,26 @@ const CAUSES: Record<string, string> = {
   ERR_SSL_WRONG_VERSION_NUMBER: 'TLS: the peer does not speak TLS here',
 };
 
-/** The error code of a failed request, looking through undici's and fetch's wrappers. */
+/** A tunnel the proxy refused (undici: "Proxy response (407) !== 200 when HTTP Tunneling"): its HTTP status. */
+export function proxyRefusal(err: unknown): number | null {
+  const e = err as { message?: unknown; cause?: { message?: unknown } };
+  for (const m of [e?.message, e?.cause?.message]) {
+    const hit = typeof m === 'string' ? /Proxy response \((\d{3})\)/.exec(m) : null;
+    if (hit) return Number(hit[1]);
+  }
+  return null;
+}
+
+const PROXY_STATUS: Record<number, string> = {
+  407: 'HTTP 407 Proxy Authentication Required: give the proxy a username and password (graph.proxy.username and password, or user:password@ in HTTPS_PROXY)',
+  401: 'HTTP 401: the proxy did not take its username and password (graph.proxy, or user:password@ in HTTPS_PROXY)',
+  403: 'HTTP 403: the proxy\'s rules do not allow a tunnel to this host and port',
+};
+
+/** The error code of a failed request, looking through undici's and fetch's wrappers; PROXY_<status> for a refused tunnel. */
 export function networkErrorCode(err: unknown): string {
+  const refused = proxyRefusal(err);
+  if (refused !== null) return `PROXY_${refused}`;
   const e = err as { code?: unknown; cause?: { code?: unknown; cause?: { code?: unknown } } };
   for (const c of [e?.code, e?.cause?.code, e?.cause?.cause?.code]) if (typeof c === 'string' && c) return c;
   return 'UNKNOWN';
@@ -34,6 +52,8 @@ export function networkErrorCode(err: unknown): string {
 /** "connection refused (ECONNREFUSED)": the cause in words, then its code to search for. */
 export function describeNetworkError(err: unknown): string {
   const code = networkErrorCode(err);
+  const refused = proxyRefusal(err);
+  if (refused !== null) return `the proxy refused the tunnel: ${PROXY_STATUS[refused] ?? `HTTP ${refused}`} (${code})`;
   const words = CAUSES[code];
   if (words) return `${words} (${code})`;
   const message = (err as Error)?.message ?? String(err);

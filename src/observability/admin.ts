@@ -64,7 +64,8 @@ export class AdminServer {
       case '/healthz':
         return send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
       case '/readyz': {
-        const r = await this.readiness.check();
+        const account = new URL(req.url ?? '/', 'http://x').searchParams.get('account') ?? undefined;
+        const r = await this.readiness.check(account);
         return send(res, r.ready ? 200 : 503, 'application/json', JSON.stringify(r.ready ? { status: 'ready', checks: r.checks } : { status: 'not ready', reason: r.reason, checks: r.checks }));
       }
       case '/metrics': {

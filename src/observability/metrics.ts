@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvents } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
-import type { Envelope } from '../spool/envelope.js';
+import { accountOf, type Envelope } from '../spool/envelope.js';
 import { QueueTracker, deadLetterStats } from './queue-stats.js';
 
 /** Mailbox labels: this many mailboxes by queue size, then "other", so a bad day cannot explode the series count. */
@@ -60,20 +60,21 @@ export class RelayMetrics {
   private readonly c = (name: string, help: string, labelNames: string[] = []): Counter => new Counter({ name, help, labelNames, registers: [this.registry] });
   private readonly g = (name: string, help: string, labelNames: string[] = []): Gauge => new Gauge({ name, help, labelNames, registers: [this.registry] });
 
-  readonly received = this.c('relay_messages_received_total', 'Messages accepted over SMTP and committed to the spool');
-  readonly delivered = this.c('relay_messages_delivered_total', 'Messages Graph accepted (202), by route', ['route']);
-  readonly deferred = this.c('relay_messages_deferred_total', 'Delivery attempts that ended in a retry later, by reason', ['reason']);
-  readonly bounced = this.c('relay_messages_bounced_total', 'Messages that failed permanently or expired and were returned to their sender with a delivery status notification');
-  readonly deadLettered = this.c('relay_messages_dead_lettered_total', 'Messages moved to the dead-letter folder, by reason', ['reason']);
+  readonly received = this.c('relay_messages_received_total', 'Messages accepted over SMTP and committed to the spool, by Graph account', ['account']);
+  readonly delivered = this.c('relay_messages_delivered_total', 'Messages Graph accepted (202), by route and account', ['route', 'account']);
+  readonly deferred = this.c('relay_messages_deferred_total', 'Delivery attempts that ended in a retry later, by reason and account', ['reason', 'account']);
+  readonly bounced = this.c('relay_messages_bounced_total', 'Messages that failed permanently or expired and were returned to their sender with a delivery status notification, by account', ['account']);
+  readonly deadLettered = this.c('relay_messages_dead_lettered_total', 'Messages moved to the dead-letter folder, by reason and account', ['reason', 'account']);
   readonly queueMessages = this.g('relay_queue_messages', 'Messages in the spool, by state (queued, dead)', ['state']);
   readonly queueOldest = this.g('relay_queue_oldest_message_age_seconds', 'Age of the oldest message in the spool, by state (0 when empty)', ['state']);
   readonly mailboxMessages = this.g('relay_queue_mailbox_messages', `Queued messages per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
   readonly mailboxOldest = this.g('relay_queue_mailbox_oldest_age_seconds', `Age of the oldest queued message per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
   readonly latency = new Histogram({ name: 'relay_delivery_latency_seconds', help: 'Time from SMTP acceptance to Graph 202', buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly graphResponses = this.c('relay_graph_responses_total', 'Graph sendMail answers, by HTTP status and Graph error code', ['status', 'code']);
-  readonly graphThrottled = this.c('relay_graph_throttled_total', 'Graph answers that asked the relay to slow down (429, 503, throttling codes)');
+  readonly graphResponses = this.c('relay_graph_responses_total', 'Graph sendMail answers, by HTTP status, Graph error code and account', ['status', 'code', 'account']);
+  readonly graphThrottled = this.c('relay_graph_throttled_total', 'Graph answers that asked the relay to slow down (429, 503, throttling codes), by account', ['account']);
   readonly graphPaused = this.c('relay_graph_paused_seconds_total', 'Seconds mailboxes have been paused because of throttling or blocks');
-  readonly tokens = this.c('relay_token_acquisitions_total', 'Graph tokens obtained from Entra ID or the managed identity endpoint (not cache hits), by result', ['result']);
+  readonly tokens = this.c('relay_token_acquisitions_total', 'Graph tokens obtained from Entra ID or the managed identity endpoint (not cache hits), by result and account', ['result', 'account']);
+  readonly credentialExpiry = this.g('relay_credential_expiry_timestamp_seconds', 'When each account\'s credential expires (a certificate\'s notAfter, or graph.clientSecretExpires), as a Unix time; absent when unknown', ['account']);
   readonly smtpSessions = this.c('relay_smtp_sessions_total', 'SMTP connections, by listener', ['listener']);
   readonly smtpRejections = this.c('relay_smtp_rejections_total', 'SMTP commands or messages the relay refused, by reason', ['reason']);
   readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
@@ -96,7 +97,18 @@ export class RelayMetrics {
       this.queueMessages.set({ state }, 0);
       this.queueOldest.set({ state }, 0);
     }
-    for (const result of ['success', 'failure']) this.tokens.inc({ result }, 0);
+  }
+
+  /** A configured account: its series exist from the start, so rate() and alerts see a zero. */
+  account(name: string): void {
+    this.received.inc({ account: name }, 0);
+    for (const result of ['success', 'failure']) this.tokens.inc({ result, account: name }, 0);
+  }
+
+  /** A credential's expiry, as it is now (null: unknown, e.g. a managed identity; the series is removed). */
+  credentialExpiryAt(account: string, expiresAtMs: number | null): void {
+    if (expiresAtMs === null) this.credentialExpiry.remove({ account });
+    else this.credentialExpiry.set({ account }, Math.floor(expiresAtMs / 1000));
   }
 
 
@@ -106,7 +118,7 @@ export class RelayMetrics {
   }
 
   accepted(env: Envelope, receivedAtMs?: number): void {
-    this.received.inc();
+    this.received.inc({ account: accountOf(env) });
     this.queued(env, receivedAtMs);
   }
 
@@ -135,8 +147,8 @@ export class RelayMetrics {
     for (const [m, u] of this.pausedUntil) if (u <= now) this.pausedUntil.delete(m);
   }
 
-  tokenResult(ok: boolean): void {
-    this.tokens.inc({ result: ok ? 'success' : 'failure' });
+  tokenResult(ok: boolean, account = 'default'): void {
+    this.tokens.inc({ result: ok ? 'success' : 'failure', account });
   }
 
   readonly deliveryEvents: DeliveryEvents = {
@@ -144,25 +156,26 @@ export class RelayMetrics {
     vanished: (id: string) => this.queue.remove(id),
     delivered: (env: Envelope, r: SendResult, latencyMs: number) => {
       this.queue.remove(env.id);
-      this.delivered.inc({ route: r.route });
+      this.delivered.inc({ route: r.route, account: accountOf(env) });
       this.latency.observe(Math.max(0, latencyMs) / 1000);
     },
     // The DSN itself reaches the tracker through the `queued` event.
     bounced: (env: Envelope) => {
       this.queue.remove(env.id);
-      this.bounced.inc();
+      this.bounced.inc({ account: accountOf(env) });
     },
-    deferred: (_env: Envelope, r: SendResult) => {
-      this.deferred.inc({ reason: this.labels.reason.value(r.verdict.kind === 'delivered' ? 'unknown' : r.verdict.reason) });
+    deferred: (env: Envelope, r: SendResult) => {
+      this.deferred.inc({ reason: this.labels.reason.value(r.verdict.kind === 'delivered' ? 'unknown' : r.verdict.reason), account: accountOf(env) });
       if (r.verdict.kind === 'transient' && r.verdict.possibleDuplicate) this.possibleDuplicates.inc();
     },
     deadLettered: (env: Envelope, reason: string) => {
       this.queue.remove(env.id);
-      this.deadLettered.inc({ reason: this.labels.deadReason.value(reason) });
+      this.deadLettered.inc({ reason: this.labels.deadReason.value(reason), account: accountOf(env) });
     },
-    graphResponse: (r: SendResult) => {
-      this.graphResponses.inc({ status: r.status === undefined ? 'none' : String(r.status), code: this.labels.code.value(r.code ?? 'none') });
-      if (r.verdict.kind === 'transient' && r.verdict.throttle) this.graphThrottled.inc();
+    graphResponse: (r: SendResult, env?: Envelope) => {
+      const account = env ? accountOf(env) : 'default';
+      this.graphResponses.inc({ status: r.status === undefined ? 'none' : String(r.status), code: this.labels.code.value(r.code ?? 'none'), account });
+      if (r.verdict.kind === 'transient' && r.verdict.throttle) this.graphThrottled.inc({ account });
     },
   };
 

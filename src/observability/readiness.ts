@@ -12,6 +12,8 @@ export interface ReadinessDeps {
   probeDir: string;
   /** null in capture mode: no Graph, no token needed. */
   tokens: TokenProvider | null;
+  /** Graph mode with named accounts: each one's tokens (`tokens` is then not used). */
+  accounts?: { name: string; tokens: TokenProvider }[];
   /** Capture mode: where messages are written instead (it must stay writable, as the spool must). */
   captureDir?: string | null;
   stopping(): boolean;
@@ -24,10 +26,19 @@ const TOKEN_RECENT_MS = 55 * 60_000;
 const TOKEN_CHECK_TIMEOUT_MS = 5_000;
 
 export class ReadinessCheck {
-  private tokenCheck: Promise<string | null> | null = null;
-  constructor(private readonly deps: ReadinessDeps) {}
+  private readonly tokenChecks = new Map<TokenProvider, Promise<string | null>>();
+  private readonly accounts: { name: string; tokens: TokenProvider }[];
 
-  async check(): Promise<Readiness> {
+  constructor(private readonly deps: ReadinessDeps) {
+    this.accounts = deps.accounts?.length ? deps.accounts : deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : [];
+  }
+
+  /**
+   * `account`: that account's own readiness (/readyz?account=NAME). Without it, with several accounts, the
+   * relay is ready while any account has a token: one tenant's expired secret must not stop another's mail
+   * (the failing ones are listed, and their mail waits in the spool).
+   */
+  async check(account?: string): Promise<Readiness> {
     const checks: Record<string, string> = {};
     if (this.deps.stopping()) return { ready: false, reason: 'shutting down', checks: { shutdown: 'in progress' } };
     const spool = await writable(this.deps.probeDir);
@@ -38,20 +49,30 @@ export class ReadinessCheck {
       checks.capture = capture ?? 'ok';
       if (capture) return { ready: false, reason: `capture folder ${this.deps.captureDir} not writable: ${capture}`, checks };
     }
-    const token = await this.token();
-    checks.token = token ?? (this.deps.tokens ? 'ok' : 'not needed (capture mode)');
-    if (token) return { ready: false, reason: `no Graph token: ${token}`, checks };
-    return { ready: true, checks };
+    const accounts = account === undefined ? this.accounts : this.accounts.filter((a) => a.name === account);
+    if (account !== undefined && accounts.length === 0) return { ready: false, reason: `no Graph account "${account}"`, checks };
+    if (accounts.length === 0) {
+      checks.token = 'not needed (capture mode)';
+      return { ready: true, checks };
+    }
+    const problems = await Promise.all(accounts.map((a) => this.token(a.tokens)));
+    const one = this.accounts.length === 1;
+    accounts.forEach((a, i) => (checks[one ? 'token' : `token:${a.name}`] = problems[i] ?? 'ok'));
+    if (problems.some((p) => p === null)) return { ready: true, checks };
+    const reason = accounts.length === 1 ? `no Graph token: ${problems[0]}` : `no Graph account has a token: ${accounts.map((a, i) => `${a.name}: ${problems[i]}`).join('; ')}`;
+    return { ready: false, reason, checks };
   }
 
   /** null when a token was obtained recently or can be obtained now; concurrent probes share one attempt. */
-  private async token(): Promise<string | null> {
-    const tokens = this.deps.tokens;
-    if (!tokens) return null;
+  private async token(tokens: TokenProvider): Promise<string | null> {
     const now = (this.deps.now ?? Date.now)();
     if (tokens.lastSuccessAt !== null && now - tokens.lastSuccessAt < TOKEN_RECENT_MS) return null;
-    this.tokenCheck ??= this.tryToken(tokens).finally(() => (this.tokenCheck = null));
-    return this.tokenCheck;
+    let check = this.tokenChecks.get(tokens);
+    if (!check) {
+      check = this.tryToken(tokens).finally(() => this.tokenChecks.delete(tokens));
+      this.tokenChecks.set(tokens, check);
+    }
+    return check;
   }
 
   private async tryToken(tokens: TokenProvider): Promise<string | null> {

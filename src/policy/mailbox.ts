@@ -11,6 +11,8 @@ export type MailboxResolution =
       sentItems?: SentItemsMode;
       /** The matched mapping's From rewrite override; absent means mailboxes.rewriteFrom applies. */
       rewriteFrom?: RewriteFromMode;
+      /** The matched mapping's Graph account (src/policy/accounts.ts). */
+      account?: string;
     }
   | { ok: false; reason: string };
 
@@ -44,5 +46,6 @@ export function resolveMailbox(mailFrom: string, cfg: MailboxConfig): MailboxRes
 function withSentItems<T extends MailboxResolution & { ok: true }>(res: T, cfg: MailboxConfig, key: string): T {
   const sentItems = cfg.sentItems?.[key];
   const rewriteFrom = cfg.rewriteFromFor?.[key];
-  return { ...res, ...(sentItems ? { sentItems } : {}), ...(rewriteFrom ? { rewriteFrom } : {}) };
+  const account = cfg.accountFor?.[key];
+  return { ...res, ...(sentItems ? { sentItems } : {}), ...(rewriteFrom ? { rewriteFrom } : {}), ...(account ? { account } : {}) };
 }

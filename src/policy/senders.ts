@@ -46,7 +46,7 @@ export function userRule(users: readonly UserConfig[], username: string): Sender
   const i = users.findIndex((u) => u.username === username);
   if (i < 0) return null;
   const u = users[i]!;
-  return { subject: `user "${u.username}"`, source: `users[${i}]`, allowedSenders: u.allowedSenders, mailbox: u.mailbox, allowedRecipientDomains: u.allowedRecipientDomains };
+  return { subject: `user "${u.username}"`, source: `users[${i}]`, allowedSenders: u.allowedSenders, mailbox: u.mailbox, allowedRecipientDomains: u.allowedRecipientDomains, account: u.account };
 }
 
 /** policy.networks: the first entry whose range holds the client applies. */
@@ -60,7 +60,7 @@ export class NetworkRules {
     const hit = this.lists.find((x) => x.list.contains(address));
     if (!hit) return null;
     const r = hit.rule;
-    return { subject: `clients in ${r.cidr}`, source: `policy.networks[${hit.index}]`, allowedSenders: r.allowedSenders, mailbox: r.mailbox, allowedRecipientDomains: r.allowedRecipientDomains };
+    return { subject: `clients in ${r.cidr}`, source: `policy.networks[${hit.index}]`, allowedSenders: r.allowedSenders, mailbox: r.mailbox, allowedRecipientDomains: r.allowedRecipientDomains, account: r.account };
   }
 }
 

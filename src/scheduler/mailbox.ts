@@ -5,6 +5,7 @@ import type { Scheduled } from './scheduled.js';
 
 export interface MailboxState {
   name: string;
+  account: string;
   ready: MinHeap<Scheduled>;
   /** Attempts holding a Graph slot (released when Graph answers). */
   inFlight: number;
@@ -22,9 +23,10 @@ export interface MailboxState {
   nextStartAt: number;
 }
 
-export function newMailbox(name: string, perMailboxConcurrency: number): MailboxState {
+export function newMailbox(name: string, account: string, perMailboxConcurrency: number): MailboxState {
   return {
     name,
+    account,
     ready: new MinHeap<Scheduled>((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1)),
     inFlight: 0,
     unfinished: 0,

@@ -4,6 +4,8 @@ export interface Scheduled {
   id: string;
   /** Lower-case mailbox UPN: the unit Graph throttles by. */
   mailbox: string;
+  /** The Graph account that sends it: limits and pauses are per (account, mailbox). */
+  account: string;
   dueAt: number;
 }
 
@@ -16,4 +18,4 @@ export type AttemptOutcome = (
   | { kind: 'throttled'; retryAfterMs: number | null }
   /** The mailbox is blocked for a long time (quota): pause it until `until`. */
   | { kind: 'blocked'; until: number }
-) & { enqueue?: readonly { id: string; mailbox: string }[] };
+) & { enqueue?: readonly { id: string; mailbox: string; account?: string }[] };

@@ -17,7 +17,7 @@ export interface SchedulerOptions {
   /** Called when the outage breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
   onOutage?: (pauseMs: number, failures: number) => void;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
-  onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked') => void;
+  onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked', account: string) => void;
 }
 
 /**
@@ -57,21 +57,23 @@ export class Scheduler {
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
   }
 
-  private mailbox(name: string): MailboxState {
-    let m = this.mailboxes.get(name);
+  /** One state per (account, mailbox): two tenants' mailboxes are throttled apart, whatever their names. */
+  private mailbox(name: string, account: string): MailboxState {
+    const key = `${account}\u0000${name}`;
+    let m = this.mailboxes.get(key);
     if (!m) {
-      m = newMailbox(name, this.opts.perMailboxConcurrency);
-      this.mailboxes.set(name, m);
+      m = newMailbox(name, account, this.opts.perMailboxConcurrency);
+      this.mailboxes.set(key, m);
     }
     return m;
   }
 
   /** Adds (or re-adds) a message. A message already known is left where it is. */
-  add(id: string, mailbox: string, dueAt: number): void {
+  add(id: string, mailbox: string, dueAt: number, account = 'default'): void {
     if (this.byId.has(id)) return;
-    const msg: Scheduled = { id, mailbox: mailbox.toLowerCase(), dueAt };
+    const msg: Scheduled = { id, mailbox: mailbox.toLowerCase(), account, dueAt };
     this.byId.set(id, msg);
-    this.mailbox(msg.mailbox).ready.push(msg);
+    this.mailbox(msg.mailbox, account).ready.push(msg);
     this.schedulePump();
   }
 
@@ -83,7 +85,7 @@ export class Scheduler {
   remove(id: string): boolean {
     const msg = this.byId.get(id);
     if (!msg || this.inFlightIds.has(id)) return false;
-    this.mailbox(msg.mailbox).ready.remove((m) => m.id === id);
+    this.mailbox(msg.mailbox, msg.account).ready.remove((m) => m.id === id);
     this.byId.delete(id);
     return true;
   }
@@ -198,7 +200,7 @@ export class Scheduler {
     this.rr = (this.rr + 1) % Math.max(1, boxes.length);
     // Forget idle mailboxes so the map stays as small as the work.
     for (const m of boxes) {
-      if (m.ready.size === 0 && m.unfinished === 0 && m.pausedUntil <= now) this.mailboxes.delete(m.name);
+      if (m.ready.size === 0 && m.unfinished === 0 && m.pausedUntil <= now) this.mailboxes.delete(`${m.account}\u0000${m.name}`);
     }
     this.setTimer(wake);
   }
@@ -233,7 +235,7 @@ export class Scheduler {
     this.inFlightIds.delete(msg.id);
     const now = this.now();
     this.outage.ended(outcome.kind === 'retry' && outcome.unreachable === true, now, seq);
-    for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now);
+    for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now, next.account);
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);
@@ -267,7 +269,7 @@ export class Scheduler {
   private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked', now: number): void {
     if (until <= m.pausedUntil) return;
     m.pausedUntil = until;
-    this.onPause(m.name, until - now, reason);
+    this.onPause(m.name, until - now, reason, m.account);
   }
 
 }

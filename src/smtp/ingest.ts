@@ -15,12 +15,11 @@ import type { Envelope } from '../spool/envelope.js';
 import { newQueueId } from '../spool/queue-id.js';
 import type { SpoolWriter } from '../spool/writer.js';
 import { LineEndingGuard } from './line-endings.js';
-import type { ListenerContext } from './session.js';
+import type { ListenerContext, SessionAccount } from './session.js';
 
 export class DataIngest {
   constructor(private readonly ctx: ListenerContext) {}
 
-  /** Not the relay's fault and nothing lost (nothing was acknowledged): a warning, not an error with a stack. */
   /** The reply to a DATA that did not end in a 250. */
   failureReply(err: unknown, session: SMTPServerSession): SmtpReply {
     if (err instanceof SmtpReply) return err;
@@ -65,7 +64,7 @@ export class DataIngest {
       throw done.failure;
     }
     try {
-      return await this.accept(id, nowMs, rx.writer, done.cleaned, done.mailbox, session);
+      return await this.accept(id, nowMs, rx.writer, done.cleaned, done.mailbox, done.account, session);
     } catch (err) {
       await rx.writer.abort();
       throw err;
@@ -73,10 +72,13 @@ export class DataIngest {
   }
 
   /** The transaction's header section, cleaned up; a refusal is logged and counted here. */
-  private cleanup(id: string, nowMs: number, head: HeaderCollector, session: SMTPServerSession): { ok: true; cleaned: Cleaned; mailbox: SessionMailbox & { ok: true } } | { ok: false; reply: SmtpReply } {
+  private cleanup(id: string, nowMs: number, head: HeaderCollector, session: SMTPServerSession): Decided | { ok: false; reply: SmtpReply } {
     const rule = this.ctx.ruleFor(session);
-    const resolution = this.ctx.sessions.get(session.id)?.mailbox ?? mailboxForSession(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rule, this.ctx.cfg.mailboxes);
+    const state = this.ctx.sessions.get(session.id);
+    const resolution = state?.mailbox ?? mailboxForSession(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rule, this.ctx.cfg.mailboxes);
     if (!resolution.ok) return { ok: false, reply: this.ctx.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${resolution.reason}`)) };
+    const account = state?.account ?? this.ctx.accounts.choose({ rule, mapping: 'account' in resolution ? resolution.account : undefined, listener: this.ctx.listener, mailbox: resolution.mailbox });
+    if (!account.ok) return { ok: false, reply: this.ctx.reject(session, 'no-account', new SmtpReply(550, `5.7.1 ${account.reason}`)) };
     const r = cleanupHeaders({
       block: head.block ?? Buffer.alloc(0),
       complete: head.complete,
@@ -95,7 +97,7 @@ export class DataIngest {
       settings: this.cleanupSettings('rewriteFrom' in resolution ? resolution.rewriteFrom : undefined),
     });
     if (!r.ok) return { ok: false, reply: this.ctx.reject(session, r.reason, new SmtpReply(r.code, r.text)) };
-    return { ok: true, cleaned: r, mailbox: resolution };
+    return { ok: true, cleaned: r, mailbox: resolution, account };
   }
 
   private cleanupSettings(rewriteFrom: RewriteFromMode | undefined): CleanupSettings {
@@ -112,7 +114,7 @@ export class DataIngest {
   }
 
   /** The message is whole and clean: commit it to the spool (or pass it through), then say so. */
-  private async accept(id: string, nowMs: number, writer: SpoolWriter, cleaned: Cleaned, resolution: SessionMailbox & { ok: true }, session: SMTPServerSession): Promise<string> {
+  private async accept(id: string, nowMs: number, writer: SpoolWriter, cleaned: Cleaned, resolution: SessionMailbox & { ok: true }, account: SessionAccount, session: SMTPServerSession): Promise<string> {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
     const outgoing = writer.bytes + Buffer.byteLength(bccHeader(cleaned.bcc));
@@ -121,6 +123,9 @@ export class DataIngest {
     if (!this.ctx.cfg.delivery.largeMessages && outgoing > maxRaw) {
       throw this.ctx.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: with its ${rcptTo.length} recipients it exceeds what one Graph request carries (${maxRaw} bytes)`));
     }
+    // The account's permissions may allow less than limits.maxMessageSize (no Mail.ReadWrite: one request).
+    const limit = this.ctx.events.sizeLimit?.(account.account);
+    if (limit && outgoing > limit.bytes) throw this.ctx.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: ${limit.why}`));
     const at = isoTime(nowMs);
     const env: Envelope = {
       version: 1,
@@ -128,6 +133,7 @@ export class DataIngest {
       mailFrom,
       rcptTo,
       mailbox: resolution.mailbox,
+      account: account.account,
       bcc: cleaned.bcc,
       clientAddress: session.remoteAddress,
       clientHostname: session.clientHostname,
@@ -151,7 +157,7 @@ export class DataIngest {
       }
     }
     await this.ctx.spool.commit(writer, env);
-    this.logAccepted(env, resolution.rule, cleaned);
+    this.logAccepted(env, resolution.rule, account.rule, cleaned);
     this.ctx.events.accepted(env, nowMs, {
       messageId: cleaned.messageId,
       subject: this.ctx.cfg.history.storeSubjects ? subjectOf(cleaned.header) : null,
@@ -161,41 +167,29 @@ export class DataIngest {
     return `2.0.0 Ok: queued as ${id}`;
   }
 
-  private logAccepted(env: Envelope, rule: string, cleaned: Cleaned): void {
+  private logAccepted(env: Envelope, rule: string, accountRule: string, cleaned: Cleaned): void {
     const qid = env.id;
+    const account = env.account;
     if (cleaned.from) {
       const f = cleaned.from;
-      this.ctx.log.info({ qid, event: 'from-rewritten', mailbox: env.mailbox, from: f.originalFrom, sender: f.originalSender, replyTo: f.replyToAdded }, 'From rewritten to the sending mailbox (mailboxes.rewriteFrom)');
+      this.ctx.log.info({ qid, account, event: 'from-rewritten', mailbox: env.mailbox, from: f.originalFrom, sender: f.originalSender, replyTo: f.replyToAdded }, 'From rewritten to the sending mailbox (mailboxes.rewriteFrom)');
     }
-    this.ctx.log.info(
-      {
-        qid,
-        event: 'received',
-        mailbox: env.mailbox,
-        rule,
-        client: env.clientAddress,
-        listener: env.listener,
-        from: env.mailFrom,
-        rcpts: env.rcptTo.length,
-        graphRcpts: cleaned.graphRecipients,
-        bccAdded: cleaned.bcc.length,
-        headerOnlyRcpts: cleaned.headerOnly.length,
-        size: env.size,
-        messageId: cleaned.messageId,
-      },
-      'message accepted',
-    );
-    if (cleaned.endedAtNonField) this.ctx.log.info({ qid, event: 'header-repaired' }, 'a line that is not a header field ended the header section: the empty line was put before it');
+    const { clientAddress: client, listener, mailFrom: from, size } = env;
+    const counts = { rcpts: env.rcptTo.length, graphRcpts: cleaned.graphRecipients, bccAdded: cleaned.bcc.length, headerOnlyRcpts: cleaned.headerOnly.length };
+    this.ctx.log.info({ qid, event: 'received', account, accountRule, mailbox: env.mailbox, rule, client, listener, from, ...counts, size, messageId: cleaned.messageId }, 'message accepted');
+    if (cleaned.endedAtNonField) this.ctx.log.info({ qid, account, event: 'header-repaired' }, 'a line that is not a header field ended the header section: the empty line was put before it');
     if (cleaned.headerOnly.length > 0) {
-      if (cleaned.headerOnlyRemoved) this.ctx.log.info({ qid, event: 'header-only-removed', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients were removed from To/Cc/Bcc (delivery.headerOnlyRecipients: envelope)');
-      else this.ctx.log.warn({ qid, event: 'header-only-recipients', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
+      if (cleaned.headerOnlyRemoved) this.ctx.log.info({ qid, account, event: 'header-only-removed', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients were removed from To/Cc/Bcc (delivery.headerOnlyRecipients: envelope)');
+      else this.ctx.log.warn({ qid, account, event: 'header-only-recipients', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients will receive the message too (delivery.headerOnlyRecipients: deliver)');
     }
   }
 }
 
-type Cleanup = (head: HeaderCollector) => { ok: true; cleaned: Cleaned; mailbox: SessionMailbox & { ok: true } } | { ok: false; reply: SmtpReply };
+/** What cleanup decided for a transaction: its header section, mailbox and account. */
+type Decided = { ok: true; cleaned: Cleaned; mailbox: SessionMailbox & { ok: true }; account: SessionAccount };
+type Cleanup = (head: HeaderCollector) => Decided | { ok: false; reply: SmtpReply };
 type Ending =
-  | { ok: true; cleaned: Cleaned; mailbox: SessionMailbox & { ok: true } }
+  | Decided
   | { ok: false; why: 'size' }
   | { ok: false; why: 'line-endings'; violation: string }
   | { ok: false; why: 'failure'; failure: unknown };
@@ -208,7 +202,7 @@ type Ending =
 class Reception {
   private readonly head: HeaderCollector;
   private readonly guard: LineEndingGuard;
-  private cleaned: { cleaned: Cleaned; mailbox: SessionMailbox & { ok: true } } | null = null;
+  private cleaned: Omit<Decided, 'ok'> | null = null;
   private failure: unknown = null;
   private stream: SMTPServerDataStream | null = null;
 
@@ -259,7 +253,7 @@ class Reception {
       this.failure = c.reply;
       return;
     }
-    this.cleaned = { cleaned: c.cleaned, mailbox: c.mailbox };
+    this.cleaned = { cleaned: c.cleaned, mailbox: c.mailbox, account: c.account };
     this.write(body.length ? Buffer.concat([c.cleaned.header, body]) : c.cleaned.header);
   }
 

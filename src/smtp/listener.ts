@@ -5,6 +5,8 @@ import { SMTPServer } from 'smtp-server';
 import type { ListenerConfig, RelayConfig } from '../config/config.js';
 import { SmtpReply } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import { graphAccounts } from '../config/accounts.js';
+import { AccountSelector } from '../policy/accounts.js';
 import { NetworkList } from '../policy/networks.js';
 import { checkEnvelopeSender, checkRecipient, isMailbox, mailboxForSession, NetworkRules, userRule, type SenderRule } from '../policy/senders.js';
 import type { Spool } from '../spool/spool.js';
@@ -23,6 +25,7 @@ export class SmtpListener implements ListenerContext {
   readonly key: string;
   readonly shared: FrontDoorShared;
   readonly sessions = new Map<string, SessionState>();
+  readonly accounts: AccountSelector;
   /** Clients that may relay without AUTH. */
   private readonly networks: NetworkList;
   /** Clients that may connect to authenticate. */
@@ -51,6 +54,7 @@ export class SmtpListener implements ListenerContext {
     this.networks = new NetworkList(listener.auth === 'required' ? [] : listener.allowedNetworks);
     this.authNetworks = new NetworkList(listener.auth === 'none' ? [] : listener.authNetworks);
     this.networkRules = new NetworkRules(cfg.policy.networks);
+    this.accounts = new AccountSelector(graphAccounts(cfg), cfg.defaultAccount);
     this.shared = frontDoorShared(cfg);
     this.ingest = new DataIngest(this);
     if (isLegacyTls(listener)) {
@@ -108,7 +112,7 @@ export class SmtpListener implements ListenerContext {
       onSecure: (_socket, session, cb) => this.onSecure(session, cb),
       onAuth: (auth, session, cb) => authenticate(this, auth, session, cb),
       onClose: (session) => this.onClose(session),
-      onMailFrom: (address, session, cb) => cb(this.checkSender(address.address, session)),
+      onMailFrom: (address, session, cb) => cb(this.checkSender(address.address, session, declaredSize(address.args))),
       onRcptTo: (address, session, cb) => cb(this.checkRecipient(address.address, session)),
       onData: (stream, session, cb) => {
         this.ingest.run(stream, session).then(
@@ -205,7 +209,7 @@ export class SmtpListener implements ListenerContext {
       const who = admission.limit === 'maxConnections' ? 'in total' : `from [${client}]`;
       return cb(this.reject(session, 'connection-limit', new SmtpReply(421, `4.7.0 Too many connections ${who}: at most ${admission.max} (limits.${admission.limit}), try again later`)));
     }
-    this.sessions.set(session.id, { counted: true, messages: 0, mailbox: null });
+    this.sessions.set(session.id, { counted: true, messages: 0, mailbox: null, account: null });
     if (this.authAfterTls && !session.secure) session.disabledCommands = [...this.disabled, 'AUTH'];
     cb();
   }
@@ -229,7 +233,7 @@ export class SmtpListener implements ListenerContext {
     this.shared.connections.release(session.remoteAddress);
   }
 
-  private checkSender(address: string, session: SMTPServerSession): SmtpReply | null {
+  private checkSender(address: string, session: SMTPServerSession, size: number | null): SmtpReply | null {
     if (this.closing) return new SmtpReply(421, '4.3.2 Service shutting down, try again later');
     const client = session.remoteAddress;
     if (this.listener.requireTls && !session.secure) {
@@ -253,9 +257,15 @@ export class SmtpListener implements ListenerContext {
     if (!verdict.ok) return this.reject(session, 'sender-policy', new SmtpReply(550, `5.7.1 ${verdict.reason}`));
     const mailbox = mailboxForSession(address, rule, this.cfg.mailboxes);
     if (!mailbox.ok) return this.reject(session, 'no-mailbox', new SmtpReply(550, `5.7.1 ${mailbox.reason}`));
+    const account = this.accounts.choose({ rule, mapping: 'account' in mailbox ? mailbox.account : undefined, listener: this.listener, mailbox: mailbox.mailbox });
+    if (!account.ok) return this.reject(session, 'no-account', new SmtpReply(550, `5.7.1 ${account.reason}`));
+    // RFC 1870: a declared size the account cannot send is refused now, not after the upload.
+    const limit = this.events.sizeLimit?.(account.account);
+    if (limit && size !== null && size > limit.bytes) return this.reject(session, 'size', new SmtpReply(552, `5.3.4 Message too big: ${limit.why}`));
     if (state) {
       state.messages++;
       state.mailbox = mailbox;
+      state.account = account;
     }
     return null;
   }
@@ -272,4 +282,11 @@ export class SmtpListener implements ListenerContext {
     if (!verdict.ok) return this.reject(session, 'recipient-policy', new SmtpReply(550, `5.7.1 ${verdict.reason}`));
     return null;
   }
+}
+
+/** MAIL FROM's SIZE= parameter (RFC 1870), when the client gave one. */
+function declaredSize(args: unknown): number | null {
+  const v = (args as Record<string, unknown> | false | undefined) ? (args as Record<string, unknown>)['SIZE'] : undefined;
+  const n = typeof v === 'string' || typeof v === 'number' ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= 0 ? n : null;
 }

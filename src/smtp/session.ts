@@ -5,6 +5,7 @@ import type { ListenerConfig, RelayConfig } from '../config/config.js';
 import type { SmtpReply } from '../errors.js';
 import type { MessageData } from '../mime/message-file.js';
 import type { Logger } from '../observability/logger.js';
+import type { AccountChoice, AccountSelector } from '../policy/accounts.js';
 import type { SenderRule, SessionMailbox } from '../policy/senders.js';
 import type { Envelope } from '../spool/envelope.js';
 import type { Spool } from '../spool/spool.js';
@@ -24,7 +25,16 @@ export interface SmtpEvents {
   session?(listener: string): void;
   /** A TLS handshake failed (a client's doing: a scanner, a plaintext hello), by OpenSSL's reason. */
   tlsFailure?(listener: string, reason: string): void;
+  /**
+   * The largest message an account can send and why, when its permissions make it smaller than
+   * limits.maxMessageSize (no Mail.ReadWrite: one Graph request); null otherwise. Checked at MAIL FROM
+   * SIZE= and at the end of DATA.
+   */
+  sizeLimit?(account: string): { bytes: number; why: string } | null;
 }
+
+/** The account a transaction sends through, and the rule that chose it (src/policy/accounts.ts). */
+export type SessionAccount = AccountChoice & { ok: true };
 
 /** What the delivery history records of an accepted message besides its envelope. */
 export interface AcceptedFacts {
@@ -42,6 +52,8 @@ export interface SessionState {
   messages: number;
   /** The current transaction's mailbox, decided at MAIL FROM (sender and session rights cannot change before DATA). */
   mailbox: SessionMailbox | null;
+  /** The current transaction's Graph account, decided at MAIL FROM with the mailbox. */
+  account: SessionAccount | null;
 }
 
 export interface ListenerContext {
@@ -53,6 +65,8 @@ export interface ListenerContext {
   log: Logger;
   events: SmtpEvents;
   shared: FrontDoorShared;
+  /** Chooses the Graph account of a transaction. */
+  accounts: AccountSelector;
   /** Per-session state, by session id; removed when the session closes. */
   sessions: Map<string, SessionState>;
   /** The rights of a session: its user's, else the network rule of its address (null: no sender restriction). */

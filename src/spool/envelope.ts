@@ -20,6 +20,8 @@ export interface Envelope {
   rcptTo: string[];
   /** The mailbox (UPN) whose /users/{upn}/sendMail sends this message. */
   mailbox: string;
+  /** The Graph account that sends it, decided at acceptance (src/policy/accounts.ts); absent in older spools: "default". */
+  account?: string;
   /** Envelope recipients that are not in To/Cc; delivery adds them as a Bcc: header. */
   bcc: string[];
   clientAddress: string;
@@ -38,4 +40,9 @@ export interface Envelope {
   isBounce?: boolean;
   /** Set once a "delayed" notice went to the sender, so it goes only once. */
   delayWarned?: boolean;
+}
+
+/** The account a spooled message goes out through. */
+export function accountOf(env: Pick<Envelope, 'account'>): string {
+  return env.account ?? 'default';
 }

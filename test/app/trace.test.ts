@@ -5,8 +5,9 @@ import { TraceLookup } from '../../src/app/trace.js';
 import type { TraceResult } from '../../src/graph/message-trace.js';
 import type { MessageStory } from '../../src/history/types.js';
 
-const story = (qid: string, messageId: string | null = `<${qid}@printer>`): MessageStory => ({ qid, at: 1_000_000, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: '', sender: '', rcpts: ['a@contoso.example'], mailbox: 'm@contoso.example', messageId, size: 1, subject: null, state: 'delivered', stateAt: 0, attempts: 1, lastError: null, events: [] });
+const story = (qid: string, messageId: string | null = `<${qid}@printer>`): MessageStory => ({ qid, at: 1_000_000, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: '', sender: '', rcpts: ['a@contoso.example'], mailbox: 'm@contoso.example', account: null, messageId, size: 1, subject: null, state: 'delivered', stateAt: 0, attempts: 1, lastError: null, events: [] });
 const tokens = { getToken: async () => 'token', lastSuccessAt: null };
+const target = () => ({ graphUrl: 'https://graph', tokens });
 
 describe('trace lookup', () => {
   it('asks Graph once per message within 5 minutes, in a window around its acceptance', async () => {
@@ -16,7 +17,7 @@ describe('trace lookup', () => {
       asked.push(q);
       return { status: 'ok', rows: [{ recipient: 'a@contoso.example', status: 'delivered', received: null, size: 1, fromIP: null }] };
     };
-    const t = new TraceLookup({ graphUrl: 'https://graph', tokens, enabled: true, now: () => now, fetch });
+    const t = new TraceLookup({ target, enabled: true, now: () => now, fetch });
     expect(await t.lookup(story('A'))).toMatchObject({ status: 'ok', rows: [{ status: 'delivered' }] });
     await t.lookup(story('A'));
     expect(asked).toEqual([{ messageId: '<A@printer>', since: 1_000_000 - 15 * 60_000, until: 2_000_000 }]);
@@ -27,7 +28,7 @@ describe('trace lookup', () => {
 
   it('stops asking at 30 lookups in 5 minutes, and says when to try again', async () => {
     let n = 0;
-    const t = new TraceLookup({ graphUrl: 'https://graph', tokens, enabled: true, now: () => 5_000_000, fetch: async () => (n++, { status: 'ok', rows: [] }) });
+    const t = new TraceLookup({ target, enabled: true, now: () => 5_000_000, fetch: async () => (n++, { status: 'ok', rows: [] }) });
     for (let i = 0; i < 30; i++) expect((await t.lookup(story(`M${i}`))).status).toBe('not-found');
     expect(await t.lookup(story('M30'))).toMatchObject({ status: 'unavailable', message: expect.stringMatching(/try again in 300 s/) });
     expect(n).toBe(30);
@@ -35,9 +36,9 @@ describe('trace lookup', () => {
 
   it('says why there is no trace: off, capture mode, no Message-ID, no such message', async () => {
     const fetch = async (): Promise<TraceResult> => ({ status: 'no-permission', message: 'grant it' });
-    expect(await new TraceLookup({ graphUrl: '', tokens, enabled: false, fetch }).lookup(story('A'))).toMatchObject({ status: 'unavailable', message: expect.stringContaining('history.messageTrace') });
-    expect(await new TraceLookup({ graphUrl: '', tokens: null, enabled: true, fetch }).lookup(story('A'))).toMatchObject({ message: expect.stringContaining('capture mode') });
-    const t = new TraceLookup({ graphUrl: '', tokens, enabled: true, fetch });
+    expect(await new TraceLookup({ target, enabled: false, fetch }).lookup(story('A'))).toMatchObject({ status: 'unavailable', message: expect.stringContaining('history.messageTrace') });
+    expect(await new TraceLookup({ target: () => null, enabled: true, fetch }).lookup(story('A'))).toMatchObject({ message: expect.stringContaining('capture mode') });
+    const t = new TraceLookup({ target, enabled: true, fetch });
     expect(await t.lookup(story('A', null))).toMatchObject({ message: expect.stringContaining('Message-ID') });
     expect(await t.lookup(null)).toMatchObject({ status: 'not-found' });
     expect(await t.lookup(story('B'))).toMatchObject({ status: 'no-permission', message: 'grant it' });

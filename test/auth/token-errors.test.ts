@@ -27,7 +27,7 @@ async function failure(cfg: GraphConfig): Promise<TokenError> {
   const log = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
   // The relay's own network path to Entra ID, trusting the emulator's test CA.
   const agent = new Agent({ connect: { ca: readFileSync(emu.caCertPath), timeout: 2000 } });
-  const err = await new MsalTokenProvider(cfg, log, undefined, {}, agent).getToken().then(
+  const err = await new MsalTokenProvider(cfg, log, {}, {}, { dispatcher: agent, direct: agent }).getToken().then(
     () => null,
     (e: unknown) => e,
   );

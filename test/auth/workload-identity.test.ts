@@ -124,12 +124,12 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
     await new Promise<void>((r) => server.close(() => r()));
   });
 
-  const graph = (over: Partial<GraphConfig> = {}): GraphConfig =>
+  const graph = (over: Record<string, unknown> = {}): GraphConfig =>
     buildConfig({ delivery: { mode: 'capture' }, graph: { credential: 'managed-identity', ...over } }, { RELAY_FALLBACK_MAILBOX: 'relay@contoso.example' }).graph;
 
   it('gets a Graph token from the host endpoint, for a user-assigned identity when AZURE_CLIENT_ID is set', async () => {
     const results: boolean[] = [];
-    const p = new MsalTokenProvider(graph({ clientId: '11111111-2222-3333-4444-555555555555' }), createLogger('silent'), (ok) => results.push(ok));
+    const p = new MsalTokenProvider(graph({ clientId: '11111111-2222-3333-4444-555555555555' }), createLogger('silent'), { onResult: (ok) => results.push(ok) });
     expect(p.credential).toBe('managed-identity');
     expect(await p.getToken()).toBe('mi-token-1');
     expect(await p.getToken()).toBe('mi-token-1'); // msal's cache
@@ -155,6 +155,18 @@ describe('managed identity (msal ManagedIdentityApplication)', () => {
     const p = new MsalTokenProvider(graph(), createLogger('silent'));
     await p.getToken();
     expect(new URL(seen.at(-1)!.url, 'http://x').searchParams.has('client_id')).toBe(false);
+  });
+
+  it('reaches the identity endpoint directly even with a proxy set; Entra ID would go through it', async () => {
+    // A proxy that does not exist: a request through it fails, so a token here proves the direct path.
+    // A client id of its own: msal keeps managed identity tokens in a cache shared by every instance.
+    const proxied = graph({ proxy: 'http://127.0.0.1:9', clientId: '99999999-2222-3333-4444-555555555555' });
+    expect(proxied.proxy?.url).toBe('http://127.0.0.1:9');
+    const before = seen.length;
+    expect(await new MsalTokenProvider(proxied, createLogger('silent')).getToken()).toMatch(/^mi-token-/);
+    expect(seen.length).toBe(before + 1);
+    const secret = { ...proxied, credential: 'secret' as const, tenantId: '6f1d3c2b-8a4e-4b7f-9c5d-2e0a1b3c4d5e', clientId: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', clientSecret: 's', authorityHost: 'https://login.example.test', connectTimeoutMs: 2000 };
+    await expect(new MsalTokenProvider(secret, createLogger('silent')).getToken()).rejects.toThrow(/login\.example\.test\/.* via proxy http:\/\/127\.0\.0\.1:9: connection refused \(ECONNREFUSED\)/);
   });
 });
 

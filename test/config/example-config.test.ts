@@ -18,6 +18,17 @@ describe('shipped configuration files', () => {
     expect(c.delivery.retry.scheduleMs[0]).toBe(30_000);
   });
 
+  it('relay.example.yaml shows two tenants: the default account and fabrikam, chosen by domain, listener and mapping', () => {
+    const c = load('relay.example.yaml');
+    expect(c.defaultAccount).toBe('default');
+    expect(c.graph.domains).toEqual(['contoso.example']);
+    expect(c.accounts.map((a) => [a.name, a.tenantId, a.domains])).toEqual([['fabrikam', '1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d', ['fabrikam.example']]]);
+    expect(c.accounts[0]!.clientCertificatePath).toBe('/etc/relay/fabrikam-app.pem');
+    expect(c.listeners.find((l) => l.name === 'fabrikam-site')?.account).toBe('fabrikam');
+    expect(c.mailboxes.accountFor['@fabrikam-printers.local']).toBe('fabrikam');
+    expect(c.graph.proxy).toBeNull();
+  });
+
   it('relay.capture.yaml (the quick start) runs in capture mode', () => {
     expect(load('relay.capture.yaml').delivery.mode).toBe('capture');
   });

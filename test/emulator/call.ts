@@ -14,6 +14,8 @@ export interface GraphCall {
   body: Buffer;
   requestId: string;
   clientRequestId?: string;
+  /** The tenant of the bearer token (none on upload URLs). */
+  tenantId?: string;
 }
 
 export interface Reply {

@@ -238,6 +238,7 @@ export function sendDraft(call: GraphCall): Reply {
     attachments: draft.attachments,
     ...(draft.mime ? { mime: draft.mime } : { json: draft.json }),
     ...(call.clientRequestId === undefined ? {} : { clientRequestId: call.clientRequestId }),
+    ...(call.tenantId === undefined ? {} : { tenantId: call.tenantId }),
   };
   call.state.mailboxDrafts(call.upn).delete(draft.id);
   call.state.dropUploadsOf(draft.id);

@@ -20,6 +20,8 @@ import type {
   Draft,
   EmulatorStats,
   FaultSettings,
+  PeerRecord,
+  TenantOptions,
   RequestLogEntry,
   ScriptStep,
   SentRecord,
@@ -53,6 +55,8 @@ export interface EmulatorOptions {
   sendAs?: Record<string, string[]>;
   /** When set, any other user gets 404 ErrorInvalidUser. */
   mailboxes?: string[];
+  /** More tenants on the same origin (a service provider's customers): each with its app, roles and mailboxes. */
+  tenants?: TenantOptions[];
   mailboxConcurrency?: number;
   latencyMs?: number;
   jitterMs?: number;
@@ -107,6 +111,11 @@ export class Emulator extends EventEmitter {
   /** Every Graph and upload-URL request (not token or control requests). */
   get requests(): RequestLogEntry[] {
     return this.state.requests;
+  }
+
+  /** Every HTTP request of any kind, with the peer's address (who connected: the relay, or a proxy). */
+  get peers(): PeerRecord[] {
+    return this.state.peers;
   }
 
   /** Every token request, failed ones included (ok: false). */
@@ -230,6 +239,17 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     tokenLifetimeSec: opts.tokenLifetimeSec ?? 3600,
     maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
     roles: opts.roles ?? ['Mail.Send', 'Mail.ReadWrite'],
+    tenants: (opts.tenants ?? []).map((t) => {
+      const pems = t.clientCertPem ?? [];
+      return {
+        tenantId: t.tenantId,
+        clientId: t.clientId,
+        clientSecret: t.clientSecret ?? DEFAULT_CLIENT_SECRET,
+        clientCertPems: Array.isArray(pems) ? pems : [pems],
+        roles: t.roles ?? ['Mail.Send', 'Mail.ReadWrite'],
+        ...(t.mailboxes ? { mailboxes: new Set(t.mailboxes.map(mailboxKey)) } : {}),
+      };
+    }),
     sendAs: new Map(Object.entries(opts.sendAs ?? {}).map(([k, v]) => [mailboxKey(k), v])),
     faults: {
       latencyMs: opts.latencyMs ?? 0,
@@ -245,6 +265,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   let emulator: Emulator | undefined;
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', state.origin || 'https://127.0.0.1');
+    state.peers.push({ method: req.method ?? '', path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' });
     if (emulator && (await handleControl(state, emulator, req, res, url))) return;
     if (await handleMessageTrace(state, req, res, url)) return;
     if (await handleGraph(state, req, res, url)) return;

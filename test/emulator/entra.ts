@@ -52,7 +52,7 @@ export async function handleEntra(state: EmulatorState, req: IncomingMessage, re
   const tenant = segments[0] ?? '';
   const rest = segments.slice(1).join('/');
   const correlationId = String(req.headers['client-request-id'] ?? randomUUID());
-  const knownTenant = tenant.toLowerCase() === state.config.tenantId.toLowerCase();
+  const knownTenant = state.tenant(tenant);
   const unknownTenant = (): void =>
     sendJson(res, 400, aadErrorBody('invalid_tenant', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID.`, correlationId, state.origin));
 
@@ -61,7 +61,7 @@ export async function handleEntra(state: EmulatorState, req: IncomingMessage, re
     return true;
   }
   if (req.method === 'GET' && (rest === 'v2.0/.well-known/openid-configuration' || rest === '.well-known/openid-configuration')) {
-    if (knownTenant) sendJson(res, 200, openIdConfiguration(state.origin, state.config.tenantId));
+    if (knownTenant) sendJson(res, 200, openIdConfiguration(state.origin, knownTenant.tenantId));
     else unknownTenant();
     return true;
   }
@@ -81,9 +81,10 @@ export async function handleEntra(state: EmulatorState, req: IncomingMessage, re
 }
 
 async function handleToken(state: EmulatorState, req: IncomingMessage, res: ServerResponse, tenant: string, correlationId: string): Promise<void> {
-  const record: TokenRequestRecord = { at: new Date(), ok: false, status: 0 };
+  const record: TokenRequestRecord = { tenantId: tenant, remoteAddress: req.socket.remoteAddress ?? '', at: new Date(), ok: false, status: 0 };
   state.tokenRequests.push(record);
-  const { config, origin } = state;
+  const { origin } = state;
+  const config = state.tenant(tenant);
   const fail = (status: number, error: string, aadsts: number, description: string, headers: Record<string, string> = {}): void => {
     record.status = status;
     record.error = `${error} AADSTS${aadsts}`;
@@ -108,7 +109,7 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
     fail(413, 'invalid_request', 90020, 'The request body is too large.');
     return;
   }
-  if (tenant.toLowerCase() !== config.tenantId.toLowerCase()) {
+  if (!config) {
     fail(400, 'invalid_tenant', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID.`);
     return;
   }
@@ -155,7 +156,7 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
       fail(400, 'invalid_request', 700023, `client_assertion_type must be '${JWT_BEARER}'.`);
       return;
     }
-    if (config.acceptedAssertions.has(assertion) || config.federatedTokens?.(assertion) === true) {
+    if (state.config.acceptedAssertions.has(assertion) || state.config.federatedTokens?.(assertion) === true) {
       record.credential = 'assertion';
     } else {
       record.credential = 'certificate';
@@ -174,7 +175,7 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
   }
 
   const now = Math.floor(Date.now() / 1000);
-  const lifetime = config.tokenLifetimeSec;
+  const lifetime = state.config.tokenLifetimeSec;
   const accessToken = signHs256({
     aud: origin,
     iss: `https://sts.windows.net/${config.tenantId}/`,
@@ -185,7 +186,7 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
     azp: config.clientId,
     tid: config.tenantId,
     // Application permissions granted in Entra ID (none when the grant is RBAC for Applications in Exchange).
-    ...(state.roles.length ? { roles: state.roles } : {}),
+    ...(config.roles.length ? { roles: config.roles } : {}),
     sub: config.clientId,
     jti: randomUUID(),
     ver: '1.0',

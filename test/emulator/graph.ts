@@ -84,7 +84,17 @@ function route(method: string, pathname: string): RouteResult {
   return shape === 'sendmail' || shape === 'messages' ? { op, upn } : { op, upn, ...(draftId === undefined ? {} : { draftId }) };
 }
 
-type Auth = { ok: true } | { ok: false; message: string };
+type Auth = { ok: true; tenantId: string; roles: string[] | null } | { ok: false; message: string };
+
+/** What an app-only token must carry for an operation, when it carries roles at all (RBAC for Applications: none, and Exchange decides). */
+const ROLE_FOR: Partial<Record<GraphOp, string>> = {
+  sendMail: 'Mail.Send',
+  sendDraft: 'Mail.Send',
+  createDraft: 'Mail.ReadWrite',
+  addAttachment: 'Mail.ReadWrite',
+  createUploadSession: 'Mail.ReadWrite',
+  deleteDraft: 'Mail.ReadWrite',
+};
 
 export function checkBearer(state: EmulatorState, header: string | undefined): Auth {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
@@ -92,11 +102,13 @@ export function checkBearer(state: EmulatorState, header: string | undefined): A
   const claims = verifyHs256(match[1], state.tokenSecret);
   if (!claims) return { ok: false, message: 'IDX14100: JWT is not well formed, or its signature is not valid.' };
   if (claims['aud'] !== state.origin) return { ok: false, message: 'Access token validation failure. Invalid audience.' };
-  if (claims['tid'] !== state.config.tenantId) return { ok: false, message: 'Access token validation failure. Invalid tenant.' };
+  const tid = claims['tid'];
+  if (typeof tid !== 'string' || !state.tenant(tid)) return { ok: false, message: 'Access token validation failure. Invalid tenant.' };
   const exp = claims['exp'];
   if (typeof exp !== 'number' || exp <= Date.now() / 1000) return { ok: false, message: 'Lifetime validation failed, the token is expired.' };
   if (claims['emu_gen'] !== state.tokenGeneration) return { ok: false, message: 'Access token has been revoked.' };
-  return { ok: true };
+  const roles = claims['roles'];
+  return { ok: true, tenantId: tid, roles: Array.isArray(roles) ? roles.filter((r): r is string => typeof r === 'string') : null };
 }
 
 function latency(state: EmulatorState): number {
@@ -115,7 +127,7 @@ export async function handleGraph(state: EmulatorState, req: IncomingMessage, re
   res.setHeader('request-id', requestId);
   res.setHeader('client-request-id', echoedClientId);
 
-  const log: RequestLogEntry = { method, path: url.pathname, requestId, at: new Date(), inFlightAtStart: 0, status: 0, reset: false };
+  const log: RequestLogEntry = { remoteAddress: req.socket.remoteAddress ?? '', method, path: url.pathname, requestId, at: new Date(), inFlightAtStart: 0, status: 0, reset: false };
   state.requests.push(log);
   res.once('finish', () => {
     log.status = res.statusCode;
@@ -182,8 +194,15 @@ export async function handleGraph(state: EmulatorState, req: IncomingMessage, re
       return true;
     }
     upn = found.upn ?? '';
-    if (state.config.mailboxes && !state.config.mailboxes.has(mailboxKey(upn))) {
+    log.tenantId = auth.tenantId;
+    const mailboxes = state.tenant(auth.tenantId)?.mailboxes;
+    if (mailboxes && !mailboxes.has(mailboxKey(upn))) {
       await reply(404, 'ErrorInvalidUser', `The requested user '${upn}' is invalid.`);
+      return true;
+    }
+    const role = ROLE_FOR[found.op];
+    if (role && auth.roles && !auth.roles.includes(role)) {
+      await reply(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
       return true;
     }
   }
@@ -238,6 +257,7 @@ export async function handleGraph(state: EmulatorState, req: IncomingMessage, re
 
     const call: GraphCall = {
       state, req, op: found.op, upn, body: body.body, requestId,
+      ...(log.tenantId === undefined ? {} : { tenantId: log.tenantId }),
       ...(clientRequestId === undefined ? {} : { clientRequestId }),
       ...(found.draftId === undefined ? {} : { draftId: found.draftId }),
       ...(session === undefined ? {} : { session }),

@@ -159,6 +159,7 @@ export function sendMail(call: GraphCall): Reply {
   } else {
     throw unsupportedMediaType(type);
   }
+  if (call.tenantId) record.tenantId = call.tenantId;
   call.state.recordSent(record);
   return { status: 202 };
 }

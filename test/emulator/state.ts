@@ -9,6 +9,7 @@ import type {
   FaultSettings,
   GraphOp,
   MailboxStats,
+  PeerRecord,
   RequestLogEntry,
   ScriptStep,
   SentRecord,
@@ -32,7 +33,19 @@ export interface UploadSession {
   expirationDateTime: string;
 }
 
+/** A tenant's app registration as the Entra and Graph handlers check it. */
+export interface TenantConfig {
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  clientCertPems: string[];
+  roles: string[];
+  mailboxes?: Set<string>;
+}
+
 export interface StateConfig {
+  /** Tenants besides the primary one (tenantId, clientId …) on the same origin. */
+  tenants: TenantConfig[];
   tenantId: string;
   clientId: string;
   clientSecret: string;
@@ -67,6 +80,8 @@ export class EmulatorState extends EventEmitter {
   readonly sentDrafts: SentRecord[] = [];
   readonly requests: RequestLogEntry[] = [];
   readonly tokenRequests: TokenRequestRecord[] = [];
+  /** Every HTTP request, with its peer address (reset() clears it). */
+  readonly peers: PeerRecord[] = [];
   readonly drafts = new Map<string, Map<string, Draft>>();
   readonly uploads = new Map<string, UploadSession>();
   throttled429 = 0;
@@ -89,6 +104,15 @@ export class EmulatorState extends EventEmitter {
     this.faults = { ...config.faults };
     this.sendAs = new Map(config.sendAs);
     this.roles = [...config.roles];
+  }
+
+  /** The tenant with this id (case-insensitive): the primary one (with the roles in force now) or another. */
+  tenant(id: string): TenantConfig | undefined {
+    const c = this.config;
+    if (id.toLowerCase() === c.tenantId.toLowerCase()) {
+      return { tenantId: c.tenantId, clientId: c.clientId, clientSecret: c.clientSecret, clientCertPems: c.clientCertPems, roles: this.roles, ...(c.mailboxes ? { mailboxes: c.mailboxes } : {}) };
+    }
+    return c.tenants.find((t) => t.tenantId.toLowerCase() === id.toLowerCase());
   }
 
   addScript(upn: string, steps: ScriptStep[]): void {
@@ -190,6 +214,7 @@ export class EmulatorState extends EventEmitter {
     this.sentDrafts.length = 0;
     this.requests.length = 0;
     this.tokenRequests.length = 0;
+    this.peers.length = 0;
     this.drafts.clear();
     this.uploads.clear();
     this.scripts.clear();

@@ -82,6 +82,8 @@ export interface Draft {
 export interface SentRecord {
   via: 'sendMail' | 'draft';
   upn: string;
+  /** The tenant whose token sent it. */
+  tenantId?: string;
   requestId: string;
   clientRequestId?: string;
   /** Media type of the sendMail body, or of the draft-creation body for drafts. */
@@ -102,6 +104,10 @@ export interface SentRecord {
 }
 
 export interface RequestLogEntry {
+  /** The peer's address: the relay, or the proxy it went through. */
+  remoteAddress?: string;
+  /** The tenant of the bearer token (Graph requests with one). */
+  tenantId?: string;
   method: string;
   path: string;
   op?: GraphOp;
@@ -116,6 +122,9 @@ export interface RequestLogEntry {
 }
 
 export interface TokenRequestRecord {
+  /** The tenant in the token URL, and the peer's address (the relay, or the proxy it went through). */
+  tenantId?: string;
+  remoteAddress?: string;
   at: Date;
   ok: boolean;
   status: number;
@@ -123,6 +132,26 @@ export interface TokenRequestRecord {
   /** The raw client_assertion, when one was sent. */
   assertion?: string;
   error?: string;
+}
+
+/** Every HTTP request the emulator received (Entra ID, Graph, uploads, control), with the peer's address. */
+export interface PeerRecord {
+  method: string;
+  path: string;
+  remoteAddress: string;
+}
+
+/** Another tenant on the same origin, with its own app registration, roles and mailboxes. */
+export interface TenantOptions {
+  tenantId: string;
+  clientId: string;
+  clientSecret?: string;
+  /** Registered certificate(s) of this tenant's app. */
+  clientCertPem?: string | string[];
+  /** Application roles in its tokens; default Mail.Send and Mail.ReadWrite. */
+  roles?: string[];
+  /** When set, any other user gets 404 ErrorInvalidUser with this tenant's tokens. */
+  mailboxes?: string[];
 }
 
 export interface MailboxStats {

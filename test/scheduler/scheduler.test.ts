@@ -211,3 +211,33 @@ describe('outage breaker', () => {
     expect(h.s.size()).toBe(37);
   });
 });
+
+describe('accounts', () => {
+  it('limits and pauses are per (account, mailbox): the same mailbox name in two tenants is two lanes', async () => {
+    const paused: [string, string][] = [];
+    let throttled = false;
+    const running = new Map<string, number>();
+    const most = new Map<string, number>();
+    const s = new Scheduler({ ...base, perMailboxConcurrency: 1, onPause: (mailbox, _ms, _reason, account) => paused.push([account, mailbox]) }, async (m) => {
+      running.set(m.account, (running.get(m.account) ?? 0) + 1);
+      most.set(m.account, Math.max(most.get(m.account) ?? 0, running.get(m.account)!));
+      await new Promise((r) => setTimeout(r, 100));
+      running.set(m.account, running.get(m.account)! - 1);
+      if (m.id !== 'a0' || throttled) return { kind: 'done' };
+      throttled = true;
+      return { kind: 'throttled', retryAfterMs: 5000 };
+    });
+    for (let i = 0; i < 3; i++) {
+      s.add(`a${i}`, 'scans@shared.example', Date.now(), 'contoso');
+      s.add(`b${i}`, 'scans@shared.example', Date.now(), 'fabrikam');
+    }
+    await vi.advanceTimersByTimeAsync(150);
+    // Both lanes ran at once, one each; only contoso's is paused by its throttle.
+    expect(most).toEqual(new Map([['contoso', 1], ['fabrikam', 1]]));
+    expect(paused).toEqual([['contoso', 'scans@shared.example']]);
+    await vi.advanceTimersByTimeAsync(400);
+    expect(s.size()).toBe(3); // fabrikam drained; contoso waits out its pause
+    await vi.advanceTimersByTimeAsync(6000);
+    expect(s.size()).toBe(0);
+  });
+});

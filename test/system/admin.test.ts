@@ -101,10 +101,10 @@ describe('admin listener of a relay in capture mode', () => {
       expect(text).toContain(`# TYPE ${name} `);
     }
     const m = parseMetrics(text);
-    expect(m.get('relay_messages_received_total')).toBe(0);
+    expect(m.get('relay_messages_received_total{account="default"}')).toBe(0);
     expect(m.get('relay_queue_messages{state="queued"}')).toBe(0);
     expect(m.get('relay_queue_messages{state="dead"}')).toBe(0);
-    expect(m.get('relay_token_acquisitions_total{result="failure"}')).toBe(0);
+    expect(m.get('relay_token_acquisitions_total{result="failure",account="default"}')).toBe(0);
     expect(m.get('process_resident_memory_bytes')).toBeGreaterThan(0);
   });
 
@@ -115,8 +115,8 @@ describe('admin listener of a relay in capture mode', () => {
     await relay.waitForLogs((l) => l.event === 'delivered', delivered + 3);
     const after = await scrape(port);
     const diff = (k: string): number => (after.get(k) ?? 0) - (before.get(k) ?? 0);
-    expect(diff('relay_messages_received_total')).toBe(3);
-    expect(diff('relay_messages_delivered_total{route="capture"}')).toBe(3);
+    expect(diff('relay_messages_received_total{account="default"}')).toBe(3);
+    expect(diff('relay_messages_delivered_total{route="capture",account="default"}')).toBe(3);
     expect(diff('relay_delivery_latency_seconds_count')).toBe(3);
     expect(diff('relay_delivery_latency_seconds_bucket{le="+Inf"}')).toBe(3);
     expect(diff('relay_smtp_sessions_total{listener="default"}')).toBeGreaterThanOrEqual(1);
@@ -186,13 +186,13 @@ describe('admin listener of a relay delivering to Graph', () => {
     await send(relay.smtpPort, 1);
     await relay.waitForLog((l) => l.event === 'delivered');
     const m = await scrape(port);
-    expect(m.get('relay_token_acquisitions_total{result="success"}')).toBe(1);
-    expect(m.get('relay_graph_responses_total{status="429",code="TooManyRequests"}')).toBe(1);
-    expect(m.get('relay_graph_responses_total{status="202",code="none"}')).toBe(1);
-    expect(m.get('relay_graph_throttled_total')).toBe(1);
-    expect(m.get('relay_messages_deferred_total{reason="throttled"}')).toBe(1);
+    expect(m.get('relay_token_acquisitions_total{result="success",account="default"}')).toBe(1);
+    expect(m.get('relay_graph_responses_total{status="429",code="TooManyRequests",account="default"}')).toBe(1);
+    expect(m.get('relay_graph_responses_total{status="202",code="none",account="default"}')).toBe(1);
+    expect(m.get('relay_graph_throttled_total{account="default"}')).toBe(1);
+    expect(m.get('relay_messages_deferred_total{reason="throttled",account="default"}')).toBe(1);
     expect(m.get('relay_graph_paused_seconds_total')).toBeGreaterThanOrEqual(1);
-    expect(m.get('relay_messages_delivered_total{route="mime"}')).toBe(1);
+    expect(m.get('relay_messages_delivered_total{route="mime",account="default"}')).toBe(1);
   });
 
   it('is not ready when no token can be had', async () => {
@@ -205,7 +205,7 @@ describe('admin listener of a relay delivering to Graph', () => {
       expect(r.status).toBe(503);
       expect(((await r.json()) as { reason: string }).reason).toMatch(/^no Graph token: /);
       const m = await scrape(await adminPort(other));
-      expect(m.get('relay_token_acquisitions_total{result="failure"}')).toBe(2);
+      expect(m.get('relay_token_acquisitions_total{result="failure",account="default"}')).toBe(2);
     } finally {
       await other.stop();
     }
@@ -251,12 +251,12 @@ describe('metric building blocks', () => {
     m.deliveryEvents.deadLettered(env('b', 'scans@contoso.example', now), 'invalid-recipients');
     m.rejected('auth');
     const p = parseMetrics((await m.render()).body);
-    expect(p.get('relay_messages_received_total')).toBe(3);
+    expect(p.get('relay_messages_received_total{account="default"}')).toBe(3);
     expect(p.get('relay_queue_messages{state="queued"}')).toBe(1);
     expect(p.get('relay_queue_mailbox_messages{mailbox="scans@contoso.example"}')).toBe(1);
     expect(p.get('relay_queue_mailbox_oldest_age_seconds{mailbox="scans@contoso.example"}')).toBeGreaterThanOrEqual(10);
     expect(p.get('relay_possible_duplicates_total')).toBe(1);
-    expect(p.get('relay_messages_dead_lettered_total{reason="invalid-recipients"}')).toBe(1);
+    expect(p.get('relay_messages_dead_lettered_total{reason="invalid-recipients",account="default"}')).toBe(1);
     expect(p.get('relay_delivery_latency_seconds_bucket{le="2.5"}')).toBe(1);
     expect(p.get('relay_delivery_latency_seconds_bucket{le="1"}')).toBe(0);
     expect(p.get('relay_graph_paused_seconds_total')).toBe(3.5);
@@ -270,7 +270,7 @@ describe('metric building blocks', () => {
     const p = parseMetrics((await m.render()).body);
     const series = [...p.keys()].filter((k) => k.startsWith('relay_graph_responses_total{'));
     expect(series.length).toBe(51);
-    expect(p.get('relay_graph_responses_total{status="400",code="other"}')).toBe(30);
+    expect(p.get('relay_graph_responses_total{status="400",code="other",account="default"}')).toBe(30);
   });
 
   it('readiness: shutting down, and a token that cannot be had', async () => {

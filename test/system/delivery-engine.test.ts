@@ -114,15 +114,20 @@ describe('crash safety', () => {
     const want = new Set(accepted);
     const sentIds = () => tb.emu.sent.map((s) => messageIdOf(s.mime!));
     await new Promise<void>((resolve, reject) => {
+      // Cleared once all arrived: left running, it would read a later test's records (some without a Message-ID).
+      const timer = setTimeout(() => {
+        tb.emu.off('sent', check);
+        reject(new Error(`still missing: ${[...want].filter((id) => !sentIds().includes(id)).length}`));
+      }, 60_000);
       const check = (): void => {
         if ([...want].every((id) => sentIds().includes(id))) {
           tb.emu.off('sent', check);
+          clearTimeout(timer);
           resolve();
         }
       };
       tb.emu.on('sent', check);
       check();
-      setTimeout(() => reject(new Error(`still missing: ${[...want].filter((id) => !sentIds().includes(id)).length}`)), 60_000).unref();
     });
     await r2.waitForLog((l) => l.event === 'delivered');
     const got = sentIds();

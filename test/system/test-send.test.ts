@@ -31,13 +31,14 @@ function testSend(args: string[], graph: Record<string, unknown> = {}): Promise<
 }
 
 describe('test-send', () => {
-  it('prints the token with its roles, the mailbox, and Graph 202 with the request-id; the message reaches Graph', async () => {
+  it('prints the token with its roles and what they allow, the mailbox, and Graph 202 with the request-id; the message reaches Graph', async () => {
     const r = await testSend(['--to', 'alice@contoso.example']);
     expect(r.code).toBe(0);
-    expect(r.lines[0]).toMatch(/^token ✓ \(127\.0\.0\.1:\d+, credential secret; roles: Mail\.Send, Mail\.ReadWrite\)$/);
-    expect(r.lines[1]).toBe('mailbox scans@contoso.example (from the configuration; --from names another)');
+    expect(r.lines[0]).toMatch(/^token ✓ \(account default, 127\.0\.0\.1:\d+, credential secret; roles: Mail\.Send, Mail\.ReadWrite\)$/);
+    expect(r.lines[1]).toBe('permissions ✓ account default: token roles Mail.Send, Mail.ReadWrite: every route is allowed');
+    expect(r.lines[2]).toBe('mailbox scans@contoso.example (from the configuration; --from names another)');
     const [sent] = emu.sent;
-    expect(r.lines[2]).toBe(`MIME sendMail 202 ✓ (request-id ${sent!.requestId})`);
+    expect(r.lines[3]).toBe(`MIME sendMail 202 ✓ (request-id ${sent!.requestId})`);
     expect(sent).toMatchObject({ upn: 'scans@contoso.example', recipients: ['alice@contoso.example'] });
   });
 
@@ -46,7 +47,22 @@ describe('test-send', () => {
     const r = await testSend(['--to', 'alice@contoso.example', '--from', 'other@contoso.example']);
     expect(r.code).toBe(0);
     expect(r.lines[0]).toMatch(/roles: none — with RBAC for Applications the grant is in Exchange/);
-    expect(r.lines[1]).toBe('mailbox other@contoso.example');
+    expect(r.lines[1]).toMatch(/^permissions ✓ account default: the token carries no roles .*nothing is refused for it$/);
+    expect(r.lines[2]).toBe('mailbox other@contoso.example');
+  });
+
+  it('Mail.Send only: says which messages the relay will refuse, and still sends', async () => {
+    emu.setRoles(['Mail.Send']);
+    const r = await testSend(['--to', 'alice@contoso.example']);
+    expect(r.code).toBe(0);
+    expect(r.lines[1]).toBe('permissions ✗ account default: Mail.ReadWrite missing (token roles: Mail.Send): messages over 3000000 bytes (one Graph request) are refused at MAIL FROM SIZE= and at the end of DATA');
+    expect(r.lines[3]).toMatch(/^MIME sendMail 202 ✓/);
+  });
+
+  it('--account names an account that does not exist: exit 2, listing those that do', async () => {
+    const r = await testSend(['--to', 'alice@contoso.example', '--account', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.lines[0]).toBe('account ✗ no Graph account "nope" (accounts: default)');
   });
 
   it('a wrong client secret: token ✗ with Entra ID\'s AADSTS code and the fix', async () => {
@@ -71,8 +87,8 @@ describe('test-send', () => {
     emu.script('scans@contoso.example', [{ op: 'sendMail', status, code }]);
     const r = await testSend(['--to', 'alice@contoso.example']);
     expect(r.code).toBe(1);
-    expect(r.lines[2]).toMatch(new RegExp(`^MIME sendMail ${status} ${code} ✗ \\(request-id [0-9a-f-]{36}\\): `));
-    expect(r.lines[3]).toMatch(fix);
+    expect(r.lines[3]).toMatch(new RegExp(`^MIME sendMail ${status} ${code} ✗ \\(request-id [0-9a-f-]{36}\\): `));
+    expect(r.lines[4]).toMatch(fix);
   });
 
   it('without --to: one line and the usage, exit 2', async () => {

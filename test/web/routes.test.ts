@@ -28,8 +28,8 @@ function source(acts: string[]): StatusSource {
     summary: async () => ({ queued: 1, oldestQueuedSeconds: 5, dead: 1, oldestDeadSeconds: 9, inFlight: 0, devices: 2, devicesSilent: 1, history: true, now: Date.now() }),
     mailboxes: async () => [],
     deadLetters: async () => [{ qid: QID, receivedAt: new Date().toISOString(), mailbox: 'm@contoso.example', sender: 's@contoso.example', rcpts: ['<b>@x'], size: 10, attempts: 1, lastError: '<script>alert(1)</script>' }],
-    search: async (q) => [{ qid: QID, at: 0, listener: 'default', client: String(q.client ?? ''), user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', messageId: null, size: 0, subject: null, state: 'dead', stateAt: 0, attempts: 1, lastError: null }],
-    story: async (qid) => (qid === QID ? { qid, at: 0, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', messageId: null, size: 0, subject: null, state: 'dead', stateAt: 0, attempts: 1, lastError: null, events: [], spool: 'dead' } : null),
+    search: async (q) => [{ qid: QID, at: 0, listener: 'default', client: String(q.client ?? ''), user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', account: null, messageId: null, size: 0, subject: null, state: 'dead', stateAt: 0, attempts: 1, lastError: null }],
+    story: async (qid) => (qid === QID ? { qid, at: 0, listener: 'default', client: '10.0.0.1', user: null, tls: null, helo: '', sender: '', rcpts: [], mailbox: '', account: null, messageId: null, size: 0, subject: null, state: 'dead', stateAt: 0, attempts: 1, lastError: null, events: [], spool: 'dead' } : null),
     devices: () => [],
     act: async (action, qid, by) => {
       acts.push(`${action} ${qid} ${by}`);
