@@ -20,7 +20,7 @@ import { Spool } from '../spool/spool.js';
 import type { Envelope } from '../spool/envelope.js';
 import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
-import { RelayStatus } from './status.js';
+import { RelayStatus, type RelayStatusDeps } from './status.js';
 import { TraceLookup } from './trace.js';
 import { isLoopback } from '../config/visibility.js';
 import { fanOut, historyDeliveryEvents } from '../history/feed.js';
@@ -97,12 +97,16 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
   const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
   const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
-  const trace = new TraceLookup({ target: (account) => out.accounts?.traceTarget(account ?? cfg.defaultAccount ?? 'default') ?? null, enabled: cfg.history.messageTrace, now });
-  const status = new RelayStatus({ spool, scheduler, metrics, history, trace, log, now });
-  const page = new StatusPage(new PageAuth(cfg.admin.auth, isLoopback(cfg.admin.host), now), status, log);
+  const page = statusPage(cfg, { spool, scheduler, metrics, history, log, now }, out.accounts);
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
   return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
+}
+
+/** The status page on the admin listener: what it shows comes from the relay's parts; Exchange's trace through each message's account. */
+function statusPage(cfg: RelayConfig, parts: Omit<RelayStatusDeps, 'trace'>, accounts: GraphAccounts | null): StatusPage {
+  const trace = new TraceLookup({ target: (account) => accounts?.traceTarget(account ?? cfg.defaultAccount ?? 'default') ?? null, enabled: cfg.history.messageTrace, now: parts.now });
+  return new StatusPage(new PageAuth(cfg.admin.auth, isLoopback(cfg.admin.host), parts.now), new RelayStatus({ ...parts, trace }), parts.log);
 }
 
 function visibilityFigures(h: History, now: number): VisibilityFigures {
