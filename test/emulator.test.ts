@@ -301,6 +301,67 @@ describe('Graph sendMail', () => {
   });
 });
 
+describe('Graph Sent Items', () => {
+  const sentItemsUrl = (upn: string, id: string): string =>
+    `/v1.0/users/${encodeURIComponent(upn)}/mailFolders/sentitems/messages?$filter=${encodeURIComponent(`internetMessageId eq '${id.replace(/'/g, "''")}'`)}&$select=id,internetMessageId,sentDateTime`;
+  const lookUp = async (upn: string, id: string, auth?: string): Promise<{ status: number; ids: string[]; code?: string }> => {
+    const res = await call('GET', sentItemsUrl(upn, id), auth ? { auth } : {});
+    const body = res.json();
+    return { status: res.status, ids: Array.isArray(body['value']) ? (body['value'] as { internetMessageId: string }[]).map((v) => v.internetMessageId) : [], ...(body.error?.code ? { code: body.error.code } : {}) };
+  };
+  const withId = (subject: string, id: string): Buffer => Buffer.from(mime(subject).toString().replace('Subject:', `Message-ID: ${id}\r\nSubject:`));
+
+  it('shows what was sent with a copy kept, after the configured delay, by its Message-ID; JSON with saveToSentItems false leaves none', async () => {
+    emu.setFaults({ sentItemsDelayMs: 300 });
+    expect((await sendMime(ALICE, withId('kept', "<kept'1@contoso.example>"))).status).toBe(202);
+    expect(await lookUp(ALICE, "<kept'1@contoso.example>")).toEqual({ status: 200, ids: [] }); // not there yet
+    const json = (save: boolean, extra: Record<string, unknown> = {}) => call('POST', `/v1.0/users/${ALICE}/sendMail`, {
+      contentType: 'application/json',
+      body: JSON.stringify({ message: { subject: 'j', toRecipients: [{ emailAddress: { address: 'x@example.org' } }], ...extra }, ...(save ? {} : { saveToSentItems: false }) }),
+    });
+    expect((await json(true)).status).toBe(202);
+    const keptJson = emu.sent.at(-1)!.internetMessageId;
+    expect((await json(false)).status).toBe(202);
+    const goneJson = emu.sent.at(-1)!.internetMessageId;
+    // A JSON sendMail may not set internetMessageId (Exchange makes one up); a draft may.
+    const refused = await json(true, { internetMessageId: '<mine@contoso.example>' });
+    expect([refused.status, refused.json().error?.code]).toEqual([400, 'ErrorInvalidPropertySet']);
+    await new Promise((resolve) => setTimeout(resolve, 350)); // the emulator's own delay, the thing under test
+    expect(await lookUp(ALICE, "<kept'1@contoso.example>")).toEqual({ status: 200, ids: ["<kept'1@contoso.example>"] });
+    expect((await lookUp(ALICE, keptJson)).ids).toEqual([keptJson]);
+    expect((await lookUp(ALICE, goneJson)).ids).toEqual([]);
+    expect((await lookUp(BOB, "<kept'1@contoso.example>")).ids).toEqual([]); // another mailbox's Sent Items
+    // Without a Message-ID, Exchange makes one up.
+    expect((await sendMime(ALICE, mime('no id'))).status).toBe(202);
+    expect(emu.sent.at(-1)!.internetMessageId).toMatch(/^<[0-9A-F]{32}@EMULATOR\.PROD\.OUTLOOK\.COM>$/);
+  });
+
+  it('answers 403 ErrorAccessDenied to a token whose roles lack a read permission', async () => {
+    emu.setRoles(['Mail.Send']);
+    const sendOnly = await msalToken({ clientSecret: emu.clientSecret });
+    expect(await lookUp(ALICE, '<x@y>', `Bearer ${sendOnly}`)).toMatchObject({ status: 403, code: 'ErrorAccessDenied' });
+    emu.setRoles(['Mail.Send', 'Mail.ReadBasic.All']);
+    expect((await lookUp(ALICE, '<x@y>', `Bearer ${await msalToken({ clientSecret: emu.clientSecret })}`)).status).toBe(200);
+  });
+
+  it('records a submission and then drops the connection, never answers, or answers a 5xx, as scripted or at random', async () => {
+    emu.script(ALICE, [{ op: 'sendMail', acceptThenReset: true }, { op: 'sendMail', acceptThenStatus: 502 }]);
+    await expect(sendMime(ALICE, withId('a', '<a@x>'))).rejects.toThrow();
+    expect((await sendMime(ALICE, withId('b', '<b@x>'))).status).toBe(502);
+    emu.script(ALICE, [{ op: 'sendMail', acceptThenHang: true }]);
+    const hung = new Agent({ connect: { ca: pki.caCertPem }, headersTimeout: 500 });
+    try {
+      const res = request(`${emu.graphUrl}/v1.0/users/${ALICE}/sendMail`, { method: 'POST', dispatcher: hung, headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' }, body: withId('c', '<c@x>').toString('base64') });
+      await expect(res).rejects.toThrow(/Headers Timeout/i);
+    } finally {
+      await hung.close();
+    }
+    emu.setFaults({ acceptThenResetRate: 1 });
+    await expect(sendMime(ALICE, withId('d', '<d@x>'))).rejects.toThrow();
+    expect(emu.sent.map((s) => s.internetMessageId)).toEqual(['<a@x>', '<b@x>', '<c@x>', '<d@x>']);
+  });
+});
+
 describe('roles and tenants', () => {
   const OTHER = { tenantId: '1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d', clientId: '2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e', clientSecret: 'other~secret', mailboxes: ['scans@fabrikam.example'] };
   let multi: Emulator;
@@ -441,8 +502,11 @@ describe('standalone runner', () => {
         });
         return { status: r.statusCode, json: await r.body.json() };
       };
-      expect(await control('POST', 'faults', { latencyMs: 1, mailboxConcurrency: 2, down: '503' }))
-        .toEqual({ status: 200, json: { faults: { latencyMs: 1, jitterMs: 0, randomFaultRate: 0, mailboxConcurrency: 2 }, down: '503' } });
+      expect(await control('POST', 'faults', { latencyMs: 1, mailboxConcurrency: 2, sentItemsDelayMs: 250, down: '503' })).toEqual({
+        status: 200,
+        json: { faults: { latencyMs: 1, jitterMs: 0, randomFaultRate: 0, mailboxConcurrency: 2, sentItemsDelayMs: 250, acceptThenResetRate: 0, acceptThenHangRate: 0 }, down: '503' },
+      });
+      expect((await control('POST', 'faults', { acceptThenHangRate: 2 })).status).toBe(400);
       expect((await control('POST', 'faults', { bogus: 1 })).status).toBe(400);
       expect(await control('POST', 'script', { upn: '*', steps: [{ status: 503 }] })).toEqual({ status: 200, json: { ok: true } });
       expect(await control('GET', 'sent')).toEqual({ status: 200, json: [] });

@@ -9,6 +9,7 @@ import { accountGraphConfig, graphAccounts } from '../config/accounts.js';
 import { maxRawForRequest, type GraphAccount, type RelayConfig } from '../config/config.js';
 import { GraphAdapter } from '../graph/adapter.js';
 import { GraphHttp } from '../graph/http.js';
+import { LOOKUP_ROLES } from '../graph/sent-items.js';
 import { Outbound } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
@@ -23,6 +24,8 @@ interface Account {
   roles: string[] | null | undefined;
   /** Whether the large-message route may be used (Mail.ReadWrite, or roles unknown, or not checked). */
   drafts: boolean;
+  /** Whether "no Sent Items look-up" was said for this account. */
+  lookupWarned: boolean;
 }
 
 export class GraphAccounts {
@@ -54,7 +57,7 @@ export class GraphAccounts {
       const http = new GraphHttp(full.graphUrl, this.net);
       const large = { maxRequestBytes: g.maxRequestBytes, largeMessages: cfg.delivery.largeMessages, uploadBudgetBytes: g.uploadBudgetBytes, uploadBudgetWindowMs: g.uploadBudgetWindowMs, tmpDir };
       const graph = new GraphAdapter(http, tokens, { ...large, account: a.name, draftsAllowed: () => this.draftsAllowed(a.name) }, log);
-      this.byName.set(a.name, { cfg: a, tokens, graph, roles: undefined, drafts: true });
+      this.byName.set(a.name, { cfg: a, tokens, graph, roles: undefined, drafts: true, lookupWarned: false });
     }
   }
 
@@ -110,6 +113,10 @@ export class GraphAccounts {
     a.roles = roles;
     a.drafts = p.drafts;
     this.log[p.level]({ event: 'permissions', account: name, roles: roles ?? [], known: p.caps.known, largeMessages: p.drafts && this.cfg.delivery.largeMessages }, p.text);
+    if (roles !== null && !roles.some((r) => (LOOKUP_ROLES as readonly string[]).includes(r)) && !a.lookupWarned) {
+      a.lookupWarned = true; // once per account: a renewed token with the same roles says nothing new
+      this.log.warn({ event: 'sent-items-lookup-unavailable', account: name, need: LOOKUP_ROLES[0] }, `account ${name}: the token has none of ${LOOKUP_ROLES.join(', ')}: an attempt that ends without an answer cannot be checked in Sent Items and is sent again (at-least-once); grant ${LOOKUP_ROLES[0]}`);
+    }
   }
 }
 

@@ -15,6 +15,7 @@ import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
 import { accountOf } from '../spool/envelope.js';
+import { InflightJournal } from '../spool/journal.js';
 import { accountOfMailbox, GraphAccounts } from './accounts.js';
 import { Spool } from '../spool/spool.js';
 import type { Envelope } from '../spool/envelope.js';
@@ -53,7 +54,8 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const out = deps.sender ? { sender: deps.sender, accounts: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
   const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname, postmasterAccount(cfg)) : null;
   const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
-  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now });
+  const journal = new InflightJournal(cfg.spool.directory);
+  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now, journal });
   const d = cfg.delivery;
   const scheduler = new Scheduler(
     {
@@ -100,7 +102,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const page = statusPage(cfg, { spool, scheduler, metrics, history, log, now }, out.accounts);
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
 }
 
 /** The status page on the admin listener: what it shows comes from the relay's parts; Exchange's trace through each message's account. */

@@ -11,6 +11,7 @@ import { writable } from '../observability/readiness.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { SmtpListener } from '../smtp/listener.js';
 import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
+import { recoverInflight, type InflightJournal } from '../spool/journal.js';
 import type { Spool } from '../spool/spool.js';
 import type { GraphAccounts } from './accounts.js';
 import { handleControl } from './control.js';
@@ -26,6 +27,8 @@ export interface RelayParts {
   /** Shared with readiness, which says "shutting down" once `stopping` is set. */
   state: { stopping: boolean };
   spool: Spool;
+  /** Attempts in flight, recorded as they start: what a crash left unresolved is looked up at start. */
+  journal: InflightJournal;
   lock: SpoolLock;
   scheduler: Scheduler;
   listeners: SmtpListener[];
@@ -60,6 +63,9 @@ export class Relay {
     await this.p.lock.acquire();
     const report = await this.spool.open();
     if (report.removedTmp || report.removedOrphans || report.completedMoves) log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
+    for (const qid of await recoverInflight(this.spool, this.p.journal, this.p.now())) {
+      log.warn({ qid, event: 'outcome-unknown', reason: 'crash' }, 'the relay stopped with an attempt of this message in flight: looking for it in Sent Items before sending it again');
+    }
     // The history is a record, not the mail: a file it cannot open is logged and the relay runs without it.
     await this.p.history?.start().catch((err: unknown) => log.error({ event: 'history-failed', err }, 'the delivery history cannot be opened; mail is not affected'));
     if (this.p.admin) {
@@ -126,6 +132,7 @@ export class Relay {
     if (res === 'expired') log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
     await this.p.accounts?.close(res === 'expired').catch(() => undefined);
     this.control.stop();
+    await this.p.journal.close();
     await this.spool.close();
     await this.p.lock.release();
     await this.p.history?.close();

@@ -7,6 +7,7 @@ import type { HeaderOnlyMode, RewriteFromMode } from '../config/config.js';
 import type { PolicyConfig } from '../config/front-door.js';
 import { bccHeader } from '../mime/compose.js'; // moves to mime/ once the route work lands
 import { fieldValue, formatMailbox, mailboxes, newField, readHeaderFacts, rebuild, renamed, splitFields, type FieldEdit, type HeaderField } from '../mime/headers.js';
+import { newMessageId } from '../mime/message-id.js';
 import { receivedHeader, type ReceivedInfo } from '../mime/received.js';
 import { checkGraphRecipients, graphRecipients, planRecipients } from '../policy/recipients.js';
 import { checkHeaderFrom, type SenderRule } from '../policy/senders.js';
@@ -55,7 +56,9 @@ export interface Cleaned {
   headerOnlyRemoved: boolean;
   /** How many addresses Graph will deliver to. */
   graphRecipients: number;
-  messageId: string | null;
+  /** The message's Message-ID: the client's, or the one cleanup added (`messageIdAdded`). */
+  messageId: string;
+  messageIdAdded: boolean;
   from: FromRewrite | null;
 }
 
@@ -104,20 +107,31 @@ export function cleanupHeaders(input: CleanupInput): Refusal | Cleaned {
   if (from) for (const [f, e] of from.edits) edits.set(f, e);
   // Named only when Graph delivers to exactly one address: more would tell To/Cc recipients who got a Bcc.
   const received = Buffer.from(receivedHeader({ ...input.received, recipients: recipients.map((r) => r.address) }), 'latin1');
-  const fieldsOut = edits.size ? rebuild(block, fields, edits) : block;
-  const outgoing = received.length + fieldsOut.length + Buffer.byteLength(bccHeader(plan.bcc));
+  // No Message-ID: one is added at the end of the section, as Postfix's cleanup does; one given stays as it is.
+  const id = withMessageId(edits.size ? rebuild(block, fields, edits) : block, facts.messageId, input.received);
+  const outgoing = received.length + id.fields.length + Buffer.byteLength(bccHeader(plan.bcc));
   if (outgoing > s.maxHeaderSize) return tooBig(outgoing, 'with the Received and Bcc fields the relay adds, the header section has');
   return {
     ok: true,
-    header: Buffer.concat(rest ? [received, fieldsOut, CRLF, rest] : [received, fieldsOut, CRLF]),
+    header: Buffer.concat(rest ? [received, id.fields, CRLF, rest] : [received, id.fields, CRLF]),
     endedAtNonField: rest !== null,
     bcc: plan.bcc,
     headerOnly: plan.headerOnly,
     headerOnlyRemoved: s.headerOnlyRecipients === 'envelope' && plan.headerOnly.length > 0,
     graphRecipients: recipients.length,
-    messageId: facts.messageId,
+    messageId: id.messageId,
+    messageIdAdded: id.added,
     from,
   };
+}
+
+/** The fields with a Message-ID: as they are when they have one, else with one added on a line of its own. */
+function withMessageId(fieldsOut: Buffer, given: string | null, r: CleanupInput['received']): { fields: Buffer; messageId: string; added: boolean } {
+  if (given !== null) return { fields: fieldsOut, messageId: given, added: false };
+  const messageId = newMessageId(r.queueId, r.date, r.byHost);
+  // Even after a last field that lacks its line end.
+  const open = fieldsOut.length > 0 && fieldsOut[fieldsOut.length - 1] !== 0x0a;
+  return { fields: Buffer.concat([fieldsOut, Buffer.from(`${open ? '\r\n' : ''}Message-ID: ${messageId}\r\n`, 'latin1')]), messageId, added: true };
 }
 
 /**

@@ -4,6 +4,7 @@ import type { CloudName } from './clouds.js';
 import type { CredentialInputs } from './credentials.js';
 import type { FrontDoorLimits, ListenerSecurity, PolicyConfig, UserConfig } from './front-door.js';
 import type { AdminConfig, HistoryConfig } from './visibility.js';
+import type { UnknownOutcomeConfig } from './unknown-outcome.js';
 
 /** A listener; its TLS, AUTH and PROXY settings are described in src/config/front-door.ts. */
 export interface ListenerConfig extends ListenerSecurity {
@@ -49,6 +50,8 @@ export interface DeliveryConfig {
   largeMessages: boolean;
   /** keep: Graph saves a copy in Sent Items (MIME sendMail); discard: JSON sendMail with saveToSentItems false. */
   sentItems: SentItemsMode;
+  /** An attempt that ended without knowing whether Graph sent the message is looked up in Sent Items first. */
+  unknownOutcome: UnknownOutcomeConfig;
 }
 
 export type SentItemsMode = 'keep' | 'discard';

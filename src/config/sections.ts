@@ -9,13 +9,13 @@ import { readFrontDoorLimits, readListenerSecurity } from './front-door.js';
 import { readAdminAuth } from './visibility.js';
 import { Reader, validateCidr, type Raw } from './reader.js';
 import { parseDuration } from './units.js';
+import { readUnknownOutcome } from './unknown-outcome.js';
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
 
 export function isAddress(s: string): boolean {
   return ADDRESS_RE.test(s);
 }
-
 
 export function readListeners(root: Reader, baseDir: string, hasUsers: boolean): ListenerConfig[] {
   const raw = root.list('listeners', [{}]);
@@ -185,6 +185,7 @@ export function readDelivery(d: Reader, env: NodeJS.ProcessEnv, baseDir: string,
     retry: readRetry(d.section('retry')),
     largeMessages,
     sentItems: d.oneOf('sentItems', ['keep', 'discard'] as const, 'keep'),
+    unknownOutcome: readUnknownOutcome(d.section('unknownOutcome')),
   };
   if (delivery.mode !== 'graph' && delivery.mode !== 'capture') throw new ConfigError('RELAY_DELIVERY', `must be graph or capture (got "${delivery.mode}")`);
   d.done();

@@ -6,6 +6,7 @@ import type { MailboxConfig, SentItemsMode } from '../config/config.js';
 import { routeInput, type GraphAdapter, type OutgoingMessage, type SendResult } from '../graph/adapter.js';
 import { classifyUnsendable } from '../graph/classify.js';
 import { planRoute } from '../graph/route-plan.js';
+import type { LookupQuery, LookupResult } from '../graph/sent-items.js';
 import { readRange, type MessageData } from '../mime/message-file.js';
 import { decodedSize } from '../mime/part-body.js';
 import { resolveMailbox } from '../policy/mailbox.js';
@@ -15,7 +16,15 @@ import { captureRecord, jsonRequestBody } from './capture-record.js';
 export type { SendResult } from '../graph/adapter.js';
 
 export interface Sender {
-  send(env: Envelope, data: MessageData): Promise<SendResult>;
+  /**
+   * `beforeSubmit`, when given, is awaited right before the first request that can submit the message (the
+   * in-flight journal's start); when it rejects, nothing is sent and send rejects with its error.
+   */
+  send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult>;
+  /** The Sent Items look-up for this message (delivery/unknown-outcome.ts); absent where there is no Sent Items (capture). */
+  findSent?(env: Envelope, q: LookupQuery): Promise<LookupResult>;
+  /** Whether this message goes with a copy kept in Sent Items for sure (false: sentItems discard, so maybe not). */
+  keepsCopy?(env: Envelope): boolean;
 }
 
 export interface SenderOptions {
@@ -26,8 +35,12 @@ export interface SenderOptions {
 
 /** Decided at delivery time from the sender mapping, so a config change applies to queued mail too. */
 export function outgoing(env: Envelope, data: MessageData, opts: SenderOptions): OutgoingMessage {
+  return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: sentItemsMode(env, opts), data };
+}
+
+function sentItemsMode(env: Envelope, opts: SenderOptions): SentItemsMode {
   const res = resolveMailbox(env.mailFrom, opts.mailboxes);
-  return { id: env.id, mailbox: env.mailbox, bcc: env.bcc, sentItems: (res.ok && res.sentItems) || opts.sentItems, data };
+  return (res.ok && res.sentItems) || opts.sentItems;
 }
 
 /** Sends each message through the adapter of its account (env.account, decided when it was accepted). */
@@ -37,12 +50,23 @@ export class GraphSender implements Sender {
     private readonly opts: SenderOptions,
   ) {}
 
-  async send(env: Envelope, data: MessageData): Promise<SendResult> {
+  async send(env: Envelope, data: MessageData, beforeSubmit?: () => Promise<void>): Promise<SendResult> {
     const account = accountOf(env);
     const graph = this.adapter(account);
     // Queued under an account the configuration no longer has: kept and retried, so a fixed configuration delivers it.
     if (!graph) return { verdict: { kind: 'transient', reason: 'unknown-account' }, route: 'mime', message: `no Graph account "${account}" in the configuration (the message was accepted for it)` };
-    return graph.send(outgoing(env, data, this.opts));
+    return graph.send({ ...outgoing(env, data, this.opts), ...(beforeSubmit ? { beforeSubmit } : {}) });
+  }
+
+  /** In the Sent Items of the message's mailbox, through its account. */
+  async findSent(env: Envelope, q: LookupQuery): Promise<LookupResult> {
+    const graph = this.adapter(accountOf(env));
+    if (!graph) return { kind: 'failed', verdict: { kind: 'transient', reason: 'unknown-account' }, message: `no Graph account "${accountOf(env)}" in the configuration` };
+    return graph.findSent(q);
+  }
+
+  keepsCopy(env: Envelope): boolean {
+    return sentItemsMode(env, this.opts) === 'keep';
   }
 }
 

@@ -15,6 +15,7 @@ import { postJsonSendMail } from './json-sendmail.js';
 import { LargeMessageRoute } from './large-message.js';
 import { sendMailPath } from './planned-requests.js';
 import { planRoute, sentItemsKeptMessage, type RouteInput, type RouteName } from './route-plan.js';
+import { findInSentItems, type LookupQuery, type LookupResult } from './sent-items.js';
 import { UploadBudget } from './upload-budget.js';
 
 /** What the adapter sends: the spooled message and what the relay decided about it. */
@@ -26,10 +27,13 @@ export interface OutgoingMessage {
   bcc: readonly string[];
   sentItems: SentItemsMode;
   data: MessageData;
+  /** Awaited right before the first request that can submit the message (sendMail, sending the draft). */
+  beforeSubmit?: () => Promise<void>;
 }
 
 export interface SendResult extends Outcome {
-  route: RouteName | 'capture';
+  /** `lookup`: the outcome of a Sent Items look-up that failed for now. */
+  route: RouteName | 'capture' | 'lookup';
 }
 
 export interface GraphAdapterOptions {
@@ -77,12 +81,13 @@ export class GraphAdapter {
     }
     switch (work.route) {
       case 'json':
+        await msg.beforeSubmit?.();
         return { ...(await postJsonSendMail(this.http, this.tokens, msg.mailbox, work.body)), route: 'json' };
       case 'mime':
         return { ...(await this.sendMime(msg, input.prefix)), route: 'mime' };
       case 'large': {
         if (!this.large) throw new Error('planRoute chose the large route with delivery.largeMessages off');
-        const { draft, attachments, ...outcome } = await this.large.send({ id: msg.id, mailbox: msg.mailbox, prefix: input.prefix, dataPath: msg.data.file }, work.large);
+        const { draft, attachments, ...outcome } = await this.large.send({ id: msg.id, mailbox: msg.mailbox, prefix: input.prefix, dataPath: msg.data.file, beforeSubmit: msg.beforeSubmit }, work.large);
         this.log.debug({ qid: msg.id, account, event: 'large-route', draft, attachments }, 'large-message route');
         return { ...outcome, route: 'large' };
       }
@@ -112,6 +117,7 @@ export class GraphAdapter {
     const small = size <= BUFFER_BELOW ? Buffer.from(Buffer.concat([prefix, msg.data.bytes ?? (await readSlice(file, 0, size))]).toString('base64'), 'latin1') : null;
     if (small && small.length !== length) throw new Error(`${file} changed while being sent`);
     const attempt = new GraphAttempt(this.http, this.tokens, msg.mailbox);
+    await msg.beforeSubmit?.();
     try {
       const body = (): Buffer | AsyncIterable<Buffer> => small ?? base64Stream(prefix, file, size);
       return delivered(await attempt.call('sendMail', { method: 'POST', path: sendMailPath(msg.mailbox), contentType: 'text/plain', body, length }));
@@ -119,6 +125,11 @@ export class GraphAdapter {
       if (err instanceof AttemptFailed) return err.outcome;
       throw err;
     }
+  }
+
+  /** The Sent Items look-up for a message whose attempt ended without knowing (sent-items.ts). */
+  findSent(q: LookupQuery): Promise<LookupResult> {
+    return findInSentItems(this.http, this.tokens, q);
   }
 }
 

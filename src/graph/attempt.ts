@@ -2,7 +2,7 @@
 
 import type { TokenProvider } from '../auth/token-provider.js';
 import { GraphNetworkError, RelayError, TokenError } from '../errors.js';
-import { classifyDraftNetworkError, classifyDraftResponse, classifyNetworkError, classifyResponse, classifyTokenError, type Verdict } from './classify.js';
+import { classifyDraftResponse, classifyResponse, classifyStepNetworkError, classifySubmitResponse, classifyTokenError, type Verdict } from './classify.js';
 import type { Body, GraphHttp, GraphRequest, GraphResponse } from './http.js';
 
 /** What an attempt ended with: the verdict and what Graph said (status, code, request-id) for the log. */
@@ -25,8 +25,9 @@ export class AttemptFailed extends RelayError {
 }
 
 /**
- * The steps of the routes. Only a request that submits the message (sendMail, or sending a draft) can
- * have sent it when no answer came; the draft route's steps are refused with 403 for want of Mail.ReadWrite.
+ * The steps of the routes, and the Sent Items look-up. Only a request that submits the message (sendMail,
+ * or sending a draft) can have sent it when no answer came; the draft route's steps are refused with 403
+ * for want of Mail.ReadWrite.
  */
 const STEPS = {
   sendMail: { name: 'sendMail', submits: true, draftRoute: false },
@@ -34,6 +35,7 @@ const STEPS = {
   attach: { name: 'an attachment', submits: false, draftRoute: true },
   upload: { name: 'an attachment upload', submits: false, draftRoute: true },
   send: { name: 'sending the draft', submits: true, draftRoute: true },
+  lookup: { name: 'the Sent Items look-up', submits: false, draftRoute: false },
 } as const;
 export type Step = keyof typeof STEPS;
 
@@ -51,13 +53,19 @@ export class GraphAttempt {
     private readonly mailbox: string,
   ) {}
 
+  /** The token the attempt's requests carry (one, fetched once; a fresh one after a 401). */
+  currentToken(): Promise<string> {
+    return this.getToken(false);
+  }
+
   /** A Graph call with the attempt's token. Returns a 2xx answer; anything else throws AttemptFailed. */
   async call(step: Step, req: StepRequest): Promise<GraphResponse> {
     for (let tryNo = 0; ; tryNo++) {
       const token = await this.getToken(tryNo > 0);
       const res = await this.guard(step, () => this.http.request({ ...req, token, body: req.body() }));
       if (res.status >= 200 && res.status < 300) return res;
-      const verdict = STEPS[step].draftRoute ? classifyDraftResponse(res) : classifyResponse(res);
+      const { submits, draftRoute } = STEPS[step];
+      const verdict = submits ? classifySubmitResponse(res, draftRoute) : draftRoute ? classifyDraftResponse(res) : classifyResponse(res);
       if (verdict.kind === 'transient' && verdict.refreshToken && tryNo === 0) continue;
       throw new AttemptFailed(this.outcome(step, res, verdict));
     }
@@ -97,7 +105,7 @@ export class GraphAttempt {
       return await fn();
     } catch (err) {
       if (!(err instanceof GraphNetworkError)) throw err;
-      const verdict = STEPS[step].draftRoute ? classifyDraftNetworkError(err, STEPS[step].submits) : classifyNetworkError(err);
+      const verdict = classifyStepNetworkError(err, STEPS[step].submits);
       throw new AttemptFailed({ verdict, code: err.networkCode, message: err.message, clientRequestId: err.clientRequestId });
     }
   }

@@ -12,8 +12,11 @@ export type Verdict =
       throttle?: { retryAfterMs: number | null };
       /** Quota or submission block on the mailbox: a long pause and an error log. */
       mailboxBlocked?: boolean;
-      /** Graph may have sent the message although we saw no answer. */
-      possibleDuplicate?: boolean;
+      /**
+       * Graph may have sent the message: the whole request went out and no answer came, or a 5xx came after
+       * it. The relay looks the message up in Sent Items before it sends it again.
+       */
+      outcomeUnknown?: boolean;
       /** 401: get one fresh token and try once more before deferring. */
       refreshToken?: boolean;
       /** The relay itself knows when to try again (the upload budget frees up then); overrides the retry schedule. */
@@ -74,10 +77,22 @@ export function classifyResponse(res: Pick<GraphResponse, 'status' | 'error' | '
   return base;
 }
 
-/** No HTTP answer: transient always; ambiguous when the whole body had been sent. */
+/** No HTTP answer: transient always; the outcome is unknown when the whole body had been sent. */
 export function classifyNetworkError(err: GraphNetworkError): Verdict {
-  if (err.bodySent) return { kind: 'transient', reason: `network-${err.networkCode}`, possibleDuplicate: true };
+  if (err.bodySent) return { kind: 'transient', reason: `network-${err.networkCode}`, outcomeUnknown: true };
   return { kind: 'transient', reason: `network-${err.networkCode}` };
+}
+
+/**
+ * The answer to a request that submits the message (sendMail, sending a draft). A 5xx that is neither a
+ * throttle (503) nor a full mailbox (507), and whose code does not say otherwise, may come after Graph has
+ * taken the message (a gateway that timed out on a backend that went on): its outcome is unknown.
+ */
+export function classifySubmitResponse(res: Pick<GraphResponse, 'status' | 'error' | 'retryAfterMs'>, draftRoute: boolean): Verdict {
+  const verdict = draftRoute ? classifyDraftResponse(res) : classifyResponse(res);
+  const byCode = res.error !== null && BY_CODE[res.error.code] !== undefined;
+  if (verdict.kind !== 'transient' || byCode || res.status < 500 || res.status === 503 || res.status === 507) return verdict;
+  return { kind: 'transient', reason: `http-${res.status}`, outcomeUnknown: true };
 }
 
 /** A token that cannot be had is the relay's problem, never the message's: always transient. */
@@ -133,8 +148,8 @@ export function enhancedStatus(reason: string, kind: 'transient' | 'permanent'):
   }
 }
 
-/** No answer on the large route: only the final send can have sent the message; a lost draft call cannot. */
-export function classifyDraftNetworkError(err: GraphNetworkError, isSendStep: boolean): Verdict {
-  if (isSendStep) return classifyNetworkError(err);
+/** No answer: only a request that submits the message can have sent it; a lost draft call or look-up cannot. */
+export function classifyStepNetworkError(err: GraphNetworkError, submits: boolean): Verdict {
+  if (submits) return classifyNetworkError(err);
   return { kind: 'transient', reason: `network-${err.networkCode}` };
 }

@@ -26,7 +26,7 @@ export interface GraphResponse {
 export type Body = AsyncIterable<Buffer> | Buffer | string | null;
 
 export interface GraphRequest {
-  method: 'POST' | 'DELETE' | 'PUT';
+  method: 'POST' | 'DELETE' | 'PUT' | 'GET';
   /** A Graph path ("/v1.0/users/…"), or an absolute upload URL, used verbatim. */
   path: string;
   /** Null for upload URLs: they carry their own token, and Graph refuses an Authorization header there. */

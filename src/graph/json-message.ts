@@ -2,6 +2,7 @@
 
 import { readSlice } from '../mime/message-file.js';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
+import { internetMessageId } from '../mime/message-id.js';
 import { headerText, type MimePart } from '../mime/mime-tree.js';
 import type { MessageParts } from '../mime/mime-attachments.js';
 
@@ -48,11 +49,17 @@ async function bodyText(file: string, part: MimePart): Promise<string> {
 export interface JsonMessageOptions {
   /** Envelope recipients not named in To/Cc: Graph gets them as bcc. */
   extraBcc: readonly string[];
+  /**
+   * Set internetMessageId from the Message-ID: for a draft, where Graph documents it as writable (isDraft),
+   * and where the Sent Items look-up needs it. Not for JSON sendMail: it keeps no copy to look up, and
+   * Exchange refuses InternetMessageId on a message sent without saving (EWS: ErrorInvalidPropertySet).
+   */
+  internetMessageId: boolean;
 }
 
 /**
- * Subject, body (HTML preferred; Graph takes one body), from, replyTo, to/cc/bcc, importance, read receipt
- * and the x- headers (Graph accepts only those as internetMessageHeaders). Attachments are added by the caller.
+ * Subject, body (HTML preferred; Graph takes one body), from, replyTo, to/cc/bcc, importance, read receipt,
+ * the Message-ID (drafts only) and the x- headers (Graph accepts only those as internetMessageHeaders). Attachments are added by the caller.
  */
 export async function buildJsonMessage(file: string, root: MimePart, parts: MessageParts, opts: JsonMessageOptions): Promise<Record<string, unknown>> {
   // mailparser reads header bytes as UTF-8 only: a latin1 subject or name would come out as U+FFFD.
@@ -81,6 +88,9 @@ export async function buildJsonMessage(file: string, root: MimePart, parts: Mess
   const importance = importanceOf(raw);
   if (importance) message['importance'] = importance;
   if (raw.has('disposition-notification-to')) message['isReadReceiptRequested'] = true;
+  // A draft keeps the Message-ID: recipients thread by it, and the Sent Items look-up finds the sent draft by it.
+  const messageId = opts.internetMessageId ? internetMessageId(raw.get('message-id')) : null;
+  if (messageId) message['internetMessageId'] = messageId;
   const xHeaders = head.headerLines
     // X-Priority is carried as importance; Graph refuses anything but x- headers here.
     .filter((h) => h.key.startsWith('x-') && h.key !== 'x-priority' && h.key !== 'x-msmail-priority')

@@ -15,7 +15,7 @@ import { partToBuffer } from '../mime/part-body.js';
  * holding it in memory is bounded by one request.
  */
 export async function buildJsonSendMail(file: string, root: MimePart, parts: MessageParts, bcc: readonly string[], maxRequestBytes: number): Promise<Buffer | null> {
-  const message = await buildJsonMessage(file, root, parts, { extraBcc: bcc });
+  const message = await buildJsonMessage(file, root, parts, { extraBcc: bcc, internetMessageId: false });
   const attachments: Record<string, unknown>[] = [];
   let total = Buffer.byteLength(JSON.stringify(message));
   for (const a of parts.attachments) {

@@ -38,6 +38,8 @@ export interface LargeMessage {
   prefix: Buffer;
   /** The spool file; the message is at its start (the envelope follows). */
   dataPath: string;
+  /** Awaited right before the draft is sent (the request that submits it). */
+  beforeSubmit?: (() => Promise<void>) | undefined;
 }
 
 
@@ -71,12 +73,16 @@ export class LargeMessageRoute {
       draftId = id;
       const base = draftPath(msg.mailbox, id);
       for (const [i, a] of detached.entries()) await this.attach(ctx, msg, base, a, i);
+      await msg.beforeSubmit?.();
       const sent = await ctx.call('send', { method: 'POST', path: `${base}/send`, contentType: null, body: () => null, length: 0 });
       draftId = null; // sent drafts leave the Drafts folder by themselves
       return { ...delivered(sent), draft: draft.kind, attachments: detached.length };
     } catch (err) {
-      if (err instanceof AttemptFailed) return { ...err.outcome, draft: draft.kind };
-      throw err;
+      if (!(err instanceof AttemptFailed)) throw err;
+      // Sending the draft may have worked: the draft is then on its way to Sent Items, where the look-up
+      // will find it, and is not touched. If it was not sent, it stays in Drafts.
+      if (err.outcome.verdict.kind === 'transient' && err.outcome.verdict.outcomeUnknown) draftId = null;
+      return { ...err.outcome, draft: draft.kind };
     } finally {
       // No orphaned drafts: whatever failed, the half-built draft goes; the next attempt starts from scratch.
       if (draftId) await ctx.delete(draftPath(msg.mailbox, draftId));

@@ -155,7 +155,7 @@ async function planLarge(msg: RouteInput, limits: RouteLimits, reader: MessageRe
     if (invite) {
       return refused('large', 'message-too-big', `the message carries a calendar invitation (${invite.name}, text/calendar; method=${invite.part.params['method']}) and is too big to send as MIME even with its other attachments cut out; as a JSON draft the invitation would arrive as a plain .ics attachment, so the message is not sent`);
     }
-    const body = Buffer.from(JSON.stringify(await buildJsonMessage(file, root, parts, { extraBcc: msg.bcc })), 'utf8');
+    const body = Buffer.from(JSON.stringify(await buildJsonMessage(file, root, parts, { extraBcc: msg.bcc, internetMessageId: true })), 'utf8');
     if (body.length > max) return refused('large', 'message-too-big', `the message body alone (${body.length} bytes as JSON) exceeds one Graph request (${max} bytes)`);
     draft = { kind: 'json', body };
   }

@@ -1,6 +1,6 @@
 /** The delivery engine's events as history records: each attempt's outcome, Graph's status, code and request-id. */
 
-import type { DeliveryEvents } from '../delivery/engine.js';
+import type { DeliveryEvents, UnknownResolution } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
 import type { Envelope } from '../spool/envelope.js';
 import type { History } from './history.js';
@@ -27,6 +27,14 @@ function fromLastError(env: Envelope): Partial<EventRecord> {
 function errorText(p: Partial<EventRecord>): string {
   return [p.status, p.code ?? p.reason, p.detail].filter((x) => x !== undefined && x !== '').join(' ');
 }
+
+/** What each step of an unknown outcome's resolution means, in the message's story. */
+const UNKNOWN_TEXT: Record<UnknownResolution, string> = {
+  looking: 'Graph may have sent it (no answer after the whole request): looking for it in Sent Items before sending it again',
+  found: 'found in Sent Items: Graph had sent it; not sent again',
+  resent: 'not in Sent Items within the wait: sent again',
+  unchecked: 'sent again without a Sent Items look-up (none possible): it may arrive twice',
+};
 
 /** Every outcome, as one event of the message's story; final ones also as its device's last error. */
 export function historyDeliveryEvents(h: History, now: () => number = Date.now): DeliveryEvents {
@@ -60,6 +68,9 @@ export function historyDeliveryEvents(h: History, now: () => number = Date.now):
       h.done(env.id);
     },
     graphResponse: () => undefined,
+    unknownOutcome: (env, resolution) => {
+      h.record({ t: 'event', qid: env.id, at: now(), kind: 'outcome-unknown', state: null, attempt: env.attempts, reason: resolution, detail: UNKNOWN_TEXT[resolution] });
+    },
   };
 }
 
@@ -72,6 +83,7 @@ export function fanOut(...all: DeliveryEvents[]): DeliveryEvents {
     deferred: (env, r) => all.forEach((e) => e.deferred(env, r)),
     deadLettered: (env, reason) => all.forEach((e) => e.deadLettered(env, reason)),
     bounced: (env, dsn) => all.forEach((e) => e.bounced(env, dsn)),
-    graphResponse: (r) => all.forEach((e) => e.graphResponse(r)),
+    graphResponse: (r, env) => all.forEach((e) => e.graphResponse(r, env)),
+    unknownOutcome: (env, resolution) => all.forEach((e) => e.unknownOutcome(env, resolution)),
   };
 }

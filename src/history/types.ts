@@ -44,7 +44,7 @@ export interface EventRecord {
   dsn?: string;
 }
 
-export type HistoryEventKind = 'delivered' | 'deferred' | 'dead-lettered' | 'bounced' | 'delay-notice' | 'requeued' | 'retry' | 'deleted' | 'vanished';
+export type HistoryEventKind = 'delivered' | 'deferred' | 'dead-lettered' | 'bounced' | 'delay-notice' | 'requeued' | 'retry' | 'deleted' | 'vanished' | 'outcome-unknown';
 export type MessageState = 'queued' | 'delivered' | 'dead' | 'bounced' | 'deleted';
 
 /** A device's state as persisted (the tracker in memory is the truth while the relay runs). */

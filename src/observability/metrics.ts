@@ -1,7 +1,7 @@
 /** The relay's Prometheus metrics (prom-client): counters fed by events, queue gauges computed per scrape. */
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DeliveryEvents } from '../delivery/engine.js';
+import type { DeliveryEvents, UnknownResolution } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
 import { accountOf, type Envelope } from '../spool/envelope.js';
 import { QueueTracker, deadLetterStats } from './queue-stats.js';
@@ -86,7 +86,8 @@ export class RelayMetrics {
   readonly historyDropped = this.c('relay_history_records_dropped_total', 'Delivery history records dropped because the history writer fell too far behind');
   readonly mailboxesPaused = this.g('relay_mailboxes_paused', 'Mailboxes paused right now (throttling or blocks)');
   readonly longestPause = this.g('relay_mailbox_longest_pause_seconds', 'How long the longest-paused mailbox has been paused without a break (0 when none is)');
-  readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Attempts that ended with no answer after the whole message was sent (Graph may have sent it)');
+  readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Messages sent again after an attempt Graph may have taken, without a Sent Items look-up to tell (at-least-once: sentItems discard, no permission)');
+  readonly unknownOutcomes = this.c('relay_unknown_outcomes_total', 'Attempts whose outcome was unknown (no answer after the whole request, a 5xx after it, a crash), by resolution and account: looking (a look-up pending), found (Graph had sent it: not sent again), resent (not in Sent Items within the wait), unchecked (sent again without a look-up)', ['resolution', 'account']);
 
   constructor(opts: MetricsOptions = {}) {
     this.deadDir = opts.deadDir ?? null;
@@ -103,6 +104,7 @@ export class RelayMetrics {
   account(name: string): void {
     this.received.inc({ account: name }, 0);
     for (const result of ['success', 'failure']) this.tokens.inc({ result, account: name }, 0);
+    for (const resolution of ['looking', 'found', 'resent', 'unchecked']) this.unknownOutcomes.inc({ resolution, account: name }, 0);
   }
 
   /** A credential's expiry, as it is now (null: unknown, e.g. a managed identity; the series is removed). */
@@ -166,7 +168,10 @@ export class RelayMetrics {
     },
     deferred: (env: Envelope, r: SendResult) => {
       this.deferred.inc({ reason: this.labels.reason.value(r.verdict.kind === 'delivered' ? 'unknown' : r.verdict.reason), account: accountOf(env) });
-      if (r.verdict.kind === 'transient' && r.verdict.possibleDuplicate) this.possibleDuplicates.inc();
+    },
+    unknownOutcome: (env: Envelope, resolution: UnknownResolution) => {
+      this.unknownOutcomes.inc({ resolution, account: accountOf(env) });
+      if (resolution === 'unchecked') this.possibleDuplicates.inc();
     },
     deadLettered: (env: Envelope, reason: string) => {
       this.queue.remove(env.id);

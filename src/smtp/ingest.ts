@@ -141,6 +141,7 @@ export class DataIngest {
       listener: this.ctx.listener.name,
       receivedAt: at,
       size: writer.bytes,
+      messageId: cleaned.messageId,
       attempts: 0,
       nextAttemptAt: at,
       lastError: null,
@@ -176,7 +177,7 @@ export class DataIngest {
     }
     const { clientAddress: client, listener, mailFrom: from, size } = env;
     const counts = { rcpts: env.rcptTo.length, graphRcpts: cleaned.graphRecipients, bccAdded: cleaned.bcc.length, headerOnlyRcpts: cleaned.headerOnly.length };
-    this.ctx.log.info({ qid, event: 'received', account, accountRule, mailbox: env.mailbox, rule, client, listener, from, ...counts, size, messageId: cleaned.messageId }, 'message accepted');
+    this.ctx.log.info({ qid, event: 'received', account, accountRule, mailbox: env.mailbox, rule, client, listener, from, ...counts, size, messageId: cleaned.messageId, ...(cleaned.messageIdAdded ? { messageIdAdded: true } : {}) }, 'message accepted');
     if (cleaned.endedAtNonField) this.ctx.log.info({ qid, account, event: 'header-repaired' }, 'a line that is not a header field ended the header section: the empty line was put before it');
     if (cleaned.headerOnly.length > 0) {
       if (cleaned.headerOnlyRemoved) this.ctx.log.info({ qid, account, event: 'header-only-removed', headerOnlyRcpts: cleaned.headerOnly.length }, 'header recipients that are not envelope recipients were removed from To/Cc/Bcc (delivery.headerOnlyRecipients: envelope)');

@@ -12,6 +12,17 @@ export interface LastError {
   requestId?: string;
 }
 
+export interface PendingLookup {
+  /** When the outcome became unknown (the attempt's end, or the restart after a crash): the look-ups are timed from here. */
+  since: string;
+  /** Look-ups made so far. */
+  lookups: number;
+  /** Why the outcome is unknown: the attempt's failure reason, or `crash`. */
+  reason: string;
+  /** The route of that attempt, when known (for the delivered metric). */
+  route?: string;
+}
+
 export interface Envelope {
   version: 1;
   id: string;
@@ -31,11 +42,19 @@ export interface Envelope {
   receivedAt: string;
   /** Bytes of the message (as received plus our Received: header) at the start of its .msg file. */
   size: number;
+  /** The Message-ID the message was queued with (cleanup adds one when the client sent none); absent in older spools. */
+  messageId?: string;
   attempts: number;
   nextAttemptAt: string;
   lastError: LastError | null;
-  /** Set once an attempt ended in a way that Graph may have sent the message anyway. */
+  /** Set once the message was sent again after an attempt whose outcome could not be checked (at-least-once). */
   possibleDuplicate?: boolean;
+  /**
+   * An attempt ended without knowing whether Graph sent the message (no answer after the whole request, a
+   * 5xx after it, or a crash with the attempt in flight): the sending mailbox's Sent Items is looked up
+   * before the message is sent again.
+   */
+  pendingLookup?: PendingLookup;
   /** Set on delivery status notifications the relay generated itself, so they are never bounced. */
   isBounce?: boolean;
   /** Set once a "delayed" notice went to the sender, so it goes only once. */

@@ -201,6 +201,11 @@ export class Spool {
     this.stateFiles?.delete(`${state}/${id}`);
   }
 
+  /** fsync of a state folder: renames made before it (a state file's, say) survive a power cut. */
+  syncDir(state: SpoolState): Promise<void> {
+    return this.syncer(state).sync();
+  }
+
   private syncer(state: SpoolState): DirSyncer {
     return state === 'queue' ? this.queueSync : this.deadSync;
   }

@@ -68,12 +68,29 @@ const clean = (text: string, over: Partial<CleanupInput> = {}) =>
 
 describe('cleanupHeaders', () => {
   it('ends the section at a line that is no header field, so a Cc: after it is body to every reader', () => {
-    const r = clean('From: scans@contoso.example\r\nTo: bob@contoso.example\r\nthis line is no field\r\nCc: victim@evil.example\r\n');
+    const r = clean('From: scans@contoso.example\r\nTo: bob@contoso.example\r\nMessage-ID: <m@x>\r\nthis line is no field\r\nCc: victim@evil.example\r\n');
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.endedAtNonField).toBe(true);
     expect(r.graphRecipients).toBe(1);
-    expect(r.header.toString()).toMatch(/To: bob@contoso\.example\r\n\r\nthis line is no field\r\nCc: victim@evil\.example\r\n$/);
+    expect(r.header.toString()).toMatch(/Message-ID: <m@x>\r\n\r\nthis line is no field\r\nCc: victim@evil\.example\r\n$/);
+  });
+
+  it('adds a Message-ID at the end of a section without one (as Postfix cleanup does), and leaves one given byte for byte', () => {
+    const added = clean('From: scans@contoso.example\r\nTo: bob@contoso.example\r\nSubject: s\r\n', { received: { ...received, queueId: '4dKx9ZbC2mQp', date: 1764000000123 } });
+    expect(added).toMatchObject({ ok: true, messageId: '<4dKx9ZbC2mQp.1764000000123@relay.test>', messageIdAdded: true });
+    if (!added.ok) return;
+    expect(added.header.toString()).toMatch(/\r\nSubject: s\r\nMessage-ID: <4dKx9ZbC2mQp\.1764000000123@relay\.test>\r\n\r\n$/);
+    // A section that ended at a line that is no field: the Message-ID goes before the empty line the relay puts there.
+    const repaired = clean('To: bob@contoso.example\r\nnot a field\r\n');
+    expect(repaired.ok && repaired.header.toString()).toMatch(/To: bob@contoso\.example\r\nMessage-ID: <Q1\.0@relay\.test>\r\n\r\nnot a field\r\n$/);
+    // The last field without its line end still gets a line of its own.
+    const open = clean('To: bob@contoso.example', { complete: true });
+    expect(open.ok && open.header.toString()).toMatch(/To: bob@contoso\.example\r\nMessage-ID: <Q1\.0@relay\.test>\r\n\r\n$/);
+    const given = 'From: scans@contoso.example\r\nTo: bob@contoso.example\r\nMessage-ID:  <Odd.Form (comment) @x.example>\r\n';
+    const kept = clean(given);
+    expect(kept).toMatchObject({ ok: true, messageId: '<Odd.Form (comment) @x.example>', messageIdAdded: false });
+    expect(kept.ok && kept.header.toString().endsWith(`${given}\r\n`)).toBe(true);
   });
 
   it('refuses an unfinished section with no such line, and counts the whole section otherwise', () => {

@@ -43,6 +43,14 @@ describe('config', () => {
     expect(() => buildConfig({ log: { flushInterval: '1h' } }, creds)).toThrow(/log\.flushInterval/);
   });
 
+  it('looks an unknown outcome up 6 times 10 s apart by default; 0 look-ups is allowed, a bad value named', () => {
+    expect(buildConfig({}, creds).delivery.unknownOutcome).toEqual({ lookups: 6, intervalMs: 10_000 });
+    expect(buildConfig({ delivery: { unknownOutcome: { lookups: 0, interval: '2s' } } }, creds).delivery.unknownOutcome).toEqual({ lookups: 0, intervalMs: 2000 });
+    expect(() => buildConfig({ delivery: { unknownOutcome: { lookups: -1 } } }, creds)).toThrow(/delivery\.unknownOutcome\.lookups/);
+    expect(() => buildConfig({ delivery: { unknownOutcome: { interval: '10ms' } } }, creds)).toThrow(/delivery\.unknownOutcome\.interval/);
+    expect(() => buildConfig({ delivery: { unknownOutcome: { wait: '1m' } } }, creds)).toThrow(/delivery\.unknownOutcome\.wait/);
+  });
+
   it.each([
     ['usgov', 'https://graph.microsoft.us', 'https://login.microsoftonline.us'],
     ['usgov-dod', 'https://dod-graph.microsoft.us', 'https://login.microsoftonline.us'],

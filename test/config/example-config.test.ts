@@ -16,6 +16,7 @@ describe('shipped configuration files', () => {
     expect(c.mailboxes.map['@printers.local']).toBe('printers@contoso.example');
     expect(c.mailboxes.sentItems['@printers.local']).toBe('discard');
     expect(c.delivery.retry.scheduleMs[0]).toBe(30_000);
+    expect(c.delivery.unknownOutcome).toEqual({ lookups: 6, intervalMs: 10_000 });
   });
 
   it('relay.example.yaml shows two tenants: the default account and fabrikam, chosen by domain, listener and mapping', () => {

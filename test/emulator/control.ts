@@ -15,18 +15,18 @@ export interface ControlActions {
 
 class BadControlRequest extends Error {}
 
+const FAULT_KEYS: (keyof FaultSettings)[] = ['latencyMs', 'jitterMs', 'randomFaultRate', 'mailboxConcurrency', 'sentItemsDelayMs', 'acceptThenResetRate', 'acceptThenHangRate'];
+
 /** Only known numeric fields pass; anything else is a caller bug worth a 400. */
 export function parseFaults(input: unknown): Partial<FaultSettings> {
   if (typeof input !== 'object' || input === null) throw new BadControlRequest('faults must be a JSON object');
   const out: Partial<FaultSettings> = {};
   for (const [key, value] of Object.entries(input)) {
     if (key === 'down') continue;
-    if (key !== 'latencyMs' && key !== 'jitterMs' && key !== 'randomFaultRate' && key !== 'mailboxConcurrency') {
-      throw new BadControlRequest(`unknown fault option '${key}'`);
-    }
+    if (!FAULT_KEYS.includes(key as keyof FaultSettings)) throw new BadControlRequest(`unknown fault option '${key}'`);
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new BadControlRequest(`${key} must be a number >= 0`);
-    if (key === 'randomFaultRate' && value > 1) throw new BadControlRequest('randomFaultRate must be within 0..1');
-    out[key] = value;
+    if (key.endsWith('Rate') && value > 1) throw new BadControlRequest(`${key} must be within 0..1`);
+    out[key as keyof FaultSettings] = value;
   }
   return out;
 }

@@ -1,10 +1,10 @@
 /** Large-message path: drafts, small attachments, attachment upload sessions, draft send and delete. */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { decodeStrictBase64 } from './base64.js';
 import { GraphError, isObject, parseJsonObject } from './call.js';
 import type { GraphCall, Reply } from './call.js';
 import { mediaType } from './http.js';
-import { checkSendAs, decodeMimeBody, jsonRecipients, jsonSenders, mimeSenders, mimeHeader, mimeRecipients, requireRecipients, sha256, unsupportedMediaType } from './mail.js';
+import { checkSendAs, decodeMimeBody, internetMessageIdOf, jsonRecipients, jsonSenders, mimeSenders, mimeHeader, mimeRecipients, requireRecipients, sha256, subjectOf, unsupportedMediaType } from './mail.js';
 import type { UploadSession } from './state.js';
 import type { Attachment, Draft, SentRecord } from './types.js';
 
@@ -34,7 +34,7 @@ function odataContext(call: GraphCall, suffix: string): string {
 
 export function createDraft(call: GraphCall): Reply {
   const type = mediaType(call.req.headers['content-type']);
-  const draft: Draft = { id: exchangeId(), upn: call.upn, createdAt: new Date(), requestId: call.requestId, contentType: type, attachments: [] };
+  const draft: Draft = { id: exchangeId(), upn: call.upn, createdAt: new Date(), requestId: call.requestId, contentType: type, attachments: [], internetMessageId: '' };
   let subject: string | undefined;
   if (type === 'text/plain') {
     draft.mime = decodeMimeBody(call.body);
@@ -46,6 +46,7 @@ export function createDraft(call: GraphCall): Reply {
   } else {
     throw unsupportedMediaType(type);
   }
+  draft.internetMessageId = internetMessageIdOf(draft.mime ? { mime: draft.mime } : { json: draft.json ?? {} });
   call.state.mailboxDrafts(call.upn).set(draft.id, draft);
   const changeKey = randomBytes(12).toString('base64');
   const created = draft.createdAt.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -61,7 +62,7 @@ export function createDraft(call: GraphCall): Reply {
       subject: subject ?? '',
       isDraft: true,
       hasAttachments: false,
-      internetMessageId: `<${randomUUID()}@emulator.invalid>`,
+      internetMessageId: draft.internetMessageId,
     },
   };
 }
@@ -236,13 +237,15 @@ export function sendDraft(call: GraphCall): Reply {
     sha256: sha256(content),
     draftId: draft.id,
     attachments: draft.attachments,
+    internetMessageId: draft.internetMessageId,
+    savedToSentItems: true,
     ...(draft.mime ? { mime: draft.mime } : { json: draft.json }),
     ...(call.clientRequestId === undefined ? {} : { clientRequestId: call.clientRequestId }),
     ...(call.tenantId === undefined ? {} : { tenantId: call.tenantId }),
   };
   call.state.mailboxDrafts(call.upn).delete(draft.id);
   call.state.dropUploadsOf(draft.id);
-  call.state.recordSent(record);
+  call.state.recordSent(record, subjectOf(draft.mime ? { mime: draft.mime } : { json: draft.json ?? {} }));
   return { status: 202 };
 }
 

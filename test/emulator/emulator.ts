@@ -14,6 +14,7 @@ import { handleMessageTrace } from './trace.js';
 import { sendJson } from './http.js';
 import { makeTestPki } from './pki.js';
 import type { TestPki } from './pki.js';
+import { DEFAULT_LOOKUP_ROLES } from './sent-items.js';
 import { EmulatorState, mailboxKey } from './state.js';
 import type {
   DownMode,
@@ -24,6 +25,7 @@ import type {
   TenantOptions,
   RequestLogEntry,
   ScriptStep,
+  SentItem,
   SentRecord,
   TokenRequestRecord,
   TokenStep,
@@ -51,6 +53,10 @@ export interface EmulatorOptions {
   tokenLifetimeSec?: number;
   /** Application roles in issued tokens; default Mail.Send and Mail.ReadWrite. */
   roles?: string[];
+  /** Roles any one of which lets a token list Sent Items (403 ErrorAccessDenied without); default Mail.ReadBasic.All and the wider read roles. */
+  lookupRoles?: string[];
+  /** How long after Graph accepted a message its copy appears in Sent Items; default 0. */
+  sentItemsDelayMs?: number;
   /** Mailbox → other addresses it may send as (Send As granted); From/Sender anything else gets 403 ErrorSendAsDenied. */
   sendAs?: Record<string, string[]>;
   /** When set, any other user gets 404 ErrorInvalidUser. */
@@ -130,6 +136,11 @@ export class Emulator extends EventEmitter {
 
   get faults(): FaultSettings {
     return { ...this.state.faults };
+  }
+
+  /** The copies in a mailbox's Sent Items, visible or not yet. */
+  sentItems(upn: string): SentItem[] {
+    return [...this.state.sentItemsOf(upn)];
   }
 
   drafts(upn: string): Draft[] {
@@ -239,6 +250,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     tokenLifetimeSec: opts.tokenLifetimeSec ?? 3600,
     maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
     roles: opts.roles ?? ['Mail.Send', 'Mail.ReadWrite'],
+    lookupRoles: opts.lookupRoles ?? DEFAULT_LOOKUP_ROLES,
     tenants: (opts.tenants ?? []).map((t) => {
       const pems = t.clientCertPem ?? [];
       return {
@@ -256,6 +268,9 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
       jitterMs: opts.jitterMs ?? 0,
       randomFaultRate: opts.randomFaultRate ?? 0,
       mailboxConcurrency: opts.mailboxConcurrency ?? 4,
+      sentItemsDelayMs: opts.sentItemsDelayMs ?? 0,
+      acceptThenResetRate: 0,
+      acceptThenHangRate: 0,
     },
     ...(opts.federatedTokens ? { federatedTokens: opts.federatedTokens } : {}),
     ...(opts.mailboxes ? { mailboxes: new Set(opts.mailboxes.map(mailboxKey)) } : {}),

@@ -7,6 +7,7 @@ import { addAttachment, cancelUpload, createDraft, createUploadSession, deleteDr
 import { graphErrorBody, readBody, resetConnection, retryAfterHeader, sendEmpty, sendJson, sleep } from './http.js';
 import { verifyHs256 } from './jwt.js';
 import { sendMail } from './mail.js';
+import { listSentItems } from './sent-items.js';
 import { mailboxKey } from './state.js';
 import type { EmulatorState, UploadSession } from './state.js';
 import type { GraphOp, RequestLogEntry, ScriptStep } from './types.js';
@@ -30,6 +31,7 @@ const HANDLERS: Record<GraphOp, (call: GraphCall) => Reply> = {
   cancelUpload,
   sendDraft,
   deleteDraft,
+  listSentItems,
 };
 
 const SCRIPTED_DEFAULTS: Record<number, [string, string]> = {
@@ -76,12 +78,13 @@ function route(method: string, pathname: string): RouteResult {
     'messages/{id}/attachments': { POST: 'addAttachment' },
     'messages/{id}/attachments/createuploadsession': { POST: 'createUploadSession' },
     'messages/{id}/send': { POST: 'sendDraft' },
+    'mailfolders/sentitems/messages': { GET: 'listSentItems' },
   };
   const byMethod = ops[shape];
   if (!byMethod) return { status: 400, code: 'BadRequest', message: `Resource not found for the segment '${rest.join('/')}'.` };
   const op = byMethod[method];
   if (!op) return { status: 405, code: 'MethodNotAllowed', message: `${method} is not supported on this resource.` };
-  return shape === 'sendmail' || shape === 'messages' ? { op, upn } : { op, upn, ...(draftId === undefined ? {} : { draftId }) };
+  return shape === 'sendmail' || shape === 'messages' || op === 'listSentItems' ? { op, upn } : { op, upn, ...(draftId === undefined ? {} : { draftId }) };
 }
 
 type Auth = { ok: true; tenantId: string; roles: string[] | null } | { ok: false; message: string };
@@ -114,6 +117,32 @@ export function checkBearer(state: EmulatorState, header: string | undefined): A
 function latency(state: EmulatorState): number {
   const { latencyMs, jitterMs } = state.faults;
   return Math.max(0, latencyMs + (Math.random() * 2 - 1) * jitterMs);
+}
+
+/** A random fault after a submission was recorded (faults.acceptThenResetRate, acceptThenHangRate), or null. */
+function submissionFault(state: EmulatorState, op: GraphOp): 'reset' | 'hang' | null {
+  if (op !== 'sendMail' && op !== 'sendDraft') return null;
+  const { acceptThenResetRate, acceptThenHangRate } = state.faults;
+  if (acceptThenResetRate + acceptThenHangRate === 0) return null;
+  const roll = Math.random();
+  return roll < acceptThenResetRate ? 'reset' : roll < acceptThenResetRate + acceptThenHangRate ? 'hang' : null;
+}
+
+/** Never answers: waits until the client gives up and closes the connection (or the emulator resets or closes). */
+function hang(req: IncomingMessage, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = (): void => {
+      resetConnection(req);
+      done();
+    };
+    if (req.socket.destroyed || signal.aborted) return onAbort();
+    req.socket.once('close', done);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Handles a Graph or upload-URL request; returns false when the path belongs elsewhere. */
@@ -271,6 +300,20 @@ export async function handleGraph(state: EmulatorState, req: IncomingMessage, re
       return true;
     }
     if (step && 'acceptThenReset' in step) {
+      resetConnection(req);
+      return true;
+    }
+    if (step && 'acceptThenStatus' in step) {
+      const [code, message] = SCRIPTED_DEFAULTS[step.acceptThenStatus] ?? ['ScriptedError', `Scripted status ${step.acceptThenStatus}.`];
+      await reply(step.acceptThenStatus, step.code ?? code, message);
+      return true;
+    }
+    const after = step ? null : submissionFault(state, found.op);
+    if ((step && 'acceptThenHang' in step) || after === 'hang') {
+      await hang(req, waitSignal);
+      return true;
+    }
+    if (after === 'reset') {
       resetConnection(req);
       return true;
     }

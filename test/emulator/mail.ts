@@ -6,6 +6,7 @@ import type { GraphCall, Reply } from './call.js';
 import { mediaType } from './http.js';
 import type { SentRecord } from './types.js';
 import type { EmulatorState } from './state.js';
+import { randomUUID } from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser';
 import libmime from 'libmime';
 
@@ -120,6 +121,19 @@ export function jsonRecipients(message: Record<string, unknown>): string[] {
   return out;
 }
 
+/** What Exchange uses as internetMessageId: the message's own Message-ID, or one it makes up. */
+export function internetMessageIdOf(source: { mime?: Buffer; json?: Record<string, unknown> }): string {
+  const own = source.mime ? mimeHeader(source.mime, 'Message-ID') : source.json?.['internetMessageId'];
+  const m = typeof own === 'string' ? /<[^<>\s]+@[^<>\s]+>/.exec(own) : null;
+  return m ? m[0] : `<${randomUUID().replace(/-/g, '').toUpperCase()}@EMULATOR.PROD.OUTLOOK.COM>`;
+}
+
+/** The subject a Sent Items copy shows. */
+export function subjectOf(source: { mime?: Buffer; json?: Record<string, unknown> }): string {
+  const s = source.mime ? mimeHeader(source.mime, 'Subject') : source.json?.['subject'];
+  return typeof s === 'string' ? s : '';
+}
+
 export function requireRecipients(recipients: string[]): void {
   if (recipients.length === 0) {
     throw new GraphError(400, 'ErrorInvalidRecipients', 'At least one recipient is not valid., Recipient is not resolved. All recipients must be resolved before a message can be submitted.');
@@ -142,24 +156,31 @@ export function sendMail(call: GraphCall): Reply {
     ...(call.clientRequestId === undefined ? {} : { clientRequestId: call.clientRequestId }),
   };
   let record: SentRecord;
+  let subject: string;
   if (type === 'text/plain') {
     const mime = decodeMimeBody(call.body);
     const recipients = mimeRecipients(mime);
     requireRecipients(recipients);
     checkSendAs(call.state, call.upn, mimeSenders(mime));
-    record = { ...base, mime, recipients, size: mime.length, sha256: sha256(mime) };
+    // MIME sendMail always keeps a copy in Sent Items.
+    record = { ...base, mime, recipients, size: mime.length, sha256: sha256(mime), internetMessageId: internetMessageIdOf({ mime }), savedToSentItems: true };
+    subject = subjectOf({ mime });
   } else if (type === 'application/json') {
     const json = parseJsonObject(call.body);
     const message = json['message'];
     if (!isObject(message)) throw new GraphError(400, 'ErrorInvalidRecipients', "The 'message' property is required.");
+    // Stricter, never more lenient: Exchange refuses InternetMessageId on an item sent without being saved
+    // (EWS CreateItem SendOnly answers ErrorInvalidPropertySet); on a draft it is writable.
+    if (message['internetMessageId'] !== undefined) throw new GraphError(400, 'ErrorInvalidPropertySet', 'The property InternetMessageId cannot be set on a message that is sent without being saved first.');
     const recipients = jsonRecipients(message);
     requireRecipients(recipients);
     checkSendAs(call.state, call.upn, jsonSenders(message));
-    record = { ...base, json, recipients, size: call.body.length, sha256: sha256(call.body) };
+    record = { ...base, json, recipients, size: call.body.length, sha256: sha256(call.body), internetMessageId: internetMessageIdOf({ json: message }), savedToSentItems: json['saveToSentItems'] !== false };
+    subject = subjectOf({ json: message });
   } else {
     throw unsupportedMediaType(type);
   }
   if (call.tenantId) record.tenantId = call.tenantId;
-  call.state.recordSent(record);
+  call.state.recordSent(record, subject);
   return { status: 202 };
 }

@@ -8,7 +8,7 @@ import { startEmulator } from './emulator.js';
 import { makeTestPki } from './pki.js';
 
 const USAGE = `usage: tsx test/emulator/main.ts [--port 0] [--dir DIR] [--latency-ms N] [--jitter-ms N]
-  [--mailbox-concurrency N] [--random-fault-rate 0..1] [--max-body-bytes N] [--token-lifetime-sec N]
+  [--mailbox-concurrency N] [--random-fault-rate 0..1] [--max-body-bytes N] [--token-lifetime-sec N] [--sent-items-delay-ms N]
   [--mailboxes a@x,b@x] [--tenant-id GUID] [--client-id GUID] [--client-secret S] [--accept-assertion TOKEN]...`;
 
 function number(name: string, value: string | undefined): number | undefined {
@@ -29,6 +29,7 @@ async function main(): Promise<void> {
       'random-fault-rate': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'token-lifetime-sec': { type: 'string' },
+      'sent-items-delay-ms': { type: 'string' },
       mailboxes: { type: 'string' },
       'tenant-id': { type: 'string' },
       'client-id': { type: 'string' },
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     ...optional('randomFaultRate', number('random-fault-rate', values['random-fault-rate'])),
     ...optional('maxBodyBytes', number('max-body-bytes', values['max-body-bytes'])),
     ...optional('tokenLifetimeSec', number('token-lifetime-sec', values['token-lifetime-sec'])),
+    ...optional('sentItemsDelayMs', number('sent-items-delay-ms', values['sent-items-delay-ms'])),
     ...optional('mailboxes', values.mailboxes?.split(',').map((s) => s.trim()).filter((s) => s.length > 0)),
     ...optional('tenantId', values['tenant-id']),
     ...optional('clientId', values['client-id']),

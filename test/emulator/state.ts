@@ -1,5 +1,5 @@
 /** Mutable emulator state shared by the Entra, Graph and control handlers: records, drafts, scripts, counters. */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Hash } from 'node:crypto';
 import type {
@@ -12,6 +12,7 @@ import type {
   PeerRecord,
   RequestLogEntry,
   ScriptStep,
+  SentItem,
   SentRecord,
   TokenRequestRecord,
   TokenStep,
@@ -55,6 +56,8 @@ export interface StateConfig {
   tokenLifetimeSec: number;
   /** The application roles tokens carry. */
   roles: string[];
+  /** Roles any one of which lets a token read Sent Items. */
+  lookupRoles: string[];
   /** Lower-cased mailbox → the other addresses it may send as (Send As granted in Exchange). */
   sendAs: Map<string, string[]>;
   /** Lower-cased known mailboxes; undefined means every user exists. */
@@ -84,6 +87,8 @@ export class EmulatorState extends EventEmitter {
   readonly peers: PeerRecord[] = [];
   readonly drafts = new Map<string, Map<string, Draft>>();
   readonly uploads = new Map<string, UploadSession>();
+  /** Lower-cased mailbox → its Sent Items copies. */
+  readonly sentItems = new Map<string, SentItem[]>();
   throttled429 = 0;
   /** Application roles in the tokens: the configured ones, unless a test sets others (reset() restores them). */
   roles: string[];
@@ -177,11 +182,28 @@ export class EmulatorState extends EventEmitter {
     if (upn !== undefined) this.stats(mailboxKey(upn)).throttled++;
   }
 
-  recordSent(record: SentRecord): void {
+  /** A message Graph accepted; with a copy kept, it shows in Sent Items after faults.sentItemsDelayMs. */
+  recordSent(record: SentRecord, subject: string): void {
     this.stats(mailboxKey(record.upn)).accepted++;
     this.sent.push(record);
     if (record.via === 'draft') this.sentDrafts.push(record);
+    if (record.savedToSentItems) {
+      const key = mailboxKey(record.upn);
+      const now = Date.now();
+      const item: SentItem = {
+        id: `AAMkSent${randomUUID().replace(/-/g, '')}`,
+        internetMessageId: record.internetMessageId,
+        sentDateTime: new Date(now).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        subject,
+        visibleAt: now + this.faults.sentItemsDelayMs,
+      };
+      this.sentItems.set(key, [...(this.sentItems.get(key) ?? []), item]);
+    }
     this.emit('sent', record);
+  }
+
+  sentItemsOf(upn: string): SentItem[] {
+    return this.sentItems.get(mailboxKey(upn)) ?? [];
   }
 
   mailboxDrafts(upn: string): Map<string, Draft> {
@@ -217,6 +239,7 @@ export class EmulatorState extends EventEmitter {
     this.peers.length = 0;
     this.drafts.clear();
     this.uploads.clear();
+    this.sentItems.clear();
     this.scripts.clear();
     this.tokenScript = [];
     this.mailboxStats.clear();

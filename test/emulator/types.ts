@@ -10,7 +10,8 @@ export type GraphOp =
   | 'uploadChunk'
   | 'cancelUpload'
   | 'sendDraft'
-  | 'deleteDraft';
+  | 'deleteDraft'
+  | 'listSentItems';
 
 /** Restricts a scripted step to one operation; without it the step matches any Graph operation. */
 interface StepTarget {
@@ -23,6 +24,8 @@ interface StepTarget {
  * - reset: read the body, then destroy the socket without answering (no side effect)
  * - resetBeforeBody: destroy the socket as soon as the headers arrive
  * - acceptThenReset: handle normally (the mail IS recorded), then destroy instead of answering
+ * - acceptThenHang: handle normally (the mail IS recorded), then never answer (the client's timeout fires)
+ * - acceptThenStatus: handle normally (the mail IS recorded), then answer with that error status (a 5xx after the fact)
  * - delayMs: handle normally, but answer that much later (the mail is recorded even if the client gave up)
  * - accept: handle normally (placeholder to skip a request)
  */
@@ -32,6 +35,8 @@ export type ScriptStep = StepTarget &
     | { reset: true }
     | { resetBeforeBody: true }
     | { acceptThenReset: true }
+    | { acceptThenHang: true }
+    | { acceptThenStatus: number; code?: string }
     | { delayMs: number }
     | { accept: true }
   );
@@ -49,6 +54,12 @@ export interface FaultSettings {
   /** 0..1: fraction of sendMail requests answered with 429 (Retry-After 1), 503 or a reset, chosen at random. */
   randomFaultRate: number;
   mailboxConcurrency: number;
+  /** How long after Graph accepted a message its copy shows in Sent Items (a look-up before that finds nothing). */
+  sentItemsDelayMs: number;
+  /** 0..1: fraction of message submissions (sendMail, sending a draft) recorded and then reset instead of answered. */
+  acceptThenResetRate: number;
+  /** 0..1: fraction of message submissions recorded and then never answered (the client's timeout fires). */
+  acceptThenHangRate: number;
 }
 
 export type DownMode = '503' | 'reset' | false;
@@ -76,6 +87,8 @@ export interface Draft {
   mime?: Buffer;
   json?: Record<string, unknown>;
   attachments: Attachment[];
+  /** Assigned when the draft is made: its Message-ID, or one Exchange makes up. */
+  internetMessageId: string;
 }
 
 /** A message Graph accepted for delivery: a sendMail call or a sent draft. */
@@ -101,6 +114,20 @@ export interface SentRecord {
   sha256: string;
   draftId?: string;
   attachments?: Attachment[];
+  /** The Message-ID Exchange keeps for it (the message's own, or one it made up). */
+  internetMessageId: string;
+  /** Whether a copy went to Sent Items (false: JSON sendMail with saveToSentItems false). */
+  savedToSentItems: boolean;
+}
+
+/** A copy in a mailbox's Sent Items. */
+export interface SentItem {
+  id: string;
+  internetMessageId: string;
+  sentDateTime: string;
+  subject: string;
+  /** Epoch ms from which a look-up sees it. */
+  visibleAt: number;
 }
 
 export interface RequestLogEntry {

@@ -1,7 +1,7 @@
 /** The failure classification table: status and Graph error code → permanent or transient. */
 
 import { describe, expect, it } from 'vitest';
-import { classifyNetworkError, classifyResponse } from '../../src/graph/classify.js';
+import { classifyNetworkError, classifyResponse, classifyStepNetworkError, classifySubmitResponse } from '../../src/graph/classify.js';
 import { parseGraphError, parseRetryAfter } from '../../src/graph/http.js';
 import { GraphNetworkError } from '../../src/errors.js';
 
@@ -41,9 +41,23 @@ describe('classification', () => {
     expect(classifyResponse(res(401, 'InvalidAuthenticationToken'))).toMatchObject({ kind: 'transient', refreshToken: true });
   });
 
-  it('no answer after the body was sent is a possible duplicate', () => {
-    expect(classifyNetworkError(new GraphNetworkError('UND_ERR_HEADERS_TIMEOUT', true, 'x', 'c'))).toMatchObject({ kind: 'transient', possibleDuplicate: true });
-    expect(classifyNetworkError(new GraphNetworkError('ECONNREFUSED', false, 'x', 'c'))).not.toHaveProperty('possibleDuplicate');
+  it('no answer after the body was sent leaves the outcome unknown; before it, or on a step that sends nothing, it is a plain failure', () => {
+    const timeout = new GraphNetworkError('UND_ERR_HEADERS_TIMEOUT', true, 'x', 'c');
+    expect(classifyNetworkError(timeout)).toMatchObject({ kind: 'transient', outcomeUnknown: true });
+    expect(classifyNetworkError(new GraphNetworkError('ECONNREFUSED', false, 'x', 'c'))).not.toHaveProperty('outcomeUnknown');
+    expect(classifyStepNetworkError(timeout, true)).toMatchObject({ outcomeUnknown: true });
+    expect(classifyStepNetworkError(timeout, false)).not.toHaveProperty('outcomeUnknown');
+  });
+
+  it('a 5xx after a submission may come after Graph took the message; 503, 507 and known codes say otherwise', () => {
+    for (const status of [500, 502, 504, 599]) expect(classifySubmitResponse(res(status), false)).toEqual({ kind: 'transient', reason: `http-${status}`, outcomeUnknown: true });
+    expect(classifySubmitResponse(res(503), false)).not.toHaveProperty('outcomeUnknown');
+    expect(classifySubmitResponse(res(507), false)).not.toHaveProperty('outcomeUnknown');
+    expect(classifySubmitResponse(res(500, 'ErrorServerBusy'), false)).toMatchObject({ throttle: { retryAfterMs: null } });
+    expect(classifySubmitResponse(res(429, 'ApplicationThrottled', 1000), false)).not.toHaveProperty('outcomeUnknown');
+    expect(classifySubmitResponse(res(403), true)).toMatchObject({ kind: 'permanent', reason: 'large-route-forbidden' });
+    // Anything but a submission: a 5xx is a plain transient failure.
+    expect(classifyResponse(res(502))).toEqual({ kind: 'transient', reason: 'http-502' });
   });
 
   it('parses Retry-After as seconds or an HTTP date, and Graph error JSON', () => {

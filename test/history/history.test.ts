@@ -47,7 +47,7 @@ describe('history (worker thread)', () => {
     // The worker thread runs at nice 19: under load the SMTP event loop gets the cores first.
     expect(niceOfThreads()).toContain(19);
     const seen: string[] = [];
-    const events = fanOut(historyDeliveryEvents(h), { queued: () => seen.push('queued'), vanished: () => undefined, delivered: () => seen.push('delivered'), deferred: () => seen.push('deferred'), deadLettered: () => undefined, bounced: () => undefined, graphResponse: () => seen.push('graph') });
+    const events = fanOut(historyDeliveryEvents(h), { queued: () => seen.push('queued'), vanished: () => undefined, delivered: () => seen.push('delivered'), deferred: () => seen.push('deferred'), deadLettered: () => undefined, bounced: () => undefined, graphResponse: () => seen.push('graph'), unknownOutcome: () => seen.push('unknown') });
     const env = envelope();
     h.accepted(env, Date.parse(env.receivedAt), { messageId: '<scan-7@printer3>', subject: 'secret plans', user: 'floor3', tls: 'TLSv1.3' });
     env.attempts = 1;
@@ -55,8 +55,9 @@ describe('history (worker thread)', () => {
     events.deferred(env, throttled);
     events.graphResponse(throttled);
     env.attempts = 2;
+    events.unknownOutcome(env, 'found');
     events.delivered(env, { route: 'mime', status: 202, requestId: 'req-b', verdict: { kind: 'delivered' } } as SendResult, 1234);
-    expect(seen).toEqual(['deferred', 'graph', 'delivered']);
+    expect(seen).toEqual(['deferred', 'graph', 'unknown', 'delivered']);
     const found = await h.search({ messageId: 'scan-7@printer3' });
     expect(found.map((m) => m.qid)).toEqual([env.id]);
     // Subjects are not kept unless history.storeSubjects says so.
@@ -64,11 +65,13 @@ describe('history (worker thread)', () => {
     const story = await h.story(env.id);
     expect(story!.events.map((e) => [e.kind, e.status, e.code ?? null, e.requestId])).toEqual([
       ['deferred', 429, 'ApplicationThrottled', 'req-a'],
+      ['outcome-unknown', undefined, null, undefined],
       ['delivered', 202, null, 'req-b'],
     ]);
+    expect(story!.events[1]).toMatchObject({ reason: 'found', detail: expect.stringMatching(/Sent Items/) });
     expect(h.mailboxErrors.get('scans@contoso.example')?.error).toMatch(/429 ApplicationThrottled/);
     await h.close();
-    expect(h.stats).toMatchObject({ written: 3, failed: 0, dropped: 0 });
+    expect(h.stats).toMatchObject({ written: 4, failed: 0, dropped: 0 });
 
     const again = new History({ cfg, log });
     await again.start();

@@ -61,14 +61,14 @@ describe('header bytes', () => {
 
   it('gives JSON the subject and display names as the client wrote them, raw UTF-8 or latin1', async () => {
     const utf8 = await scanned('From: Jörg Müller <mfp@printer.local>\r\nTo: "東京 Büro" <tokyo@contoso.example>\r\nSubject: Scan Übersicht 東京\r\n\r\nbody\r\n');
-    const m = await buildJsonMessage(utf8.file, utf8.root, describeMessage(utf8.root), { extraBcc: [] });
+    const m = await buildJsonMessage(utf8.file, utf8.root, describeMessage(utf8.root), { extraBcc: [], internetMessageId: false });
     expect(m).toMatchObject({
       subject: 'Scan Übersicht 東京',
       from: { emailAddress: { address: 'mfp@printer.local', name: 'Jörg Müller' } },
       toRecipients: [{ emailAddress: { address: 'tokyo@contoso.example', name: '東京 Büro' } }],
     });
     const old = await scanned(latin1('From: J\xf6rg <mfp@printer.local>\r\nTo: a@contoso.example\r\nSubject: Gr\xfc\xdfe\r\n\r\nbody\r\n'));
-    const l = await buildJsonMessage(old.file, old.root, describeMessage(old.root), { extraBcc: [] });
+    const l = await buildJsonMessage(old.file, old.root, describeMessage(old.root), { extraBcc: [], internetMessageId: false });
     expect(l).toMatchObject({ subject: 'Grüße', from: { emailAddress: { name: 'Jörg' } } });
   });
 });
@@ -80,7 +80,7 @@ describe('malformed Content-Type', () => {
       const parts = describeMessage(root);
       expect(parts.text).toBe(root);
       expect(parts.attachments).toEqual([]);
-      const m = await buildJsonMessage(file, root, parts, { extraBcc: [] });
+      const m = await buildJsonMessage(file, root, parts, { extraBcc: [], internetMessageId: false });
       expect(m['body']).toEqual({ contentType: 'text', content: 'Scan fertig: Grüße\n' });
     });
   }
@@ -89,7 +89,7 @@ describe('malformed Content-Type', () => {
     const { file, root } = await scanned(mixed(['Content-Type: text\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe', 'Content-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC']));
     const parts = describeMessage(root);
     expect(parts.attachments.map((a) => a.name)).toEqual(['a.pdf']);
-    const m = await buildJsonMessage(file, root, parts, { extraBcc: [] });
+    const m = await buildJsonMessage(file, root, parts, { extraBcc: [], internetMessageId: false });
     expect(m['body']).toEqual({ contentType: 'text', content: 'Grüße' });
   });
 });

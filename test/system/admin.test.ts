@@ -240,6 +240,7 @@ describe('metric building blocks', () => {
 
   it('feeds counters and queue gauges from the events', async () => {
     const m = new RelayMetrics({ processMetrics: false, deadDir: '/nonexistent/dead' });
+    m.account('default'); // as createRelay does for every account: its series start at 0
     const now = Date.now();
     m.paused('scans@contoso.example', 2000, now);
     m.paused('scans@contoso.example', 2500, now + 1000); // extends the first pause by 1.5 s
@@ -247,7 +248,10 @@ describe('metric building blocks', () => {
     for (const id of ['a', 'b', 'c']) m.accepted(env(id, 'Scans@Contoso.example', now - 10_000));
     const mime = (verdict: SendResult['verdict'], status?: number): SendResult => ({ verdict, route: 'mime', ...(status ? { status } : {}) });
     m.deliveryEvents.delivered(env('a', 'scans@contoso.example', now), mime({ kind: 'delivered' }, 202), 1500);
-    m.deliveryEvents.deferred(env('b', 'scans@contoso.example', now), mime({ kind: 'transient', reason: 'timeout', possibleDuplicate: true }));
+    m.deliveryEvents.deferred(env('b', 'scans@contoso.example', now), mime({ kind: 'transient', reason: 'timeout', outcomeUnknown: true }));
+    m.deliveryEvents.unknownOutcome(env('b', 'scans@contoso.example', now), 'looking');
+    m.deliveryEvents.unknownOutcome(env('b', 'scans@contoso.example', now), 'found');
+    m.deliveryEvents.unknownOutcome(env('c', 'scans@contoso.example', now), 'unchecked');
     m.deliveryEvents.deadLettered(env('b', 'scans@contoso.example', now), 'invalid-recipients');
     m.rejected('auth');
     const p = parseMetrics((await m.render()).body);
@@ -256,6 +260,8 @@ describe('metric building blocks', () => {
     expect(p.get('relay_queue_mailbox_messages{mailbox="scans@contoso.example"}')).toBe(1);
     expect(p.get('relay_queue_mailbox_oldest_age_seconds{mailbox="scans@contoso.example"}')).toBeGreaterThanOrEqual(10);
     expect(p.get('relay_possible_duplicates_total')).toBe(1);
+    expect(p.get('relay_unknown_outcomes_total{resolution="found",account="default"}')).toBe(1);
+    expect(p.get('relay_unknown_outcomes_total{resolution="resent",account="default"}')).toBe(0);
     expect(p.get('relay_messages_dead_lettered_total{reason="invalid-recipients",account="default"}')).toBe(1);
     expect(p.get('relay_delivery_latency_seconds_bucket{le="2.5"}')).toBe(1);
     expect(p.get('relay_delivery_latency_seconds_bucket{le="1"}')).toBe(0);

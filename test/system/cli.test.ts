@@ -44,7 +44,9 @@ describe('command line', () => {
     const eml = readFileSync(path.join(r.captureDir, `${done.qid}.eml`));
     expect(eml.toString()).toMatch(/^Bcc: bob@contoso\.example\r\nReceived: from pytest\.local/);
     // The printer's From becomes the mailbox Graph sends as (Exchange refuses any other); the rest is as sent.
-    expect(eml.toString()).toContain('\r\nFrom: "scanner at printer.local" <scans@contoso.example>\r\nX-Original-From: scanner@printer.local\r\nReply-To: scanner@printer.local\r\nTo: alice@contoso.example\r\nSubject: Scan 1\r\n\r\nPDF would be here\r\n');
+    // A message without a Message-ID gets one at the end of its header section, as Postfix's cleanup adds it.
+    expect(eml.toString()).toContain(`\r\nFrom: "scanner at printer.local" <scans@contoso.example>\r\nX-Original-From: scanner@printer.local\r\nReply-To: scanner@printer.local\r\nTo: alice@contoso.example\r\nSubject: Scan 1\r\nMessage-ID: <${done.qid}.`);
+    expect(eml.toString()).toMatch(/\r\nMessage-ID: <\w{12}\.\d+@[^>]+>\r\n\r\nPDF would be here\r\n$/);
     expect(eml.toString().endsWith('\r\n\r\nPDF would be here\r\n')).toBe(true);
     const json = JSON.parse(readFileSync(path.join(r.captureDir, `${done.qid}.json`), 'utf8'));
     expect(json).toMatchObject({

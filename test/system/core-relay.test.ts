@@ -57,7 +57,7 @@ describe('delivery through Graph', () => {
 
   it('adds envelope-only recipients as Bcc so each receives the message', async () => {
     const r = await relay();
-    const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Cc: 'carol@contoso.example', Subject: 'Hi' }, 'x\r\n');
+    const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Cc: 'carol@contoso.example', Subject: 'Hi', 'Message-ID': '<bcc@test.example>' }, 'x\r\n');
     const rcpts = ['bob@contoso.example', 'carol@contoso.example', 'dave@fabrikam.example', 'erin@fabrikam.example'];
     expect((await pySend(r.smtpPort, 'alice@contoso.example', rcpts, msg)).ok).toBe(true);
     const [sent] = await tb.emu.waitForSent(1);
@@ -93,7 +93,7 @@ describe('delivery through Graph', () => {
   it('passes raw 8-bit bytes through without re-encoding', async () => {
     const r = await relay();
     const body = Buffer.from('Caf\xe9 latin-1 bytes \xff\xfe and UTF-8 \u00e9\r\n', 'latin1');
-    const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Subject: '8bit', 'Content-Type': 'text/plain; charset=iso-8859-1', 'Content-Transfer-Encoding': '8bit' }, body);
+    const msg = message({ From: 'alice@contoso.example', To: 'bob@contoso.example', Subject: '8bit', 'Message-ID': '<8bit@test.example>', 'Content-Type': 'text/plain; charset=iso-8859-1', 'Content-Transfer-Encoding': '8bit' }, body);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], msg)).ok).toBe(true);
     const [sent] = await tb.emu.waitForSent(1);
     expect(splitAdded(sent!.mime!).rest.equals(msg)).toBe(true);
@@ -135,11 +135,14 @@ describe('delivery through Graph', () => {
 
   it('retries 503, 504 and connection resets, then delivers', async () => {
     const r = await relay();
-    tb.emu.script('*', [{ status: 503, code: 'ServiceUnavailable' }, { status: 504 }, { resetBeforeBody: true }]);
+    tb.emu.script('*', [{ op: 'sendMail', status: 503, code: 'ServiceUnavailable' }, { op: 'sendMail', status: 504 }, { op: 'sendMail', resetBeforeBody: true }]);
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 't' }, 'x\r\n'))).ok).toBe(true);
     const log = await r.waitForLog(delivered());
     expect(log.attempt).toBe(4);
     expect(tb.emu.sent).toHaveLength(1);
+    // The 504 and the reset may have come after Graph took the message: each was looked up in Sent Items first.
+    expect(r.logs.filter((l) => l.event === 'outcome-unknown').map((l) => l.reason)).toEqual(['http-504', expect.stringMatching(/^network-/)]);
+    expect(r.logs.filter((l) => l.event === 'lookup-not-found')).toHaveLength(2);
   });
 
   it('moves a message refused with 403 to the dead-letter folder with the Graph error recorded', async () => {

@@ -169,7 +169,7 @@ describe('a From that Graph will accept', () => {
 
   it('leaves a message whose From already is the mailbox byte-exact', async () => {
     const r = await tb.relay();
-    const msg = message({ From: 'Alice <alice@contoso.example>', To: 'bob@contoso.example', Subject: 'Mine' }, 'x\r\n');
+    const msg = message({ From: 'Alice <alice@contoso.example>', To: 'bob@contoso.example', Subject: 'Mine', 'Message-ID': '<mine@test.example>' }, 'x\r\n');
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], msg)).ok).toBe(true);
     const [sent] = await tb.emu.waitForSent(1);
     const mime = sent!.mime!;
