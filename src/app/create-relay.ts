@@ -56,26 +56,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
   const journal = new InflightJournal(cfg.spool.directory);
   const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now, journal });
-  const d = cfg.delivery;
-  const scheduler = new Scheduler(
-    {
-      perMailboxConcurrency: d.perMailboxConcurrency,
-      globalConcurrency: d.globalConcurrency,
-      messagesPerMinute: d.messagesPerMinute,
-      throttleBackoffBaseMs: d.retry.throttleBackoffBaseMs,
-      throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
-      now,
-      onOutage: (pauseMs, failures) => {
-        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
-        else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
-      },
-      onPause: (mailbox, ms, reason, account) => {
-        metrics.paused(`${account}/${mailbox}`, ms);
-        log.warn({ event: 'mailbox-paused', account, mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} (account ${account}) paused for ${ms} ms (${reason})`);
-      },
-    },
-    engine.attempt,
-  );
+  const scheduler = makeScheduler(cfg, log, metrics, now, engine);
   const listeners = cfg.listeners.map(
     (l) =>
       new SmtpListener(l, cfg, spool, log, {
@@ -103,6 +84,30 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
   return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
+}
+
+/** The scheduler with delivery.* limits, its outage and pause events logged and counted. */
+function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine): Scheduler {
+  const d = cfg.delivery;
+  return new Scheduler(
+    {
+      perMailboxConcurrency: d.perMailboxConcurrency,
+      globalConcurrency: d.globalConcurrency,
+      messagesPerMinute: d.messagesPerMinute,
+      throttleBackoffBaseMs: d.retry.throttleBackoffBaseMs,
+      throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
+      now,
+      onOutage: (pauseMs, failures) => {
+        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
+        else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
+      },
+      onPause: (mailbox, ms, reason, account) => {
+        metrics.paused(`${account}/${mailbox}`, ms);
+        log.warn({ event: 'mailbox-paused', account, mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} (account ${account}) paused for ${ms} ms (${reason})`);
+      },
+    },
+    engine.attempt,
+  );
 }
 
 /** The status page on the admin listener: what it shows comes from the relay's parts; Exchange's trace through each message's account. */
