@@ -10,8 +10,9 @@ const LEAVES = ['errors.ts', 'mime', 'net', 'observability/logger.ts', 'observab
 /** folder (under src/) → the folders it may import, besides itself and the leaves. */
 const MAY_IMPORT = {
   'cli.ts': ['cli', 'app', 'auth', 'spool', 'graph'],
-  cli: ['app', 'auth', 'spool', 'graph'],
-  app: ['smtp', 'delivery', 'scheduler', 'graph', 'auth', 'spool', 'observability', 'policy'],
+  // history search and .eml export read the history file and the spool directly, as the queue tools do.
+  cli: ['app', 'auth', 'spool', 'graph', 'history'],
+  app: ['smtp', 'delivery', 'scheduler', 'graph', 'auth', 'spool', 'observability', 'policy', 'history', 'web'],
   smtp: ['cleanup', 'policy', 'spool'],
   cleanup: ['policy'],
   policy: [],
@@ -20,6 +21,11 @@ const MAY_IMPORT = {
   graph: ['auth'],
   auth: [],
   spool: [],
+  // the delivery history: records made from the delivery engine's events (types) and queue ids (time order).
+  history: ['delivery', 'spool'],
+  // the status page: routes, login, CSRF and the page itself; what it shows and does comes through the
+  // StatusSource that app/ builds, so it reads history types and nothing below.
+  web: ['history'],
   // metrics, readiness and the admin listener observe the parts below (types and events), and are made by app/.
   observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler'],
   // the leaves themselves

@@ -14,6 +14,8 @@ import { selectCredential } from './config/credentials.js';
 import { Outbound } from './net/outbound.js';
 import { QUEUE_USAGE, queueCommand, type QueueFlags } from './cli/queue.js';
 import { testSend, tokenStep } from './cli/test-send.js';
+import { HISTORY_USAGE, historyCommand, type HistoryFlags } from './cli/history.js';
+import { pipeline } from 'node:stream/promises';
 import { ConfigError, UsageError } from './errors.js';
 
 const USAGE = `usage: smtp-graph-relay <command> [options]
@@ -23,7 +25,8 @@ commands:
   check-config   validate the configuration and print it, secrets redacted (--strict: get a token for
                  every Graph account and print its roles and what they allow)
   hash-password  read a password from stdin, print its hash for users[].passwordHash
-  queue ...      list, show, retry, delete and requeue messages (see below)
+  queue ...      list, show, retry, delete, requeue and export messages (see below)
+  history ...    find a message in the delivery history and tell its story (see below)
   test-send      send one message through Graph, step by step: --to ADDRESS [--from MAILBOX] [--account NAME]
   help           this text
 
@@ -33,6 +36,7 @@ options:
   -V, --version       the version
 
 ${QUEUE_USAGE}
+${HISTORY_USAGE}
 exit status: 0 done, 1 failed or nothing to do, 2 usage or configuration error`;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -46,7 +50,8 @@ const COMMANDS: Record<string, Options> = {
   run: {},
   'check-config': { strict: { type: 'boolean' } },
   'hash-password': {},
-  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' } },
+  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string', short: 'o' } },
+  history: Object.fromEntries([...['qid', 'message-id', 'sender', 'recipient', 'client', 'user', 'state', 'since', 'until', 'limit'].map((k) => [k, { type: 'string' }]), ['json', { type: 'boolean' }]]) as Options,
   'test-send': { to: { type: 'string' }, from: { type: 'string' }, account: { type: 'string' } },
   help: {},
 };
@@ -85,7 +90,7 @@ async function main(argv: string[]): Promise<void> {
     usageError(unknown ? `unknown option "${unknown[1]}" for ${command}` : (err as Error).message.split('\n')[0]!);
   }
   const rest = positionals.slice(positionals.indexOf(command) + 1);
-  if (command !== 'queue' && rest.length) usageError(`${command} takes no arguments (got "${rest.join(' ')}")`);
+  if (command !== 'queue' && command !== 'history' && rest.length) usageError(`${command} takes no arguments (got "${rest.join(' ')}")`);
   if (command === 'hash-password') return hashPasswordCommand();
   const configFile = (values.config as string | undefined) ?? process.env.RELAY_CONFIG;
   if (command === 'test-send' && typeof values.to !== 'string') usageError('test-send needs --to ADDRESS');
@@ -98,6 +103,8 @@ async function main(argv: string[]): Promise<void> {
       return run(cfg);
     case 'queue':
       return queue(cfg, rest, values as QueueFlags);
+    case 'history':
+      return history(cfg, rest, values as HistoryFlags);
     case 'test-send':
       return void process.exit(await testSend(cfg, { to: values.to as string, ...(typeof values.from === 'string' ? { from: values.from } : {}), ...(typeof values.account === 'string' ? { account: values.account } : {}) }, (line) => process.stdout.write(`${line}\n`)));
   }
@@ -142,6 +149,18 @@ async function checkConfig(cfg: RelayConfig, strict: boolean): Promise<void> {
 async function queue(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<void> {
   try {
     const res = await queueCommand(cfg, args, flags);
+    if (res.stream) await pipeline(res.stream, process.stdout, { end: false });
+    process.stdout.write(res.text);
+    if (!res.ok) process.exit(1);
+  } catch (err) {
+    if (err instanceof UsageError) usageError(err.message);
+    fail((err as Error).message, 1);
+  }
+}
+
+async function history(cfg: RelayConfig, args: string[], flags: HistoryFlags): Promise<void> {
+  try {
+    const res = await historyCommand(cfg, args, flags);
     process.stdout.write(res.text);
     if (!res.ok) process.exit(1);
   } catch (err) {

@@ -65,6 +65,12 @@ export class GraphAccounts {
     return this.byName.get(name)?.graph ?? null;
   }
 
+  /** Where the status page asks Graph's message trace for a message of this account (its tokens, through the Outbound). */
+  traceTarget(name: string): { graphUrl: string; tokens: TokenProvider; dispatcher: Outbound['dispatcher'] } | null {
+    const a = this.byName.get(name);
+    return a ? { graphUrl: accountGraphConfig(this.cfg.graph, a.cfg).graphUrl, tokens: a.tokens, dispatcher: this.net.dispatcher } : null;
+  }
+
   /** Each account's token provider, for readiness. */
   tokenProviders(): { name: string; tokens: TokenProvider }[] {
     return [...this.byName.entries()].map(([name, a]) => ({ name, tokens: a.tokens }));

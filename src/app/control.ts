@@ -1,5 +1,6 @@
 /** Queue tools' requests (spool/control/), handled by the running relay so that the scheduler's view stays true. */
 
+import type { History } from '../history/history.js';
 import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
@@ -14,13 +15,23 @@ export interface ControlDeps {
   metrics: RelayMetrics;
   log: Logger;
   now: () => number;
+  /** Each action joins the message's story, with who asked. */
+  history?: History | null;
+  /** Who asked: "queue tool" (the command line), or the status page's user. */
+  by?: string;
+}
+
+function by(d: ControlDeps): string {
+  return d.by ?? 'queue tool';
 }
 
 export async function handleControl(d: ControlDeps, req: ControlRequest): Promise<ControlResponse> {
   switch (req.op) {
     case 'retry': {
-      const count = d.scheduler.retryNow((m) => matches(m, req));
-      d.log.info({ event: 'queue-retry', count, request: req }, `queue tool: ${count} message(s) due now`);
+      const hits: string[] = [];
+      const count = d.scheduler.retryNow((m) => matches(m, req) && hits.push(m.id) > 0);
+      for (const id of hits) d.history?.action(id, 'retry', by(d));
+      d.log.info({ event: 'queue-retry', count, request: req, by: by(d) }, `queue tool: ${count} message(s) due now`);
       return { ok: true, count, message: `${count} message(s) due now` };
     }
     case 'delete':
@@ -45,7 +56,8 @@ async function remove(d: ControlDeps, ids: readonly string[], dead: boolean): Pr
     }
     await d.spool.remove(state, id);
     d.metrics.queue.remove(id);
-    d.log.warn({ event: 'queue-delete', qid: id, state }, 'message deleted by a queue tool');
+    d.history?.action(id, 'deleted', by(d));
+    d.log.warn({ event: 'queue-delete', qid: id, state, by: by(d) }, 'message deleted by a queue tool');
     count++;
   }
   return { ok: true, count, message: `${count} message(s) deleted`, skipped };
@@ -63,7 +75,8 @@ async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlR
     await d.spool.move('dead', 'queue', env);
     d.metrics.queued(env);
     d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
-    d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox }, 'message requeued from the dead-letter folder');
+    d.history?.action(id, 'requeued', by(d));
+    d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox, by: by(d) }, 'message requeued from the dead-letter folder');
     count++;
   }
   return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };

@@ -9,7 +9,7 @@ import { DeliveryEngine } from '../delivery/engine.js';
 import { CaptureSender, GraphSender, type Sender } from '../delivery/senders.js';
 import { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
-import { RelayMetrics } from '../observability/metrics.js';
+import { RelayMetrics, type VisibilityFigures } from '../observability/metrics.js';
 import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
@@ -21,6 +21,13 @@ import { Spool } from '../spool/spool.js';
 import type { Envelope } from '../spool/envelope.js';
 import { passThrough } from './passthrough.js';
 import { Relay } from './relay.js';
+import { RelayStatus, type RelayStatusDeps } from './status.js';
+import { TraceLookup } from './trace.js';
+import { isLoopback } from '../config/visibility.js';
+import { fanOut, historyDeliveryEvents } from '../history/feed.js';
+import { History } from '../history/history.js';
+import { PageAuth } from '../web/auth.js';
+import { StatusPage } from '../web/routes.js';
 
 /** What a relay is made with besides its configuration; tests replace any of them. */
 export interface RelayDeps {
@@ -40,14 +47,49 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const { log } = deps;
   const now = deps.now ?? Date.now;
   const spool = new Spool(cfg.spool.directory);
-  const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir });
+  // The delivery history and device view: fed by the events below, written by a worker thread, off the SMTP path.
+  const history = cfg.history.enabled ? new History({ cfg: cfg.history, log, now }) : null;
+  const metrics = deps.metrics ?? new RelayMetrics({ deadDir: spool.deadDir, visibility: history ? () => visibilityFigures(history, now()) : undefined });
   for (const a of graphAccounts(cfg)) metrics.account(a.name);
   const out = deps.sender ? { sender: deps.sender, accounts: null } : wayOut(cfg, log, metrics, spool, deps.tokens);
   const bouncer = cfg.bounces.postmaster ? new Bouncer(spool, cfg.bounces, cfg.hostname, postmasterAccount(cfg)) : null;
+  const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
   const journal = new InflightJournal(cfg.spool.directory);
-  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now, journal });
+  const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now, journal });
+  const scheduler = makeScheduler(cfg, log, metrics, now, engine);
+  const listeners = cfg.listeners.map(
+    (l) =>
+      new SmtpListener(l, cfg, spool, log, {
+        accepted: (env, receivedAtMs, facts) => {
+          metrics.accepted(env, receivedAtMs);
+          history?.accepted(env, receivedAtMs, facts);
+          scheduler.add(env.id, env.mailbox, now(), accountOf(env));
+        },
+        rejected: (reason, session, reply) => {
+          metrics.rejected(reason);
+          if (session) history?.refused(session.user ? String(session.user) : null, session.remoteAddress, reason, reply ?? reason);
+        },
+        session: (listener) => metrics.session(listener),
+        tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
+        passthrough: l.passthrough ? (env, data) => passThrough(out.sender, log, env, data) : undefined,
+        sizeLimit: (account) => out.accounts?.sizeLimit(account) ?? null,
+      }),
+  );
+  // Set by the relay when it stops; readiness reads it (made first, so nothing is wired after construction).
+  const state = { stopping: false };
+  const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
+  const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
+  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
+  const page = statusPage(cfg, { spool, scheduler, metrics, history, log, now }, out.accounts);
+  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
+  const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
+}
+
+/** The scheduler with delivery.* limits, its outage and pause events logged and counted. */
+function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine): Scheduler {
   const d = cfg.delivery;
-  const scheduler = new Scheduler(
+  return new Scheduler(
     {
       perMailboxConcurrency: d.perMailboxConcurrency,
       globalConcurrency: d.globalConcurrency,
@@ -66,28 +108,16 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
     },
     engine.attempt,
   );
-  const listeners = cfg.listeners.map(
-    (l) =>
-      new SmtpListener(l, cfg, spool, log, {
-        accepted: (env, receivedAtMs) => {
-          metrics.accepted(env, receivedAtMs);
-          scheduler.add(env.id, env.mailbox, now(), accountOf(env));
-        },
-        rejected: (reason) => metrics.rejected(reason),
-        session: (listener) => metrics.session(listener),
-        tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
-        passthrough: l.passthrough ? (env, data) => passThrough(out.sender, log, env, data) : undefined,
-        sizeLimit: (account) => out.accounts?.sizeLimit(account) ?? null,
-      }),
-  );
-  // Set by the relay when it stops; readiness reads it (made first, so nothing is wired after construction).
-  const state = { stopping: false };
-  const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
-  const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
-  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
-  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
-  const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts });
+}
+
+/** The status page on the admin listener: what it shows comes from the relay's parts; Exchange's trace through each message's account. */
+function statusPage(cfg: RelayConfig, parts: Omit<RelayStatusDeps, 'trace'>, accounts: GraphAccounts | null): StatusPage {
+  const trace = new TraceLookup({ target: (account) => accounts?.traceTarget(account ?? cfg.defaultAccount ?? 'default') ?? null, enabled: cfg.history.messageTrace, now: parts.now });
+  return new StatusPage(new PageAuth(cfg.admin.auth, isLoopback(cfg.admin.host), parts.now), new RelayStatus({ ...parts, trace }), parts.log);
+}
+
+function visibilityFigures(h: History, now: number): VisibilityFigures {
+  return { devicesKnown: h.devices.size, devicesSilent: h.devices.silentCount(now), historyWritten: h.stats.written, historyFailed: h.stats.failed, historyDropped: h.stats.dropped };
 }
 
 /** A notice goes out from bounces.postmaster, so through that mailbox's account (its domain, else the default), else the message's own. */

@@ -3,6 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { RelayConfig } from '../config/config.js';
 import { StartError } from '../errors.js';
+import type { History } from '../history/history.js';
 import type { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
@@ -35,6 +36,7 @@ export interface RelayParts {
   admin: AdminServer | null;
   /** Graph mode: the accounts, their tokens and the one Outbound; null in capture mode (or with a test's Sender). */
   accounts: GraphAccounts | null;
+  history: History | null;
 }
 
 export class Relay {
@@ -49,7 +51,7 @@ export class Relay {
     ({ spool: this.spool, scheduler: this.scheduler, listeners: this.listeners, metrics: this.metrics } = p);
     this.control = new ControlServer(
       controlDir(p.cfg.spool.directory),
-      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now }, req),
+      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now, history: p.history }, req),
       (err) => p.log.error({ event: 'control-error', err }, 'queue control channel error'),
     );
   }
@@ -64,6 +66,8 @@ export class Relay {
     for (const qid of await recoverInflight(this.spool, this.p.journal, this.p.now())) {
       log.warn({ qid, event: 'outcome-unknown', reason: 'crash' }, 'the relay stopped with an attempt of this message in flight: looking for it in Sent Items before sending it again');
     }
+    // The history is a record, not the mail: a file it cannot open is logged and the relay runs without it.
+    await this.p.history?.start().catch((err: unknown) => log.error({ event: 'history-failed', err }, 'the delivery history cannot be opened; mail is not affected'));
     if (this.p.admin) {
       // Before SMTP: probes and scrapes work while the queue loads. Its own event name: "listening" means SMTP.
       const a = await this.p.admin.listen(cfg.admin.host, cfg.admin.port);
@@ -92,6 +96,7 @@ export class Relay {
         if (env instanceof Error) this.p.log.error({ qid: batch[j], event: 'spool-unreadable', err: env }, 'unreadable spool file; left in place for inspection');
         else {
           this.metrics.queued(env);
+          this.p.history?.known(env);
           this.scheduler.add(env.id, env.mailbox, now, accountOf(env));
         }
       });
@@ -130,6 +135,7 @@ export class Relay {
     await this.p.journal.close();
     await this.spool.close();
     await this.p.lock.release();
+    await this.p.history?.close();
     // Last: /healthz answers and /readyz says "shutting down" for the whole drain.
     await this.p.admin?.close();
     log.info({ event: 'stopped', queued: this.scheduler.size() }, 'relay stopped');

@@ -1,6 +1,9 @@
 /** `smtp-graph-relay queue …`: the administrator's view of the spool, safe while the relay runs. */
 
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { exportMessage } from '../spool/export.js';
 import path from 'node:path';
 import type { RelayConfig } from '../config/config.js';
 import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from '../spool/control.js';
@@ -14,6 +17,7 @@ export const QUEUE_USAGE = `queue commands:
   queue retry ID... | --mailbox UPN | --all   try now (lifts a mailbox's throttle pause too)
   queue delete ID... [--dead]              remove messages from the queue (or the dead-letter folder)
   queue requeue ID... | --all              move messages from the dead-letter folder back into the queue
+  queue export ID [--out FILE]             a queued or dead message as an .eml file (standard output without --out)
 `;
 
 export interface QueueFlags {
@@ -21,14 +25,15 @@ export interface QueueFlags {
   all?: boolean;
   mailbox?: string;
   json?: boolean;
+  out?: string;
 }
 
 
 /** Runs one queue command; returns what to print, and ok: false when a command that changes the queue changed nothing. */
-export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<{ text: string; ok: boolean }> {
+export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<{ text: string; ok: boolean; stream?: Readable }> {
   const [sub, ...ids] = args;
-  if (!sub) throw new UsageError('queue needs a command: list, show, retry, delete or requeue');
-  if (!['list', 'show', 'retry', 'delete', 'requeue'].includes(sub)) throw new UsageError(`unknown queue command "${sub}"`);
+  if (!sub) throw new UsageError('queue needs a command: list, show, retry, delete, requeue or export');
+  if (!['list', 'show', 'retry', 'delete', 'requeue', 'export'].includes(sub)) throw new UsageError(`unknown queue command "${sub}"`);
   if (!existsSync(cfg.spool.directory)) {
     // Most often the configuration was not given: say which spool was looked for, and how to name another.
     throw new Error(`no spool at ${cfg.spool.directory} (spool.directory, or RELAY_SPOOL_DIR): give the relay's configuration with --config FILE or RELAY_CONFIG`);
@@ -39,6 +44,9 @@ export async function queueCommand(cfg: RelayConfig, args: string[], flags: Queu
       const entries = await listQueue(spool, flags.all ? ['queue', 'dead'] : flags.dead ? ['dead'] : ['queue']);
       return { ok: true, text: flags.json ? `${JSON.stringify(entries.map((e) => ({ state: e.state, ...e.env })), null, 2)}\n` : formatList(entries) };
     }
+    case 'export':
+      if (ids.length !== 1) throw new UsageError('queue export takes one queue id');
+      return exportEml(spool, ids[0]!, flags.out);
     case 'show':
       if (ids.length !== 1) throw new UsageError('queue show takes one queue id');
       return { ok: true, text: await showMessage(spool, ids[0]!) };
@@ -54,6 +62,15 @@ export async function queueCommand(cfg: RelayConfig, args: string[], flags: Queu
     default:
       throw new UsageError(`unknown queue command "${sub}"`);
   }
+}
+
+/** The .eml to a new file (never over an existing one), or as a stream for standard output. */
+async function exportEml(spool: Spool, id: string, out: string | undefined): Promise<{ text: string; ok: boolean; stream?: Readable }> {
+  const m = await exportMessage(spool, id);
+  if (!m) return { ok: false, text: `no message ${id} in the queue or the dead-letter folder: only those are kept\n` };
+  if (!out) return { ok: true, text: '', stream: m.open() };
+  await pipeline(m.open(), createWriteStream(out, { flags: 'wx', mode: 0o600 }));
+  return { ok: true, text: `${id} (${m.state === 'dead' ? 'dead letter' : 'queued'}, ${m.size} bytes) written to ${out}\n` };
 }
 
 /** A running relay is asked (it owns the messages it is delivering); otherwise the files are changed directly. */

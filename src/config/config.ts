@@ -3,6 +3,7 @@
 import type { CloudName } from './clouds.js';
 import type { CredentialInputs } from './credentials.js';
 import type { FrontDoorLimits, ListenerSecurity, PolicyConfig, UserConfig } from './front-door.js';
+import type { AdminConfig, HistoryConfig } from './visibility.js';
 import type { UnknownOutcomeConfig } from './unknown-outcome.js';
 
 /** A listener; its TLS, AUTH and PROXY settings are described in src/config/front-door.ts. */
@@ -158,8 +159,10 @@ export interface RelayConfig {
   bounces: BounceConfig;
   /** How long a SIGTERM waits for SMTP transactions and Graph requests under way. */
   shutdownGraceMs: number;
-  /** Health, readiness and Prometheus metrics over HTTP (src/observability/admin.ts). */
-  admin: { enabled: boolean; host: string; port: number };
+  /** Health, readiness, Prometheus metrics and the status page over HTTP (src/observability/admin.ts, src/web/). */
+  admin: AdminConfig;
+  /** The delivery history and the device view (src/history/). */
+  history: HistoryConfig;
 }
 
 

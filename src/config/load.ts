@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import type { RelayConfig } from './config.js';
 import { checkAccountReferences, defaultAccountOf, requireAccountCredentials } from './accounts.js';
+import { readHistory } from './visibility.js';
 import { readPolicy, readUsers } from './front-door.js';
 import { readAccounts, readGraph } from './graph.js';
 import { redactProxy } from './proxy.js';
@@ -47,9 +48,10 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const log = readLog(root.section('log'), env);
   const policy = readPolicy(root.section('policy'));
   const admin = readAdmin(root.section('admin'), env);
+  const history = readHistory(root.section('history'), spool.directory, baseDir);
   root.done();
   const defaultAccount = defaultAccountOf(graph, accounts);
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin };
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin, history };
   checkAccountReferences(cfg);
   if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireAccountCredentials(cfg, env);
   if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
@@ -96,5 +98,6 @@ export function redactConfig(cfg: RelayConfig): RelayConfig {
     graph: { ...secret(cfg.graph), proxy: redactProxy(cfg.graph.proxy) },
     accounts: cfg.accounts.map(secret),
     users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })),
+    admin: { ...cfg.admin, auth: { ...cfg.admin.auth, token: cfg.admin.auth.token ? '[redacted]' : null, users: cfg.admin.auth.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) } },
   };
 }

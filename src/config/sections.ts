@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js';
 import type { BounceConfig, DeliveryConfig, GraphConfig, ListenerConfig, MailboxConfig, RelayConfig, RetryConfig, RewriteFromMode, SentItemsMode } from './config.js';
 import { ADDED_HEADER_ALLOWANCE, DEFAULT_MAX_LARGE_MESSAGE, MAX_LARGE_MESSAGE, maxRawForRequest } from './config.js';
 import { readFrontDoorLimits, readListenerSecurity } from './front-door.js';
+import { readAdminAuth } from './visibility.js';
 import { Reader, validateCidr, type Raw } from './reader.js';
 import { parseDuration } from './units.js';
 import { readUnknownOutcome } from './unknown-outcome.js';
@@ -228,7 +229,7 @@ export function readLog(lg: Reader, env: NodeJS.ProcessEnv): RelayConfig['log'] 
 }
 
 export function readAdmin(ad: Reader, env: NodeJS.ProcessEnv): RelayConfig['admin'] {
-  const admin = { enabled: ad.bool('enabled', true), host: ad.str('host', '127.0.0.1'), port: ad.int('port', 8025, 0, 65535) };
+  const admin = { enabled: ad.bool('enabled', true), host: ad.str('host', '127.0.0.1'), port: ad.int('port', 8025, 0, 65535), auth: readAdminAuth(ad.section('auth'), env) };
   if (env.RELAY_ADMIN_PORT) admin.port = portFromEnv(env, 'RELAY_ADMIN_PORT');
   if (isIP(admin.host) === 0 && admin.host !== 'localhost') throw new ConfigError(ad.key('host'), `"${admin.host}" is not an IP address to listen on`);
   ad.done();

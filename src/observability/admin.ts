@@ -1,10 +1,17 @@
-/** The admin HTTP listener: /healthz, /readyz and /metrics on their own port, apart from SMTP. */
+/** The admin HTTP listener: /healthz, /readyz and /metrics on their own port, apart from SMTP; the status page (src/web/) too. */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './logger.js';
 import type { RelayMetrics } from './metrics.js';
 import type { ReadinessCheck } from './readiness.js';
+
+/** The status page, made by app/ (src/web/): it answers the paths it owns and says who may scrape. */
+export interface AdminPage {
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean>;
+  /** /metrics with admin.auth.protectMetrics: the bearer token is needed. Probes never need anything. */
+  metricsAllowed(req: IncomingMessage): boolean;
+}
 
 export class AdminServer {
   private readonly server: Server;
@@ -13,6 +20,7 @@ export class AdminServer {
     private readonly metrics: RelayMetrics,
     private readonly readiness: ReadinessCheck,
     private readonly log: Logger,
+    private readonly page: AdminPage | null = null,
   ) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -45,7 +53,9 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (this.page && (await this.page.handle(req, res, url))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, 'application/json', JSON.stringify({ status: 'method not allowed' }));
@@ -59,11 +69,15 @@ export class AdminServer {
         return send(res, r.ready ? 200 : 503, 'application/json', JSON.stringify(r.ready ? { status: 'ready', checks: r.checks } : { status: 'not ready', reason: r.reason, checks: r.checks }));
       }
       case '/metrics': {
+        if (this.page && !this.page.metricsAllowed(req)) {
+          res.setHeader('www-authenticate', 'Bearer');
+          return send(res, 401, 'application/json', JSON.stringify({ status: 'unauthorized: /metrics needs the admin token (admin.auth.protectMetrics)' }));
+        }
         const m = await this.metrics.render();
         return send(res, 200, m.contentType, m.body);
       }
       default:
-        return send(res, 404, 'application/json', JSON.stringify({ status: 'not found', paths: ['/healthz', '/readyz', '/metrics'] }));
+        return send(res, 404, 'application/json', JSON.stringify({ status: 'not found', paths: ['/healthz', '/readyz', '/metrics', ...(this.page ? ['/ui/'] : [])] }));
     }
   }
 }

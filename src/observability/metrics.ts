@@ -19,7 +19,20 @@ export interface MetricsOptions {
   /** The spool's dead/ folder, counted at each scrape; none: no dead-letter gauges (tests). */
   deadDir?: string;
   processMetrics?: boolean;
+  /** The device view and the history's writer, read at each scrape (none: history off). */
+  visibility?: () => VisibilityFigures;
 }
+
+export interface VisibilityFigures {
+  devicesKnown: number;
+  devicesSilent: number;
+  historyWritten: number;
+  historyFailed: number;
+  historyDropped: number;
+}
+
+/** A pause that starts within this long after the last one ended continues it (a probe between two throttles). */
+const PAUSE_CONTINUES_MS = 60_000;
 
 class BoundedLabel {
   private readonly seen = new Set<string>();
@@ -38,6 +51,10 @@ export class RelayMetrics {
   private readonly deadDir: string | null;
   /** Each paused mailbox's pause end, so an extended pause counts only the extension. */
   private readonly pausedUntil = new Map<string, number>();
+  /** When each mailbox's current run of pauses began. */
+  private readonly pausedSince = new Map<string, number>();
+  private readonly visibility: (() => VisibilityFigures) | null;
+  private readonly counted = { historyWritten: 0, historyFailed: 0, historyDropped: 0 };
   private readonly labels = { reason: new BoundedLabel(), deadReason: new BoundedLabel(), code: new BoundedLabel(), rejection: new BoundedLabel(), listener: new BoundedLabel(), tlsReason: new BoundedLabel() };
 
   private readonly c = (name: string, help: string, labelNames: string[] = []): Counter => new Counter({ name, help, labelNames, registers: [this.registry] });
@@ -62,11 +79,19 @@ export class RelayMetrics {
   readonly smtpRejections = this.c('relay_smtp_rejections_total', 'SMTP commands or messages the relay refused, by reason', ['reason']);
   readonly smtpAuthFailures = this.c('relay_smtp_auth_failures_total', 'Failed SMTP AUTH attempts');
   readonly smtpTlsFailures = this.c('relay_smtp_tls_handshake_failures_total', 'TLS handshakes that failed (implicit TLS or STARTTLS), by listener and reason (OpenSSL\'s, e.g. no_shared_cipher, wrong_version_number; timeout; closed)', ['listener', 'reason']);
+  readonly devicesKnown = this.g('relay_devices_known', 'Devices (AUTH users, else client addresses) the device view knows');
+  readonly devicesSilent = this.g('relay_devices_silent', 'Devices that sent before and have been silent longer than their usual gap allows (history.devices)');
+  readonly historyWritten = this.c('relay_history_records_written_total', 'Delivery history records written to the history file');
+  readonly historyFailed = this.c('relay_history_write_failures_total', 'Delivery history records that could not be written (mail is not affected)');
+  readonly historyDropped = this.c('relay_history_records_dropped_total', 'Delivery history records dropped because the history writer fell too far behind');
+  readonly mailboxesPaused = this.g('relay_mailboxes_paused', 'Mailboxes paused right now (throttling or blocks)');
+  readonly longestPause = this.g('relay_mailbox_longest_pause_seconds', 'How long the longest-paused mailbox has been paused without a break (0 when none is)');
   readonly possibleDuplicates = this.c('relay_possible_duplicates_total', 'Messages sent again after an attempt Graph may have taken, without a Sent Items look-up to tell (at-least-once: sentItems discard, no permission)');
   readonly unknownOutcomes = this.c('relay_unknown_outcomes_total', 'Attempts whose outcome was unknown (no answer after the whole request, a 5xx after it, a crash), by resolution and account: looking (a look-up pending), found (Graph had sent it: not sent again), resent (not in Sent Items within the wait), unchecked (sent again without a look-up)', ['resolution', 'account']);
 
   constructor(opts: MetricsOptions = {}) {
     this.deadDir = opts.deadDir ?? null;
+    this.visibility = opts.visibility ?? null;
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     // Label values that must exist from the start, so that rate() and alerts see a zero, not nothing.
     for (const state of ['queued', 'dead']) {
@@ -119,6 +144,7 @@ export class RelayMetrics {
     const prev = this.pausedUntil.get(mailbox) ?? 0;
     if (until <= prev) return;
     this.graphPaused.inc((until - Math.max(now, prev)) / 1000);
+    if (!this.pausedSince.has(mailbox) || now - prev > PAUSE_CONTINUES_MS) this.pausedSince.set(mailbox, now);
     this.pausedUntil.set(mailbox, until);
     for (const [m, u] of this.pausedUntil) if (u <= now) this.pausedUntil.delete(m);
   }
@@ -160,6 +186,7 @@ export class RelayMetrics {
 
   /** Sets the queue gauges from memory and one readdir of dead/; called right before each scrape. */
   async refresh(now = Date.now()): Promise<void> {
+    this.refreshVisibility(now);
     if (!this.deadDir) return;
     const q = this.queue.snapshot(now, TOP_MAILBOXES);
     const dead = await deadLetterStats(this.deadDir, now);
@@ -173,6 +200,29 @@ export class RelayMetrics {
     for (const m of q.mailboxes) {
       this.mailboxMessages.set({ mailbox: m.mailbox }, m.messages);
       this.mailboxOldest.set({ mailbox: m.mailbox }, m.oldestAgeSeconds);
+    }
+  }
+
+  /** Devices, the history writer's counts, and mailboxes paused for long. */
+  private refreshVisibility(now: number): void {
+    let paused = 0;
+    let longest = 0;
+    for (const [m, since] of this.pausedSince) {
+      const until = this.pausedUntil.get(m) ?? 0;
+      if (until > now) {
+        paused++;
+        longest = Math.max(longest, (now - since) / 1000);
+      } else if (now - until > PAUSE_CONTINUES_MS) this.pausedSince.delete(m);
+    }
+    this.mailboxesPaused.set(paused);
+    this.longestPause.set(longest);
+    const v = this.visibility?.();
+    if (!v) return;
+    this.devicesKnown.set(v.devicesKnown);
+    this.devicesSilent.set(v.devicesSilent);
+    for (const k of ['historyWritten', 'historyFailed', 'historyDropped'] as const) {
+      if (v[k] > this.counted[k]) this[k].inc(v[k] - this.counted[k]);
+      this.counted[k] = v[k];
     }
   }
 

@@ -115,6 +115,11 @@ export class Scheduler {
     return this.globalInFlight;
   }
 
+  /** Each mailbox's state for the status page: waiting, in flight, paused until (0: not paused). */
+  mailboxStates(): { mailbox: string; waiting: number; inFlight: number; pausedUntil: number }[] {
+    return [...this.mailboxes.values()].map((m) => ({ mailbox: m.name, waiting: m.ready.size, inFlight: m.inFlight, pausedUntil: m.pausedUntil }));
+  }
+
   /** Stops starting attempts; resolves when the ones in flight have finished. */
   stop(): Promise<void> {
     this.stopped = true;

@@ -32,10 +32,10 @@ export function authenticate(ctx: ListenerContext, auth: SMTPServerAuthenticatio
       const f = shared.auth.failure(client);
       // The user name is logged (it helps find a misconfigured device); the password never is.
       log.warn({ event: 'auth-failed', listener: listener.name, client, user: String(auth.username ?? '').slice(0, 256), failures: f.failures, locked: f.locked }, 'smtp authentication failed');
-      ctx.events.rejected('auth', session);
       const reply = f.locked
         ? new SmtpReply(454, `4.7.0 Too many failed logins from [${client}]; locked out for ${Math.ceil(cfg.limits.authLockoutMs / 1000)} s (limits.authFailuresBeforeLockout)`)
         : new SmtpReply(535, '5.7.8 Authentication credentials invalid');
+      ctx.events.rejected('auth', session, `${reply.responseCode} ${reply.message} (user ${String(auth.username ?? '').slice(0, 64)})`);
       setTimeout(() => cb(reply), f.delayMs).unref();
     },
     (err: unknown) => {

@@ -8,6 +8,7 @@ import { maxRawForRequest } from '../config/config.js';
 import { ClientGone, SmtpReply } from '../errors.js';
 import { bccHeader } from '../mime/compose.js';
 import { HeaderCollector } from '../mime/headers.js';
+import { subjectOf } from '../mime/subject.js';
 import { isoTime } from '../observability/iso-time.js';
 import { mailboxForSession, type SessionMailbox } from '../policy/senders.js';
 import type { Envelope } from '../spool/envelope.js';
@@ -158,7 +159,12 @@ export class DataIngest {
     }
     await this.ctx.spool.commit(writer, env);
     this.logAccepted(env, resolution.rule, account.rule, cleaned);
-    this.ctx.events.accepted(env, nowMs);
+    this.ctx.events.accepted(env, nowMs, {
+      messageId: cleaned.messageId,
+      subject: this.ctx.cfg.history.storeSubjects ? subjectOf(cleaned.header) : null,
+      user: session.user ? String(session.user) : null,
+      tls: session.tlsOptions ? session.tlsOptions.version : null,
+    });
     return `2.0.0 Ok: queued as ${id}`;
   }
 

@@ -186,7 +186,7 @@ export class SmtpListener implements ListenerContext {
 
   reject(session: SMTPServerSession, reason: string, reply: SmtpReply): SmtpReply {
     this.log.info({ event: 'rejected', listener: this.listener.name, client: session.remoteAddress, reason, reply: `${reply.responseCode} ${reply.message}` }, 'smtp rejected');
-    this.events.rejected(reason, session);
+    this.events.rejected(reason, session, `${reply.responseCode} ${reply.message}`);
     return reply;
   }
 

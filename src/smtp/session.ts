@@ -16,9 +16,9 @@ export type PassthroughAnswer = { accepted: true; text: string } | { accepted: f
 
 export interface SmtpEvents {
   /** Called after the spool commit, before the 250 goes out; `receivedAtMs` is env.receivedAt as a number. */
-  accepted(env: Envelope, receivedAtMs: number): void;
+  accepted(env: Envelope, receivedAtMs: number, facts: AcceptedFacts): void;
   /** `session` is absent for a line refused before the session began (a PROXY header from an untrusted peer). */
-  rejected(reason: string, session?: SMTPServerSession): void;
+  rejected(reason: string, session?: SMTPServerSession, reply?: string): void;
   /** Passthrough listeners: send now and answer with Graph's verdict instead of queueing. */
   passthrough?: (env: Envelope, data: MessageData) => Promise<PassthroughAnswer>;
   /** A client connected to this listener (before any check), for session metrics. */
@@ -35,6 +35,17 @@ export interface SmtpEvents {
 
 /** The account a transaction sends through, and the rule that chose it (src/policy/accounts.ts). */
 export type SessionAccount = AccountChoice & { ok: true };
+
+/** What the delivery history records of an accepted message besides its envelope. */
+export interface AcceptedFacts {
+  messageId: string | null;
+  /** Only when history.storeSubjects allows it. */
+  subject: string | null;
+  /** The AUTH user, or null. */
+  user: string | null;
+  /** The TLS version of the session (TLSv1.3, …), or null in clear. */
+  tls: string | null;
+}
 
 export interface SessionState {
   counted: boolean;

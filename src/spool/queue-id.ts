@@ -67,3 +67,14 @@ export function queueIdTime(id: string): number {
   for (const ch of id.slice(0, 7)) t = t * ALPHABET.length + ALPHABET.indexOf(ch);
   return EPOCH + t;
 }
+
+/** The smallest ('first') or largest ('last') queue id that time `ms` can give: queue ids sort as their times do. */
+export function queueIdAt(ms: number, end: 'first' | 'last'): string {
+  let t = Math.max(0, Math.floor(ms) - EPOCH);
+  let out = '';
+  for (let i = 0; i < 7; i++) {
+    out = ALPHABET[t % ALPHABET.length]! + out;
+    t = Math.floor(t / ALPHABET.length);
+  }
+  return out + (end === 'first' ? '0' : 'z').repeat(5);
+}

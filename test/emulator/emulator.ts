@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { handleControl } from './control.js';
 import { handleEntra } from './entra.js';
 import { handleGraph } from './graph.js';
+import { handleMessageTrace } from './trace.js';
 import { sendJson } from './http.js';
 import { makeTestPki } from './pki.js';
 import type { TestPki } from './pki.js';
@@ -206,6 +207,16 @@ export class Emulator extends EventEmitter {
     this.state.reset();
   }
 
+  /** Message trace: what Exchange reports for this recipient (delivered unless set: failed, pending, quarantined…). */
+  setTraceStatus(recipient: string, status: string): void {
+    this.state.traceStatus.set(recipient.toLowerCase(), status);
+  }
+
+  /** Message trace requests answered so far (the relay caches and rate-limits them). */
+  get traceRequests(): number {
+    return this.state.traceRequests;
+  }
+
   /** The application roles of tokens issued from now until the next reset(). */
   setRoles(roles: string[]): void {
     this.state.roles = [...roles];
@@ -271,6 +282,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     const url = new URL(req.url ?? '/', state.origin || 'https://127.0.0.1');
     state.peers.push({ method: req.method ?? '', path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' });
     if (emulator && (await handleControl(state, emulator, req, res, url))) return;
+    if (await handleMessageTrace(state, req, res, url)) return;
     if (await handleGraph(state, req, res, url)) return;
     if (await handleEntra(state, req, res, url)) return;
     sendJson(res, 404, { error: { code: 'NotFound', message: `No emulated endpoint at ${req.method ?? ''} ${url.pathname}` } });

@@ -99,7 +99,7 @@ const ROLE_FOR: Partial<Record<GraphOp, string>> = {
   deleteDraft: 'Mail.ReadWrite',
 };
 
-function checkBearer(state: EmulatorState, header: string | undefined): Auth {
+export function checkBearer(state: EmulatorState, header: string | undefined): Auth {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!match?.[1]) return { ok: false, message: 'Access token is empty.' };
   const claims = verifyHs256(match[1], state.tokenSecret);

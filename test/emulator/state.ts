@@ -77,6 +77,9 @@ export class EmulatorState extends EventEmitter {
   tokenGeneration = 0;
   readonly tokenSecret = randomBytes(32);
   readonly sent: SentRecord[] = [];
+  /** Message trace: requests answered, and the Exchange status to report per recipient (default delivered). */
+  traceRequests = 0;
+  readonly traceStatus = new Map<string, string>();
   readonly sentDrafts: SentRecord[] = [];
   readonly requests: RequestLogEntry[] = [];
   readonly tokenRequests: TokenRequestRecord[] = [];

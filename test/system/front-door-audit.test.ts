@@ -135,6 +135,33 @@ describe('2. failed logins are counted when they start', () => {
   });
 });
 
+describe('the device view sees what the front door sees', () => {
+  it('an authenticated device is its AUTH user, with its TLS version; a failed login later shows on that user', async () => {
+    const r = await relay({ users: users(), admin: { host: '127.0.0.1', port: 0 }, listeners: [{ name: 'submission', host: '127.0.0.1', port: 0, auth: 'required', tls: tlsFiles('starttls') }] });
+    const admin = `http://127.0.0.1:${Number((await r.waitForLog((l) => l.event === 'admin-listening')).port)}`;
+    const c = await greeted(r.smtpPort);
+    const s = await c.starttls(readFileSync(cert.certFile));
+    await s.cmd('EHLO device.example');
+    expect((await s.cmd(authPlain(PASSWORD))).code).toBe(235);
+    expect((await s.cmd('MAIL FROM:<scanner@contoso.example>')).code).toBe(250);
+    expect((await s.cmd('RCPT TO:<alice@contoso.example>')).code).toBe(250);
+    expect((await s.cmd('DATA')).code).toBe(354);
+    expect((await s.cmd('From: scanner@contoso.example\r\nSubject: scan\r\n\r\nhello\r\n.')).code).toBe(250);
+    s.close();
+    // The password changed on the relay, not on the printer: its next login fails.
+    const again = await greeted(r.smtpPort);
+    const s2 = await again.starttls(readFileSync(cert.certFile));
+    await s2.cmd('EHLO device.example');
+    expect((await s2.cmd(authPlain('old password'))).code).toBe(535);
+    s2.close();
+    await r.waitForLog((l) => l.event === 'auth-failed');
+    const { devices } = (await (await fetch(`${admin}/ui/api/devices`)).json()) as { devices: { id: string; tls: string | null; today: number; lastError: string | null; via: string | null }[] };
+    const user = devices.find((d) => d.id === 'user:scanner1');
+    expect(user).toMatchObject({ tls: 'TLSv1.3', today: 1, via: '127.0.0.1', lastError: 'auth: 535 5.7.8 Authentication credentials invalid (user scanner1)' });
+    expect(devices.find((d) => d.id === 'address:127.0.0.1')?.lastError).toMatch(/^auth: /);
+  });
+});
+
 describe('3. failed TLS handshakes do not flood the log', () => {
   it('five on each TLS mode make one short info line for the address (limits.clientErrorLogInterval), no error, and count in the metric', async () => {
     const r = await startRelay({
