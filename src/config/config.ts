@@ -119,6 +119,8 @@ export interface GraphConfig extends GraphAccount {
   reloadCheckIntervalMs: number;
   /** Null: every request goes directly. Managed identity endpoints never use it (they are on the host). */
   proxy: ProxyConfig | null;
+  /** graph.caFile's certificates (PEM), trusted besides the system's: a TLS-inspecting proxy's or a private endpoint's authority. */
+  trustedCa: string | null;
 }
 
 /** Delivery status notifications to senders (src/delivery/bounce.ts). */

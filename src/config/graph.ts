@@ -4,6 +4,7 @@
  */
 
 import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 import { CLOUDS, CLOUD_NAMES } from './clouds.js';
@@ -84,6 +85,29 @@ function readAccount(r: Reader, name: string, e: AccountEnv, baseDir: string): G
   return a;
 }
 
+/** graph.caFile: certificate authorities (PEM) to trust besides the system's; every certificate in it must parse. */
+function readTrustedCa(r: Reader, baseDir: string): string | null {
+  const file = r.str('caFile', null);
+  if (file === null) return null;
+  const full = path.resolve(baseDir, file);
+  let pem: string;
+  try {
+    pem = readFileSync(full, 'utf8');
+  } catch (err) {
+    throw new ConfigError(r.key('caFile'), `cannot read ${full}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) throw new ConfigError(r.key('caFile'), `${full} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  for (const c of certs) {
+    try {
+      new X509Certificate(c);
+    } catch (err) {
+      throw new ConfigError(r.key('caFile'), `${full}: a certificate does not parse (${(err as Error).message})`);
+    }
+  }
+  return certs.join('\n');
+}
+
 /** graph.clientSecretExpires: a date (2027-06-30) or a date and time, for the credential expiry metric. */
 function expiry(r: Reader): number | null {
   const v = r.raw('clientSecretExpires');
@@ -119,6 +143,7 @@ export function readGraph(r: Reader, env: NodeJS.ProcessEnv, baseDir: string): G
     bodyTimeoutMs: r.duration('bodyTimeout', 60_000, 100),
     reloadCheckIntervalMs: r.duration('reloadCheckInterval', 10_000, 50, 3_600_000),
     proxy: readProxy(r, env, baseDir),
+    trustedCa: readTrustedCa(r, baseDir),
   };
   r.done();
   return cfg;

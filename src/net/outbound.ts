@@ -5,6 +5,7 @@
  * host or its link-local network, where a corporate proxy cannot reach.
  */
 
+import tls from 'node:tls';
 import { Agent, Pool, ProxyAgent, type Dispatcher } from 'undici';
 import type { ProxyConfig } from '../config/config.js';
 import { NoProxy } from './no-proxy.js';
@@ -16,6 +17,8 @@ export interface OutboundOptions {
   /** Connections per origin (delivery.globalConcurrency for Graph), so the pool never makes a request wait. */
   connections: number;
   proxy: ProxyConfig | null;
+  /** Certificate authorities (PEM) trusted besides the system's (graph.caFile); null: the system's only. */
+  ca?: string | null;
 }
 
 export class Outbound {
@@ -26,10 +29,12 @@ export class Outbound {
   private readonly noProxy: NoProxy | null;
 
   constructor(private readonly opts: OutboundOptions) {
+    // undici's `ca` replaces the system's authorities: the extra ones are added to them, not put in their place.
+    const ca = opts.ca ? [...tls.rootCertificates, opts.ca] : undefined;
     const pool = {
       connections: opts.connections,
       pipelining: 1,
-      connect: { timeout: opts.connectTimeoutMs },
+      connect: { timeout: opts.connectTimeoutMs, ...(ca ? { ca } : {}) },
       headersTimeout: opts.headersTimeoutMs,
       bodyTimeout: opts.bodyTimeoutMs,
       keepAliveTimeout: 30_000,
@@ -42,11 +47,11 @@ export class Outbound {
       return;
     }
     const token = proxy.username !== null ? `Basic ${Buffer.from(`${proxy.username}:${proxy.password ?? ''}`).toString('base64')}` : undefined;
-    const tls = { timeout: opts.connectTimeoutMs };
+    const tlsOpts = { timeout: opts.connectTimeoutMs, ...(ca ? { ca } : {}) };
     // One dispatcher per origin, as undici's Agent keeps them: a tunnelling ProxyAgent, or a Pool for NO_PROXY hosts.
     this.dispatcher = new Agent({
       ...pool,
-      factory: (origin, o) => (this.proxyFor(String(origin)) ? new ProxyAgent({ ...o, uri: proxy.url, ...(token ? { token } : {}), proxyTls: tls, requestTls: tls }) : new Pool(origin, o)),
+      factory: (origin, o) => (this.proxyFor(String(origin)) ? new ProxyAgent({ ...o, uri: proxy.url, ...(token ? { token } : {}), proxyTls: tlsOpts, requestTls: tlsOpts }) : new Pool(origin, o)),
     });
   }
 

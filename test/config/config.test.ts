@@ -1,5 +1,6 @@
 /** Configuration: defaults, environment, *_FILE secrets, clouds, and errors that name the key. */
 
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -35,6 +36,18 @@ describe('config', () => {
     expect(buildConfig({}, creds).listeners[0]!.greetingDelayMs).toBe(0);
     expect(buildConfig({ listeners: [{ greetingDelay: '1s' }] }, creds).listeners[0]!.greetingDelayMs).toBe(1000);
     expect(() => buildConfig({ listeners: [{ greetingDelay: '5m' }] }, creds)).toThrow(/listeners\[0\]\.greetingDelay/);
+  });
+
+  it('graph.caFile: the authorities in it are trusted besides the system\'s; a missing file or one without a certificate names the key', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ca-file-'));
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    void publicKey;
+    expect(buildConfig({}, creds).graph.trustedCa).toBeNull();
+    writeFileSync(path.join(dir, 'none.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(configError({ graph: { caFile: path.join(dir, 'none.pem') } })).toMatch(/^graph\.caFile: .*holds no PEM certificate/);
+    expect(configError({ graph: { caFile: path.join(dir, 'missing.pem') } })).toMatch(/^graph\.caFile: cannot read .*missing\.pem: ENOENT/);
+    writeFileSync(path.join(dir, 'bad.pem'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    expect(configError({ graph: { caFile: path.join(dir, 'bad.pem') } })).toMatch(/^graph\.caFile: .*does not parse/);
   });
 
   it('batches log lines for at most 200 ms by default; 0 writes each at once; the key is named when out of range', () => {

@@ -2,10 +2,12 @@
 
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startEmulator, type Emulator, type EmulatorOptions } from '../emulator/emulator.js';
+import { startInProcess } from './relay-in-process.js';
 import { startRelay, type RelayProcess, type StartOptions } from './relay-process.js';
 
+/** The emulator's CA is trusted through graph.caFile, so the same config works in-process and as a child process. */
 export function graphSection(emu: Emulator): Record<string, unknown> {
-  return { graphUrl: emu.graphUrl, authorityHost: emu.authorityHost, tenantId: emu.tenantId, clientId: emu.clientId, clientSecret: emu.clientSecret };
+  return { graphUrl: emu.graphUrl, authorityHost: emu.authorityHost, tenantId: emu.tenantId, clientId: emu.clientId, clientSecret: emu.clientSecret, caFile: emu.caCertPath };
 }
 
 /** A relay config that delivers to the emulator, with quick retries so tests need not wait minutes. */
@@ -22,8 +24,10 @@ export function relayConfig(emu: Emulator, extra: Record<string, unknown> = {}):
   };
 }
 
+/** A relay wired to the emulator: in the test's process, or the built binary with `{ process: true }`. */
 export function startGraphRelay(emu: Emulator, extra: Record<string, unknown> = {}, opts: Partial<StartOptions> = {}): Promise<RelayProcess> {
-  return startRelay({ config: relayConfig(emu, extra), ...opts, env: { NODE_EXTRA_CA_CERTS: emu.caCertPath, ...opts.env } });
+  const start = { config: relayConfig(emu, extra), ...opts };
+  return opts.process ? startRelay({ ...start, env: { NODE_EXTRA_CA_CERTS: emu.caCertPath, ...opts.env } }) : startInProcess(start);
 }
 
 /** An RFC 5322 message with CRLF line ends. */
@@ -41,8 +45,11 @@ export interface Testbed {
   relay(extra?: Record<string, unknown>, opts?: Partial<StartOptions>): Promise<RelayProcess>;
 }
 
-/** One emulator per test file and relays per test, with the hooks that clean up after each. */
-export function useTestbed(emulatorOptions: EmulatorOptions = {}, defaults: Record<string, unknown> = {}): Testbed {
+/**
+ * One emulator per test file and relays per test, with the hooks that clean up after each. Relays run
+ * in-process unless `start.process` (for the whole file) or a test's own `{ process: true }` asks for the binary.
+ */
+export function useTestbed(emulatorOptions: EmulatorOptions = {}, defaults: Record<string, unknown> = {}, start: Partial<StartOptions> = {}): Testbed {
   let emu: Emulator | undefined;
   const relays: RelayProcess[] = [];
   beforeAll(async () => {
@@ -67,7 +74,7 @@ export function useTestbed(emulatorOptions: EmulatorOptions = {}, defaults: Reco
       return emu;
     },
     async relay(extra = {}, opts = {}) {
-      const r = await startGraphRelay(this.emu, { ...defaults, ...extra }, opts);
+      const r = await startGraphRelay(this.emu, { ...defaults, ...extra }, { ...start, ...opts });
       relays.push(r);
       return r;
     },

@@ -40,9 +40,12 @@ export interface StartOptions {
   dir?: string;
   /** Wait for the "started" log line (default) or not (for start-up failures). */
   waitStarted?: boolean;
+  /** For the Graph testbed: the built binary as a child process (signals, exit codes, kill -9) instead of in-process. */
+  process?: boolean;
 }
 
-export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
+/** The test's folder and the YAML config every relay of a test is started with. */
+export function prepare(opts: StartOptions): { dir: string; spoolDir: string; captureDir: string; configPath: string } {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'relay-test-'));
   const spoolDir = path.join(dir, 'spool');
   const captureDir = path.join(dir, 'capture');
@@ -55,15 +58,20 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
   config.admin ??= { port: 0 };
   const configPath = path.join(dir, 'relay.yaml');
   writeFileSync(configPath, stringify(config));
+  return { dir, spoolDir, captureDir, configPath };
+}
 
+/** The environment a relay sees: the test runner's, without AZURE_* and RELAY_* unless the test sets them. */
+export function relayEnv(opts: StartOptions): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   for (const k of Object.keys(env)) if (k.startsWith('AZURE_') || k.startsWith('RELAY_')) if (!(opts.env && k in opts.env)) delete env[k];
-  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: LogLine[] = [];
-  const stderr: string[] = [];
-  const waiters: { pred: (l: LogLine) => boolean; n: number; hits: LogLine[]; resolve: (v: LogLine[]) => void }[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return env;
+}
 
+/** A relay's log as it arrives, and waiting for lines in it. */
+export function logFeed(stderr: string[]): Pick<RelayProcess, 'logs' | 'waitForLog' | 'waitForLogs'> & { feed(l: LogLine): void } {
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; n: number; hits: LogLine[]; resolve: (v: LogLine[]) => void }[] = [];
   const feed = (l: LogLine): void => {
     logs.push(l);
     for (const w of [...waiters]) {
@@ -76,15 +84,6 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
       }
     }
   };
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      feed(JSON.parse(line) as LogLine);
-    } catch {
-      feed({ msg: line, raw: true });
-    }
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-
   const waitForLogs = (pred: (l: LogLine) => boolean, n: number, timeoutMs = 30_000): Promise<LogLine[]> => {
     const hits = logs.filter(pred);
     if (hits.length >= n) return Promise.resolve(hits.slice(0, n));
@@ -106,6 +105,36 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
     });
   };
   const waitForLog = async (pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine> => (await waitForLogs(pred, 1, timeoutMs))[0]!;
+  return { logs, feed, waitForLog, waitForLogs };
+}
+
+/** Waits for "started" (or the end), then reads every listener's port from the log. */
+export async function started(proc: RelayProcess, what: string): Promise<RelayProcess> {
+  await Promise.race([
+    proc.waitForLog((l) => l.event === 'started'),
+    proc.exited.then((code) => {
+      throw new Error(`${what} ended with ${code} before starting:\n${proc.stderr.join('\n')}\n${proc.logs.slice(-5).map((x) => JSON.stringify(x)).join('\n')}`);
+    }),
+  ]);
+  for (const l of proc.logs.filter((x) => x.event === 'listening')) proc.ports[String(l.listener)] = Number(l.port);
+  proc.smtpPort = Object.values(proc.ports)[0] ?? 0;
+  return proc;
+}
+
+export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
+  const { dir, spoolDir, captureDir, configPath } = prepare(opts);
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { env: relayEnv(opts), stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr: string[] = [];
+  const { logs, feed, waitForLog, waitForLogs } = logFeed(stderr);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      feed(JSON.parse(line) as LogLine);
+    } catch {
+      feed({ msg: line, raw: true });
+    }
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
 
   const proc: RelayProcess = {
     child,
@@ -130,13 +159,5 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
     },
   };
   if (opts.waitStarted === false) return proc;
-  await Promise.race([
-    waitForLog((l) => l.event === 'started'),
-    exited.then((code) => {
-      throw new Error(`relay exited with ${code} before starting:\n${stderr.join('\n')}`);
-    }),
-  ]);
-  for (const l of logs.filter((x) => x.event === 'listening')) proc.ports[String(l.listener)] = Number(l.port);
-  proc.smtpPort = Object.values(proc.ports)[0] ?? 0;
-  return proc;
+  return started(proc, 'relay process');
 }

@@ -6,7 +6,8 @@ import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { message } from '../helpers/graph-relay.js';
 import { composeToFile, randomFile, sendFile } from '../helpers/large-mail.js';
-import { startRelay, type LogLine, type RelayProcess } from '../helpers/relay-process.js';
+import { startInProcess } from '../helpers/relay-in-process.js';
+import type { LogLine, RelayProcess } from '../helpers/relay-process.js';
 import { pySend } from '../helpers/smtp-clients.js';
 
 const MB = 1024 * 1024;
@@ -19,7 +20,7 @@ afterEach(async () => {
 });
 
 async function captureRelay(extra: Record<string, unknown> = {}): Promise<RelayProcess> {
-  const r = await startRelay({ config: { delivery: { mode: 'capture' }, mailboxes: { fallback: 'scans@contoso.example', senderDomains: ['contoso.example'] }, ...extra } });
+  const r = await startInProcess({ config: { delivery: { mode: 'capture' }, mailboxes: { fallback: 'scans@contoso.example', senderDomains: ['contoso.example'] }, ...extra } });
   relays.push(r);
   return r;
 }

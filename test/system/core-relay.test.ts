@@ -189,7 +189,7 @@ describe('delivery through Graph', () => {
 
   it('delivers a message accepted just before a SIGKILL after the restart', async () => {
     tb.emu.setDown('reset');
-    const r1 = await relay();
+    const r1 = await relay({}, { process: true }); // a real SIGKILL
     expect((await pySend(r1.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'survivor' }, 'x\r\n'))).ok).toBe(true);
     const rec = await r1.waitForLog((l) => l.event === 'received');
     await r1.waitForLog((l) => l.event === 'deferred');

@@ -68,7 +68,7 @@ describe('credential hygiene', () => {
   it('SIGHUP reads the certificate file again now, without waiting for the next check', async () => {
     const file = path.join(dir, 'hup.pem');
     writeFileSync(file, readFileSync(bed.emu.pki.clientPemPath));
-    const relay = await bed.relay({ graph: { clientSecret: null, credential: 'certificate', clientCertificatePath: file, reloadCheckInterval: '1h' } });
+    const relay = await bed.relay({ graph: { clientSecret: null, credential: 'certificate', clientCertificatePath: file, reloadCheckInterval: '1h' } }, { process: true }); // a real SIGHUP
     await relay.waitForLog((l) => l.event === 'token');
     writeFileSync(path.join(dir, 'hup-next.pem'), next.pem);
     renameSync(path.join(dir, 'hup-next.pem'), file);

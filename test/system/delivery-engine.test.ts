@@ -100,7 +100,7 @@ describe('crash safety', () => {
     // Graph goes on with the requests the kill cut off; their copies show in Sent Items 300 ms after.
     tb.emu.setFaults({ latencyMs: 400, jitterMs: 100, sentItemsDelayMs: 300 });
     const lookups = { delivery: { unknownOutcome: { lookups: 4, interval: '500ms' } } };
-    const r1 = await relay(lookups);
+    const r1 = await relay(lookups, { process: true }); // a real SIGKILL
     const mailboxes = ['k1@contoso.example', 'k2@contoso.example', 'k3@contoso.example'];
     const sending = sendMany(r1.smtpPort, 150, mailboxes, 'kill');
     await r1.waitForLogs((l) => l.event === 'delivered', 10, 60_000);
@@ -111,7 +111,7 @@ describe('crash safety', () => {
     expect(accepted.length + failed).toBe(150);
     expect(accepted.length).toBeGreaterThan(10);
     const inFlight = Object.values(inFlightAtKill.perMailbox).reduce((n, m) => n + m.inFlight, 0);
-    const r2 = await relay(lookups, { dir: r1.dir });
+    const r2 = await relay(lookups, { dir: r1.dir, process: true });
     await r2.waitForLog((l) => l.event === 'started');
     const want = new Set(accepted);
     const sentIds = () => tb.emu.sent.map((s) => messageIdOf(s.mime!));
@@ -152,7 +152,7 @@ describe('crash safety', () => {
 describe('graceful shutdown', () => {
   it('on SIGTERM answers new sessions with 421, finishes the Graph request in flight, and exits 0', async () => {
     tb.emu.setFaults({ latencyMs: 2500 });
-    const r = await relay();
+    const r = await relay({}, { process: true }); // a real SIGTERM and exit code
     // Listening first: the token is at hand from the start, so the request may be admitted before pySend returns.
     const admitted = new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'in flight' }, 'x\r\n'))).ok).toBe(true);
@@ -170,7 +170,7 @@ describe('graceful shutdown', () => {
 
   it('leaves unfinished work in the spool when the grace period runs out', async () => {
     tb.emu.setFaults({ latencyMs: 8000 });
-    const r = await relay({ shutdownGrace: '1s' });
+    const r = await relay({ shutdownGrace: '1s' }, { process: true });
     // Listening first: the token is at hand from the start, so the request may be admitted before pySend returns.
     const admitted = new Promise<void>((resolve) => tb.emu.once('admitted', () => resolve()));
     expect((await pySend(r.smtpPort, 'alice@contoso.example', ['bob@contoso.example'], message({ Subject: 'slow' }, 'x\r\n'))).ok).toBe(true);

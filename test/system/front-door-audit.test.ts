@@ -7,7 +7,8 @@ import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/config/password-hash.js';
 import { LineClient, makeCert, type CertPair } from '../helpers/front-door.js';
-import { startRelay, type LogLine, type RelayProcess } from '../helpers/relay-process.js';
+import { startInProcess } from '../helpers/relay-in-process.js';
+import type { LogLine, RelayProcess } from '../helpers/relay-process.js';
 
 const relays: RelayProcess[] = [];
 afterEach(async () => {
@@ -24,7 +25,7 @@ beforeAll(async () => {
 });
 
 async function relay(config: Record<string, unknown>): Promise<RelayProcess> {
-  const r = await startRelay({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, ...config } });
+  const r = await startInProcess({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, ...config } });
   relays.push(r);
   return r;
 }
@@ -164,7 +165,7 @@ describe('the device view sees what the front door sees', () => {
 
 describe('3. failed TLS handshakes do not flood the log', () => {
   it('five on each TLS mode make one short info line for the address (limits.clientErrorLogInterval), no error, and count in the metric', async () => {
-    const r = await startRelay({
+    const r = await startInProcess({
       config: {
         delivery: { mode: 'capture' },
         mailboxes: { fallback: 'noreply@contoso.example' },

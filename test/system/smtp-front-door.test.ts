@@ -9,6 +9,7 @@ import nodemailer from 'nodemailer';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/config/password-hash.js';
 import { curlSend, mail, makeCert, pyClient, type CertPair } from '../helpers/front-door.js';
+import { startInProcess } from '../helpers/relay-in-process.js';
 import { CLI, startRelay, type RelayProcess } from '../helpers/relay-process.js';
 import { RawSmtp } from '../helpers/smtp-clients.js';
 
@@ -26,8 +27,10 @@ beforeAll(async () => {
   scannerHash = await hashPassword(PASSWORD);
 });
 
-async function relay(config: Record<string, unknown>): Promise<RelayProcess> {
-  const r = await startRelay({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, ...config } });
+/** In the test's process; `asProcess` for what needs the binary (a signal, its exit code). */
+async function relay(config: Record<string, unknown>, asProcess = false): Promise<RelayProcess> {
+  const start = asProcess ? startRelay : startInProcess;
+  const r = await start({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, ...config } });
   relays.push(r);
   return r;
 }
@@ -223,7 +226,7 @@ describe('implicit TLS and other clients', () => {
     copyFileSync(cert.certFile, live.certFile);
     copyFileSync(cert.keyFile, live.keyFile);
     // A check interval of an hour: only the signal can make the relay see the new pair within this test.
-    const r = await relay({ listeners: [{ name: 'smtps', host: '127.0.0.1', port: 0, tls: { mode: 'implicit', certFile: live.certFile, keyFile: live.keyFile, reloadCheckInterval: '1h' } }] });
+    const r = await relay({ listeners: [{ name: 'smtps', host: '127.0.0.1', port: 0, tls: { mode: 'implicit', certFile: live.certFile, keyFile: live.keyFile, reloadCheckInterval: '1h' } }] }, true);
     const next = makeCert(dir, 'hup-next');
     copyFileSync(next.keyFile, live.keyFile);
     copyFileSync(next.certFile, live.certFile);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mail } from '../helpers/front-door.js';
+import { startInProcess } from '../helpers/relay-in-process.js';
 import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
 import { RawSmtp, pySend } from '../helpers/smtp-clients.js';
 
@@ -13,8 +14,10 @@ afterEach(async () => {
   await Promise.all(relays.splice(0).map((r) => r.kill()));
 });
 
-async function relay(limits: Record<string, unknown>): Promise<RelayProcess> {
-  const r = await startRelay({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, limits } });
+/** In the test's process; `asProcess` for what needs the binary (its own memory, its exit code). */
+async function relay(limits: Record<string, unknown>, asProcess = false): Promise<RelayProcess> {
+  const start = asProcess ? startRelay : startInProcess;
+  const r = await start({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, limits } });
   relays.push(r);
   return r;
 }
@@ -101,7 +104,7 @@ describe('a client that goes away', () => {
 
 describe('fuzz', () => {
   it('survives random and malformed input with bounded memory, and serves a normal session afterwards', async () => {
-    const r = await relay({ maxConnectionsPerClient: 50, maxMessageSize: '1MB' });
+    const r = await relay({ maxConnectionsPerClient: 50, maxMessageSize: '1MB' }, true);
     const pid = r.child.pid!;
     let seed = 0x5eed;
     const rand = (n: number): number => {

@@ -3,7 +3,8 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { startInProcess } from '../helpers/relay-in-process.js';
+import type { RelayProcess } from '../helpers/relay-process.js';
 import { RawSmtp } from '../helpers/smtp-clients.js';
 
 const SMUGGLED = 'MAIL FROM:<ceo@contoso.example>\r\nRCPT TO:<smuggled@contoso.example>\r\nDATA\r\nFrom: ceo@contoso.example\r\nSubject: smuggled\r\n\r\nwire the money\r\n';
@@ -30,7 +31,7 @@ async function session(port: number): Promise<RawSmtp> {
 const HEAD = 'From: alice@contoso.example\r\nTo: bob@contoso.example\r\nSubject: hello\r\n\r\nfirst message';
 
 function relay(bareLineEndings: 'reject' | 'normalize'): Promise<RelayProcess> {
-  return startRelay({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, limits: { bareLineEndings } } });
+  return startInProcess({ config: { delivery: { mode: 'capture' }, admin: { enabled: false }, mailboxes: { fallback: 'noreply@contoso.example' }, limits: { bareLineEndings } } });
 }
 
 const received = (r: RelayProcess) => r.logs.filter((l) => l.event === 'received');
