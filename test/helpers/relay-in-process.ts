@@ -11,7 +11,7 @@ import { createRelay } from '../../src/app/create-relay.js';
 import type { Relay } from '../../src/app/relay.js';
 import { loadConfig, redactConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { logFeed, prepare, relayEnv, started, type LogLine, type RelayProcess, type StartOptions } from './relay-process.js';
+import { handle, logFeed, prepare, relayEnv, started, type LogLine, type RelayProcess, type StartOptions } from './relay-process.js';
 
 export async function startInProcess(opts: StartOptions): Promise<RelayProcess> {
   const { dir, spoolDir, captureDir, configPath } = prepare(opts);
@@ -45,21 +45,10 @@ export async function startInProcess(opts: StartOptions): Promise<RelayProcess> 
     })();
     return stopping;
   };
-  const proc: RelayProcess = {
+  const proc = handle({ dir, spoolDir, captureDir, configPath }, { logs, waitForLog, waitForLogs }, stderr, exited, {
     get child(): ChildProcess {
       throw new Error('this relay runs in the test process: start it with { process: true } to get a child process');
     },
-    dir,
-    spoolDir,
-    captureDir,
-    configPath,
-    smtpPort: 0,
-    ports: {},
-    logs,
-    stderr,
-    waitForLog,
-    waitForLogs,
-    exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (signal === 'SIGHUP') {
         relay.reloadCertificates();
@@ -71,7 +60,7 @@ export async function startInProcess(opts: StartOptions): Promise<RelayProcess> 
     async kill() {
       await stop(0, 'SIGKILL');
     },
-  };
+  });
   relay.start().catch((err: unknown) => {
     log.fatal({ event: 'start-failed', err }, 'relay failed to start');
     stderr.push(String((err as Error).message));

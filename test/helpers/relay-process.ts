@@ -121,6 +121,18 @@ export async function started(proc: RelayProcess, what: string): Promise<RelayPr
   return proc;
 }
 
+/** A relay's handle: its folders and log, with how it is stopped (`own`; its getters are kept as getters). */
+export function handle(
+  files: ReturnType<typeof prepare>,
+  log: Pick<RelayProcess, 'logs' | 'waitForLog' | 'waitForLogs'>,
+  stderr: string[],
+  exited: Promise<number | null>,
+  own: Pick<RelayProcess, 'child' | 'stop' | 'kill'>,
+): RelayProcess {
+  const base = { ...files, smtpPort: 0, ports: {}, ...log, stderr, exited };
+  return Object.defineProperties(base, Object.getOwnPropertyDescriptors(own)) as RelayProcess;
+}
+
 export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
   const { dir, spoolDir, captureDir, configPath } = prepare(opts);
   const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { env: relayEnv(opts), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -136,19 +148,8 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
   });
   createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
 
-  const proc: RelayProcess = {
+  const proc = handle({ dir, spoolDir, captureDir, configPath }, { logs, waitForLog, waitForLogs }, stderr, exited, {
     child,
-    dir,
-    spoolDir,
-    captureDir,
-    configPath,
-    smtpPort: 0,
-    ports: {},
-    logs,
-    stderr,
-    waitForLog,
-    waitForLogs,
-    exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
@@ -157,7 +158,7 @@ export async function startRelay(opts: StartOptions): Promise<RelayProcess> {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
-  };
+  });
   if (opts.waitStarted === false) return proc;
   return started(proc, 'relay process');
 }
