@@ -11,17 +11,19 @@ const LEAVES = ['errors.ts', 'mime', 'net', 'observability/logger.ts', 'observab
 const MAY_IMPORT = {
   'cli.ts': ['cli', 'app', 'auth', 'spool', 'graph'],
   cli: ['app', 'auth', 'spool', 'graph'],
-  app: ['smtp', 'delivery', 'scheduler', 'graph', 'auth', 'spool', 'observability', 'policy'],
+  app: ['smtp', 'delivery', 'scheduler', 'fleet', 'graph', 'auth', 'spool', 'observability', 'policy'],
   smtp: ['cleanup', 'policy', 'spool'],
   cleanup: ['policy'],
   policy: [],
   delivery: ['graph', 'scheduler', 'spool', 'policy'],
   scheduler: [],
+  // the slots a fleet of replicas shares on Redis; the scheduler asks them through its MailboxSlots interface
+  fleet: ['scheduler'],
   graph: ['auth'],
   auth: [],
   spool: [],
   // metrics, readiness and the admin listener observe the parts below (types and events), and are made by app/.
-  observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler'],
+  observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler', 'fleet'],
   // the leaves themselves
   mime: [],
   net: [],

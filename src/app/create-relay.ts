@@ -6,6 +6,7 @@ import { graphAccounts } from '../config/accounts.js';
 import type { RelayConfig } from '../config/config.js';
 import { Bouncer } from '../delivery/bounce.js';
 import { DeliveryEngine } from '../delivery/engine.js';
+import { FleetSlots } from '../fleet/fleet-slots.js';
 import { CaptureSender, GraphSender, type Sender } from '../delivery/senders.js';
 import { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
@@ -47,6 +48,9 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const journal = new InflightJournal(cfg.spool.directory);
   const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events: metrics.deliveryEvents, bouncer, now, journal });
   const d = cfg.delivery;
+  const fleet = cfg.fleet.redisUrl
+    ? new FleetSlots({ cfg: cfg.fleet, perMailboxConcurrency: d.perMailboxConcurrency, messagesPerMinute: d.messagesPerMinute, log, events: metrics.fleetEvents, now })
+    : null;
   const scheduler = new Scheduler(
     {
       perMailboxConcurrency: d.perMailboxConcurrency,
@@ -63,6 +67,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
         metrics.paused(`${account}/${mailbox}`, ms);
         log.warn({ event: 'mailbox-paused', account, mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} (account ${account}) paused for ${ms} ms (${reason})`);
       },
+      ...(fleet ? { slots: fleet } : {}),
     },
     engine.attempt,
   );
@@ -84,10 +89,12 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const state = { stopping: false };
   const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
   const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
-  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
-  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
+  const fleetCheck = fleet ? { fleet: () => `${fleet.status().mode} (replica ${cfg.fleet.replica})` } : {};
+  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping, ...fleetCheck });
+  const fleetView = fleet ? async () => ({ ...fleet.status(), leases: await fleet.fleetLeases() }) : null;
+  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, fleetView) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, fleet });
 }
 
 /** A notice goes out from bounces.postmaster, so through that mailbox's account (its domain, else the default), else the message's own. */

@@ -2,6 +2,7 @@
 
 import type { CloudName } from './clouds.js';
 import type { CredentialInputs } from './credentials.js';
+import type { FleetConfig } from './fleet.js';
 import type { FrontDoorLimits, ListenerSecurity, PolicyConfig, UserConfig } from './front-door.js';
 import type { UnknownOutcomeConfig } from './unknown-outcome.js';
 
@@ -160,6 +161,8 @@ export interface RelayConfig {
   shutdownGraceMs: number;
   /** Health, readiness and Prometheus metrics over HTTP (src/observability/admin.ts). */
   admin: { enabled: boolean; host: string; port: number };
+  /** Several replicas sharing Graph's limits on Redis (src/fleet/); redisUrl null: a single relay. */
+  fleet: FleetConfig;
 }
 
 

@@ -8,6 +8,7 @@ import type { RelayConfig } from './config.js';
 import { checkAccountReferences, defaultAccountOf, requireAccountCredentials } from './accounts.js';
 import { readPolicy, readUsers } from './front-door.js';
 import { readAccounts, readGraph } from './graph.js';
+import { readFleet, redactRedisUrl } from './fleet.js';
 import { redactProxy } from './proxy.js';
 import { Reader, type Raw } from './reader.js';
 import { applyListenerEnv, applyMailboxEnv, envFirst, readAdmin, readBounces, readDelivery, readLimits, readListeners, readLog, readMailboxes, readShutdownGrace } from './sections.js';
@@ -47,9 +48,10 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const log = readLog(root.section('log'), env);
   const policy = readPolicy(root.section('policy'));
   const admin = readAdmin(root.section('admin'), env);
+  const fleet = readFleet(root.section('fleet'), env);
   root.done();
   const defaultAccount = defaultAccountOf(graph, accounts);
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin };
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin, fleet };
   checkAccountReferences(cfg);
   if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireAccountCredentials(cfg, env);
   if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
@@ -96,5 +98,6 @@ export function redactConfig(cfg: RelayConfig): RelayConfig {
     graph: { ...secret(cfg.graph), proxy: redactProxy(cfg.graph.proxy) },
     accounts: cfg.accounts.map(secret),
     users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })),
+    fleet: { ...cfg.fleet, redisUrl: redactRedisUrl(cfg.fleet.redisUrl) },
   };
 }

@@ -1,0 +1,360 @@
+/**
+ * Graph's per-mailbox limits kept by a fleet of replicas together, on Redis: at most `perMailboxConcurrency`
+ * requests in flight per (account, mailbox) across the fleet (leases that expire, renewed while held), the
+ * pacing of `messagesPerMinute` across the fleet, and a throttle's pause seen by every replica.
+ *
+ * Redis is never in the acceptance path and never holds up delivery for long: every command has a bounded
+ * time (COMMAND_TIMEOUT_MS), and when Redis cannot be reached the replica falls back to a static share of
+ * the limits (limit ÷ replicas, rounded down, at least 1) until Redis answers again.
+ */
+
+import { Redis } from 'ioredis';
+import type { FleetConfig } from '../config/fleet.js';
+import { redactRedisUrl } from '../config/fleet.js';
+import type { Logger } from '../observability/logger.js';
+import type { MailboxSlots, SlotAnswer } from '../scheduler/slots.js';
+import { ACQUIRE, PAUSE, RENEW } from './scripts.js';
+
+export type FleetMode = 'shared' | 'fallback';
+
+/** What the fleet tells metrics: the mode it is in, the slots this replica holds. */
+export interface FleetEvents {
+  mode(mode: FleetMode, replica: string): void;
+  held(account: string, mailbox: string, slots: number, replica: string): void;
+}
+
+export interface FleetSlotsOptions {
+  cfg: FleetConfig;
+  perMailboxConcurrency: number;
+  /** Per mailbox, fleet-wide; 0 = no pacing. */
+  messagesPerMinute: number;
+  log: Logger;
+  events?: FleetEvents;
+  now?: () => number;
+  /** How long a Redis command may take before the replica falls back (default COMMAND_TIMEOUT_MS). */
+  commandTimeoutMs?: number;
+  /** How often Redis is tried again while falling back (default PROBE_MS). */
+  probeMs?: number;
+}
+
+/** One slot's answer may take no longer than this; then the replica falls back and answers from its share. */
+export const COMMAND_TIMEOUT_MS = 1_000;
+/** While falling back, Redis is tried this often. */
+export const PROBE_MS = 1_000;
+/** A full mailbox is asked again at least this often, in case a "freed" message was missed. */
+const FULL_POLL_MS = 250;
+
+interface Held {
+  account: string;
+  mailbox: string;
+  leases: Set<string>;
+}
+
+/** What the admin listener shows of the fleet. */
+export interface FleetStatus {
+  replica: string;
+  mode: FleetMode;
+  redis: string | null;
+  replicas: number;
+  /** The static share each replica keeps without Redis. */
+  fallbackShare: number;
+  fallbacks: number;
+  /** This replica's slots, per (account, mailbox). */
+  held: { account: string; mailbox: string; slots: number }[];
+}
+
+type Reply = [number, number, string];
+interface FleetCommands {
+  fleetAcquire(lease: string, pause: string, pace: string, limit: number, leaseMs: number, id: string, intervalMs: number): Promise<Reply>;
+  fleetRenew(lease: string, leaseMs: number, ...ids: string[]): Promise<number>;
+  fleetPause(pause: string, ms: number, replica: string): Promise<number>;
+}
+
+export class FleetSlots implements MailboxSlots {
+  private mode: FleetMode = 'fallback';
+  /** Set when the replica enters fallback: it waits a lease time, so that requests started under shared limits end first. */
+  private settleUntil = 0;
+  /** After a return to shared limits: the share still caps this replica until every replica has had time to return. */
+  private rejoinUntil = 0;
+  private fallbacks = 0;
+  private seq = 0;
+  private readonly held = new Map<string, Held>();
+  /** Local pacing while falling back: per key, when the next attempt may start. */
+  private readonly nextStart = new Map<string, number>();
+  private readonly freed: ((account?: string, mailbox?: string) => void)[] = [];
+  private readonly redis: Redis & FleetCommands;
+  private readonly sub: Redis;
+  private readonly now: () => number;
+  private readonly share: number;
+  private readonly intervalMs: number;
+  private readonly probeMs: number;
+  private readonly replica: string;
+  private readonly prefix: string;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private probing: Promise<void> | null = null;
+  private closed = false;
+  /** The fallback was announced (logged, counted); cleared on the return to shared limits. */
+  private fellBack = false;
+
+  constructor(private readonly o: FleetSlotsOptions) {
+    const { cfg } = o;
+    if (!cfg.redisUrl) throw new Error('FleetSlots needs fleet.redisUrl');
+    this.now = o.now ?? Date.now;
+    this.replica = cfg.replica;
+    this.prefix = cfg.keyPrefix;
+    this.share = fallbackShare(o.perMailboxConcurrency, cfg.replicas);
+    this.intervalMs = o.messagesPerMinute > 0 ? 60_000 / o.messagesPerMinute : 0;
+    this.probeMs = o.probeMs ?? PROBE_MS;
+    const timeout = o.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
+    const redisOpts = {
+      lazyConnect: true,
+      // A command while Redis is away fails at once (the replica falls back) instead of waiting in a queue.
+      enableOfflineQueue: false,
+      commandTimeout: timeout,
+      connectTimeout: timeout,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => this.probeMs,
+      connectionName: `smtp-graph-relay:${cfg.replica}`,
+    };
+    this.redis = new Redis(cfg.redisUrl, redisOpts) as Redis & FleetCommands;
+    this.redis.defineCommand('fleetAcquire', { numberOfKeys: 3, lua: ACQUIRE });
+    this.redis.defineCommand('fleetRenew', { numberOfKeys: 1, lua: RENEW });
+    this.redis.defineCommand('fleetPause', { numberOfKeys: 1, lua: PAUSE });
+    // ioredis reports connection errors as events; the mode change says it once.
+    this.redis.on('error', () => undefined);
+    this.redis.on('close', () => this.fallBack('connection closed'));
+    this.redis.on('ready', () => void this.probe());
+    // Releases are published; a subscriber connection of its own (Redis's rule) wakes this replica's waiters.
+    this.sub = new Redis(cfg.redisUrl, { ...redisOpts, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `smtp-graph-relay:${cfg.replica}:sub` });
+    this.sub.on('error', () => undefined);
+    this.sub.on('message', (_channel: string, key: string) => {
+      const slash = key.indexOf('/');
+      if (slash > 0) this.wake(key.slice(0, slash), key.slice(slash + 1));
+    });
+  }
+
+  /** Connects (bounded); unreachable, the replica starts in fallback and keeps trying. Never throws. */
+  async start(): Promise<void> {
+    this.sub.subscribe(this.channel).catch(() => undefined);
+    const why = await this.redis.connect().then(
+      () => null,
+      (err: Error) => err.message,
+    );
+    await this.probe();
+    if (this.mode !== 'shared') this.fallBack(why ?? `Redis is ${this.redis.status}`);
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(100, Math.floor(this.o.cfg.leaseMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.redis.disconnect();
+    this.sub.disconnect();
+  }
+
+  onFreed(listener: (account?: string, mailbox?: string) => void): void {
+    this.freed.push(listener);
+  }
+
+  async acquire(account: string, mailbox: string): Promise<SlotAnswer> {
+    const k = keyOf(account, mailbox);
+    const now = this.now();
+    if (this.mode === 'shared') {
+      if (this.rejoinUntil > now && this.heldCount(k) >= this.share) return { granted: false, retryAt: this.rejoinUntil };
+      const id = `${this.replica}#${process.pid}#${++this.seq}`;
+      try {
+        const [ok, wait, why] = await this.redis.fleetAcquire(this.key('lease', k), this.key('pause', k), this.key('pace', k), this.o.perMailboxConcurrency, this.o.cfg.leaseMs, id, this.intervalMs);
+        if (ok === 1) return this.grant(account, mailbox, id);
+        return { granted: false, retryAt: this.now() + (why === 'full' ? Math.min(wait, FULL_POLL_MS) : wait) };
+      } catch (err) {
+        this.fallBack(err instanceof Error ? err.message : String(err));
+      }
+    }
+    return this.acquireLocal(account, mailbox, k);
+  }
+
+  /** Fallback: this replica's share of the limits, and of the pacing, with no one to ask. */
+  private acquireLocal(account: string, mailbox: string, k: string): SlotAnswer {
+    const now = this.now();
+    if (this.settleUntil > now) return { granted: false, retryAt: this.settleUntil };
+    if (this.heldCount(k) >= this.share) return { granted: false, retryAt: now + this.probeMs };
+    if (this.intervalMs > 0) {
+      const next = this.nextStart.get(k) ?? 0;
+      if (next > now) return { granted: false, retryAt: next };
+      this.nextStart.set(k, now + this.intervalMs * this.o.cfg.replicas);
+      if (this.nextStart.size > 10_000) for (const [x, t] of this.nextStart) if (t <= now) this.nextStart.delete(x);
+    }
+    return this.grant(account, mailbox, `${this.replica}#${process.pid}#${++this.seq}`);
+  }
+
+  private grant(account: string, mailbox: string, id: string): SlotAnswer {
+    const k = keyOf(account, mailbox);
+    let h = this.held.get(k);
+    if (!h) this.held.set(k, (h = { account, mailbox, leases: new Set() }));
+    h.leases.add(id);
+    this.o.events?.held(account, mailbox, h.leases.size, this.replica);
+    let released = false;
+    return {
+      granted: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.release(k, h, id);
+      },
+    };
+  }
+
+  private release(k: string, h: Held, id: string): void {
+    h.leases.delete(id);
+    this.o.events?.held(h.account, h.mailbox, h.leases.size, this.replica);
+    if (h.leases.size === 0) this.held.delete(k);
+    if (this.mode === 'shared') {
+      this.redis
+        .multi()
+        .zrem(this.key('lease', k), id)
+        .publish(this.channel, k)
+        .exec()
+        .catch((err: Error) => this.fallBack(err.message));
+    }
+    this.wake(h.account, h.mailbox);
+  }
+
+  paused(account: string, mailbox: string, until: number): void {
+    const ms = Math.ceil(until - this.now());
+    if (this.mode !== 'shared' || ms <= 0) return;
+    this.redis.fleetPause(this.key('pause', keyOf(account, mailbox)), ms, this.replica).catch((err: Error) => this.fallBack(err.message));
+  }
+
+  status(): FleetStatus {
+    return {
+      replica: this.replica,
+      mode: this.mode,
+      redis: redactRedisUrl(this.o.cfg.redisUrl),
+      replicas: this.o.cfg.replicas,
+      fallbackShare: this.share,
+      fallbacks: this.fallbacks,
+      held: [...this.held.values()].map((h) => ({ account: h.account, mailbox: h.mailbox, slots: h.leases.size })),
+    };
+  }
+
+  /** Every lease in Redis, by mailbox and replica: which replica holds which slots. Empty when Redis cannot be read. */
+  async fleetLeases(): Promise<{ account: string; mailbox: string; replica: string; expiresInMs: number }[]> {
+    if (this.mode !== 'shared') return [];
+    const out: { account: string; mailbox: string; replica: string; expiresInMs: number }[] = [];
+    try {
+      const [secs, micros] = await this.redis.time();
+      const now = Number(secs) * 1000 + Math.floor(Number(micros) / 1000);
+      const base = this.key('lease', '');
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${escapeGlob(base)}*`, 'COUNT', 500);
+        cursor = next;
+        for (const key of keys) {
+          const k = key.slice(base.length);
+          const slash = k.indexOf('/');
+          const flat = await this.redis.zrangebyscore(key, now, '+inf', 'WITHSCORES');
+          for (let i = 0; i + 1 < flat.length; i += 2) {
+            out.push({ account: k.slice(0, slash), mailbox: k.slice(slash + 1), replica: flat[i]!.split('#')[0]!, expiresInMs: Number(flat[i + 1]) - now });
+          }
+        }
+      } while (cursor !== '0' && out.length < 10_000);
+    } catch {
+      return out;
+    }
+    return out;
+  }
+
+  private heldCount(k: string): number {
+    return this.held.get(k)?.leases.size ?? 0;
+  }
+
+  private wake(account: string, mailbox: string): void {
+    for (const f of this.freed) f(account, mailbox);
+  }
+
+  private key(kind: 'lease' | 'pause' | 'pace', k: string): string {
+    return `${this.prefix}${kind}:${k}`;
+  }
+
+  private get channel(): string {
+    return `${this.prefix}freed`;
+  }
+
+  /** Redis cannot be reached: the static share from now on, after one lease time; tried again every probeMs. */
+  private fallBack(reason: string): void {
+    if (this.closed || this.fellBack) return;
+    this.fellBack = true;
+    if (this.mode === 'shared') this.fallbacks++;
+    this.mode = 'fallback';
+    this.rejoinUntil = 0;
+    this.settleUntil = this.now() + this.o.cfg.leaseMs;
+    this.o.log.warn(
+      { event: 'fleet-fallback', replica: this.replica, reason, replicas: this.o.cfg.replicas, share: this.share, settleMs: this.o.cfg.leaseMs },
+      `Redis cannot be reached (${reason}): this replica keeps ${this.share} of ${this.o.perMailboxConcurrency} slots per mailbox on its own, from ${this.o.cfg.leaseMs} ms on, until Redis answers again`,
+    );
+    this.o.events?.mode('fallback', this.replica);
+    if (!this.probeTimer) {
+      this.probeTimer = setInterval(() => void this.probe(), this.probeMs);
+      this.probeTimer.unref();
+    }
+  }
+
+  /** While falling back: Redis answers again? Then the leases held now go into Redis, and shared limits resume. */
+  private probe(): Promise<void> {
+    if (this.closed || this.mode === 'shared') return Promise.resolve();
+    this.probing ??= this.tryRejoin().finally(() => (this.probing = null));
+    return this.probing;
+  }
+
+  private async tryRejoin(): Promise<void> {
+    try {
+      if (this.redis.status === 'end') this.redis.connect().catch(() => undefined);
+      if (this.redis.status !== 'ready') return;
+      await this.redis.ping();
+      await this.registerHeld();
+      this.mode = 'shared';
+      this.settleUntil = 0;
+      // After a fallback, another replica may notice Redis up to a probe later: until then this one stays within its share.
+      if (this.fellBack) this.rejoinUntil = this.now() + 2 * this.probeMs;
+      if (this.probeTimer) clearInterval(this.probeTimer);
+      this.probeTimer = null;
+      this.fellBack = false;
+      this.o.log.info({ event: 'fleet-shared', replica: this.replica, replicas: this.o.cfg.replicas, redis: redactRedisUrl(this.o.cfg.redisUrl) }, `limits shared with the fleet on Redis (replica ${this.replica})`);
+      this.o.events?.mode('shared', this.replica);
+      // Mailboxes told to wait out the fallback may start now.
+      for (const f of this.freed) f();
+    } catch {
+      // still away; the next probe tries again
+    }
+  }
+
+  private async registerHeld(): Promise<void> {
+    for (const [k, h] of this.held) await this.redis.fleetRenew(this.key('lease', k), this.o.cfg.leaseMs, ...h.leases);
+  }
+
+  /** Held leases expire a lease time from now again; a request longer than a lease keeps its slot. */
+  private async renew(): Promise<void> {
+    if (this.mode !== 'shared' || this.held.size === 0) return;
+    try {
+      await this.registerHeld();
+    } catch (err) {
+      this.fallBack(err instanceof Error ? err.message : String(err));
+    }
+  }
+}
+
+/** Without Redis each replica keeps limit ÷ replicas, rounded down, at least 1. */
+export function fallbackShare(limit: number, replicas: number): number {
+  return Math.max(1, Math.floor(limit / Math.max(1, replicas)));
+}
+
+function keyOf(account: string, mailbox: string): string {
+  return `${account}/${mailbox}`;
+}
+
+function escapeGlob(s: string): string {
+  return s.replace(/[*?[\]\\]/g, '\\$&');
+}
