@@ -46,7 +46,7 @@ const COMMANDS: Record<string, Options> = {
   run: {},
   'check-config': { strict: { type: 'boolean' } },
   'hash-password': {},
-  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' } },
+  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' }, to: { type: 'string' } },
   'test-send': { to: { type: 'string' }, from: { type: 'string' }, account: { type: 'string' } },
   help: {},
 };

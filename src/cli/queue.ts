@@ -1,9 +1,12 @@
 /** `smtp-graph-relay queue …`: the administrator's view of the spool, safe while the relay runs. */
 
 import { existsSync } from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { RelayConfig } from '../config/config.js';
 import { SpoolLock, controlDir, sendControl, type ControlRequest, type ControlResponse } from '../spool/control.js';
+import { InflightJournal, recoverInflight } from '../spool/journal.js';
+import { adoptStaged, moveQueue, type AdoptResult } from '../spool/move.js';
 import { applyOffline, formatList, listQueue, showMessage } from '../spool/queue-tools.js';
 import { Spool } from '../spool/spool.js';
 import { UsageError } from '../errors.js';
@@ -14,6 +17,8 @@ export const QUEUE_USAGE = `queue commands:
   queue retry ID... | --mailbox UPN | --all   try now (lifts a mailbox's throttle pause too)
   queue delete ID... [--dead]              remove messages from the queue (or the dead-letter folder)
   queue requeue ID... | --all              move messages from the dead-letter folder back into the queue
+  queue move --to SPOOL_DIR                hand this (stopped) relay's queue to another relay's spool, running or not:
+                                           no message lost, none sent twice (a replica removed from a fleet)
 `;
 
 export interface QueueFlags {
@@ -21,14 +26,16 @@ export interface QueueFlags {
   all?: boolean;
   mailbox?: string;
   json?: boolean;
+  /** queue move: the other relay's spool folder. */
+  to?: string;
 }
 
 
 /** Runs one queue command; returns what to print, and ok: false when a command that changes the queue changed nothing. */
 export async function queueCommand(cfg: RelayConfig, args: string[], flags: QueueFlags): Promise<{ text: string; ok: boolean }> {
   const [sub, ...ids] = args;
-  if (!sub) throw new UsageError('queue needs a command: list, show, retry, delete or requeue');
-  if (!['list', 'show', 'retry', 'delete', 'requeue'].includes(sub)) throw new UsageError(`unknown queue command "${sub}"`);
+  if (!sub) throw new UsageError('queue needs a command: list, show, retry, delete, requeue or move');
+  if (!['list', 'show', 'retry', 'delete', 'requeue', 'move'].includes(sub)) throw new UsageError(`unknown queue command "${sub}"`);
   if (!existsSync(cfg.spool.directory)) {
     // Most often the configuration was not given: say which spool was looked for, and how to name another.
     throw new Error(`no spool at ${cfg.spool.directory} (spool.directory, or RELAY_SPOOL_DIR): give the relay's configuration with --config FILE or RELAY_CONFIG`);
@@ -51,6 +58,10 @@ export async function queueCommand(cfg: RelayConfig, args: string[], flags: Queu
     case 'requeue':
       if (!ids.length && !flags.all) throw new UsageError('queue requeue needs ids or --all');
       return report(await request(cfg, spool, { op: 'requeue', ids, all: flags.all }));
+    case 'move':
+      if (!flags.to) throw new UsageError('queue move needs --to SPOOL_DIR (the spool folder of the relay that takes the messages)');
+      if (ids.length) throw new UsageError('queue move moves the whole queue: it takes no ids');
+      return move(cfg, spool, path.resolve(flags.to));
     default:
       throw new UsageError(`unknown queue command "${sub}"`);
   }
@@ -66,6 +77,58 @@ async function request(cfg: RelayConfig, spool: Spool, req: ControlRequest): Pro
   } finally {
     await spool.close();
   }
+}
+
+/**
+ * The source relay must be stopped (its lock is taken for the move, so it cannot start meanwhile); the
+ * target may run: it adopts the messages itself, through its control channel, and schedules them.
+ */
+async function move(cfg: RelayConfig, source: Spool, targetDir: string): Promise<{ text: string; ok: boolean }> {
+  const sourceDir = await realpath(cfg.spool.directory);
+  if (!existsSync(path.join(targetDir, 'queue')) || !existsSync(path.join(targetDir, 'tmp'))) throw new Error(`${targetDir} is not a relay's spool (no queue/ and tmp/ folders in it)`);
+  if ((await realpath(targetDir)) === sourceDir) throw new Error('the target spool is this relay\'s own');
+  const sourceLock = new SpoolLock(path.join(sourceDir, 'relay.lock'));
+  const running = await sourceLock.holder();
+  if (running !== null) throw new Error(`the relay of ${sourceDir} is running (pid ${running}): stop it first; a move takes a stopped relay's queue`);
+  await sourceLock.acquire();
+  const target = new Spool(targetDir);
+  const targetLock = new SpoolLock(path.join(targetDir, 'relay.lock'));
+  const targetPid = await targetLock.holder();
+  if (targetPid === null) await targetLock.acquire();
+  await source.openDirs();
+  if (targetPid === null) await target.openDirs();
+  try {
+    // What the source relay left in flight becomes a pending Sent Items look-up, and crosses over with the message.
+    const journal = new InflightJournal(sourceDir);
+    const unresolved = await recoverInflight(source, journal, Date.now());
+    await journal.close();
+    const adopt = targetPid !== null ? viaRelay(targetDir) : (ids: string[]) => adoptStaged(target, ids);
+    const r = await moveQueue({ source, target, adopt, now: Date.now });
+    const lines = [
+      `${r.moved} message(s) moved to ${targetDir}${targetPid !== null ? ` (its relay, pid ${targetPid}, took them)` : ' (its relay takes them when it starts)'}`,
+      ...(unresolved.length ? [`${unresolved.length} of them had an attempt in flight when this relay stopped: the target looks for them in Sent Items before sending them again`] : []),
+      ...(r.alreadyThere ? [`${r.alreadyThere} found in the target already (an earlier move was cut short): removed here`] : []),
+      ...(r.withLookup ? [`${r.withLookup} moved with a Sent Items look-up first (an earlier move was cut short)`] : []),
+      ...(r.dead ? [`${r.dead} message(s) stay in this spool's dead/ (queue requeue --all first to move them too)`] : []),
+      ...Object.entries(r.skipped).map(([id, why]) => `  ${id}: ${why}`),
+    ];
+    return { text: `${lines.join('\n')}\n`, ok: Object.keys(r.skipped).length === 0 };
+  } finally {
+    await source.close();
+    if (targetPid === null) {
+      await target.close();
+      await targetLock.release();
+    }
+    await sourceLock.release();
+  }
+}
+
+function viaRelay(targetDir: string): (ids: string[]) => Promise<AdoptResult> {
+  return async (ids) => {
+    const res = await sendControl(controlDir(targetDir), { op: 'adopt', ids }, 120_000);
+    if (!res.ok) throw new Error(`the target relay could not take the messages: ${res.message}`);
+    return { adopted: res.ids ?? [], skipped: res.skipped ?? {} };
+  };
 }
 
 function report(res: ControlResponse): { text: string; ok: boolean } {

@@ -8,39 +8,14 @@
  * the limits (limit ÷ replicas, rounded down, at least 1) until Redis answers again.
  */
 
-import { Redis } from 'ioredis';
-import type { FleetConfig } from '../config/fleet.js';
+import type { Redis } from 'ioredis';
 import { redactRedisUrl } from '../config/fleet.js';
-import type { Logger } from '../observability/logger.js';
 import type { MailboxSlots, SlotAnswer } from '../scheduler/slots.js';
-import { ACQUIRE, PAUSE, RENEW } from './scripts.js';
+import { COMMAND_TIMEOUT_MS, fallbackShare, PROBE_MS, type FleetMode, type FleetSlotsOptions, type FleetStatus } from './fleet-options.js';
+import { readLeases, redisClients, type FleetCommands, type LeaseView } from './redis.js';
 
-export type FleetMode = 'shared' | 'fallback';
+export { fallbackShare, type FleetEvents, type FleetMode, type FleetStatus } from './fleet-options.js';
 
-/** What the fleet tells metrics: the mode it is in, the slots this replica holds. */
-export interface FleetEvents {
-  mode(mode: FleetMode, replica: string): void;
-  held(account: string, mailbox: string, slots: number, replica: string): void;
-}
-
-export interface FleetSlotsOptions {
-  cfg: FleetConfig;
-  perMailboxConcurrency: number;
-  /** Per mailbox, fleet-wide; 0 = no pacing. */
-  messagesPerMinute: number;
-  log: Logger;
-  events?: FleetEvents;
-  now?: () => number;
-  /** How long a Redis command may take before the replica falls back (default COMMAND_TIMEOUT_MS). */
-  commandTimeoutMs?: number;
-  /** How often Redis is tried again while falling back (default PROBE_MS). */
-  probeMs?: number;
-}
-
-/** One slot's answer may take no longer than this; then the replica falls back and answers from its share. */
-export const COMMAND_TIMEOUT_MS = 1_000;
-/** While falling back, Redis is tried this often. */
-export const PROBE_MS = 1_000;
 /** A full mailbox is asked again at least this often, in case a "freed" message was missed. */
 const FULL_POLL_MS = 250;
 
@@ -48,26 +23,6 @@ interface Held {
   account: string;
   mailbox: string;
   leases: Set<string>;
-}
-
-/** What the admin listener shows of the fleet. */
-export interface FleetStatus {
-  replica: string;
-  mode: FleetMode;
-  redis: string | null;
-  replicas: number;
-  /** The static share each replica keeps without Redis. */
-  fallbackShare: number;
-  fallbacks: number;
-  /** This replica's slots, per (account, mailbox). */
-  held: { account: string; mailbox: string; slots: number }[];
-}
-
-type Reply = [number, number, string];
-interface FleetCommands {
-  fleetAcquire(lease: string, pause: string, pace: string, limit: number, leaseMs: number, id: string, intervalMs: number): Promise<Reply>;
-  fleetRenew(lease: string, leaseMs: number, ...ids: string[]): Promise<number>;
-  fleetPause(pause: string, ms: number, replica: string): Promise<number>;
 }
 
 export class FleetSlots implements MailboxSlots {
@@ -106,28 +61,9 @@ export class FleetSlots implements MailboxSlots {
     this.share = fallbackShare(o.perMailboxConcurrency, cfg.replicas);
     this.intervalMs = o.messagesPerMinute > 0 ? 60_000 / o.messagesPerMinute : 0;
     this.probeMs = o.probeMs ?? PROBE_MS;
-    const timeout = o.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
-    const redisOpts = {
-      lazyConnect: true,
-      // A command while Redis is away fails at once (the replica falls back) instead of waiting in a queue.
-      enableOfflineQueue: false,
-      commandTimeout: timeout,
-      connectTimeout: timeout,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => this.probeMs,
-      connectionName: `smtp-graph-relay:${cfg.replica}`,
-    };
-    this.redis = new Redis(cfg.redisUrl, redisOpts) as Redis & FleetCommands;
-    this.redis.defineCommand('fleetAcquire', { numberOfKeys: 3, lua: ACQUIRE });
-    this.redis.defineCommand('fleetRenew', { numberOfKeys: 1, lua: RENEW });
-    this.redis.defineCommand('fleetPause', { numberOfKeys: 1, lua: PAUSE });
-    // ioredis reports connection errors as events; the mode change says it once.
-    this.redis.on('error', () => undefined);
+    ({ redis: this.redis, sub: this.sub } = redisClients(cfg, o.commandTimeoutMs ?? COMMAND_TIMEOUT_MS, this.probeMs));
     this.redis.on('close', () => this.fallBack('connection closed'));
     this.redis.on('ready', () => void this.probe());
-    // Releases are published; a subscriber connection of its own (Redis's rule) wakes this replica's waiters.
-    this.sub = new Redis(cfg.redisUrl, { ...redisOpts, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `smtp-graph-relay:${cfg.replica}:sub` });
-    this.sub.on('error', () => undefined);
     this.sub.on('message', (_channel: string, key: string) => {
       const slash = key.indexOf('/');
       if (slash > 0) this.wake(key.slice(0, slash), key.slice(slash + 1));
@@ -241,30 +177,8 @@ export class FleetSlots implements MailboxSlots {
   }
 
   /** Every lease in Redis, by mailbox and replica: which replica holds which slots. Empty when Redis cannot be read. */
-  async fleetLeases(): Promise<{ account: string; mailbox: string; replica: string; expiresInMs: number }[]> {
-    if (this.mode !== 'shared') return [];
-    const out: { account: string; mailbox: string; replica: string; expiresInMs: number }[] = [];
-    try {
-      const [secs, micros] = await this.redis.time();
-      const now = Number(secs) * 1000 + Math.floor(Number(micros) / 1000);
-      const base = this.key('lease', '');
-      let cursor = '0';
-      do {
-        const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${escapeGlob(base)}*`, 'COUNT', 500);
-        cursor = next;
-        for (const key of keys) {
-          const k = key.slice(base.length);
-          const slash = k.indexOf('/');
-          const flat = await this.redis.zrangebyscore(key, now, '+inf', 'WITHSCORES');
-          for (let i = 0; i + 1 < flat.length; i += 2) {
-            out.push({ account: k.slice(0, slash), mailbox: k.slice(slash + 1), replica: flat[i]!.split('#')[0]!, expiresInMs: Number(flat[i + 1]) - now });
-          }
-        }
-      } while (cursor !== '0' && out.length < 10_000);
-    } catch {
-      return out;
-    }
-    return out;
+  fleetLeases(): Promise<LeaseView[]> {
+    return this.mode === 'shared' ? readLeases(this.redis, this.key('lease', '')).catch(() => []) : Promise.resolve([]);
   }
 
   private heldCount(k: string): number {
@@ -346,15 +260,7 @@ export class FleetSlots implements MailboxSlots {
   }
 }
 
-/** Without Redis each replica keeps limit ÷ replicas, rounded down, at least 1. */
-export function fallbackShare(limit: number, replicas: number): number {
-  return Math.max(1, Math.floor(limit / Math.max(1, replicas)));
-}
-
 function keyOf(account: string, mailbox: string): string {
   return `${account}/${mailbox}`;
 }
 
-function escapeGlob(s: string): string {
-  return s.replace(/[*?[\]\\]/g, '\\$&');
-}

@@ -3,8 +3,7 @@
 import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
 import { OutageBreaker } from './outage.js';
-import type { MailboxSlots } from './slots.js';
-
+import { unstart, wakeWaiting, type MailboxSlots } from './slots.js';
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -59,13 +58,7 @@ export class Scheduler {
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
     opts.slots?.onFreed((account, mailbox) => {
-      const waiting = account === undefined ? [...this.mailboxes.values()] : [this.mailboxes.get(`${account}\u0000${mailbox}`)];
-      for (const m of waiting) {
-        if (m && m.slotWaitUntil > 0) {
-          m.slotWaitUntil = 0;
-          this.schedulePump();
-        }
-      }
+      if (wakeWaiting(this.mailboxes, account, mailbox)) this.schedulePump();
     });
   }
 
@@ -228,15 +221,10 @@ export class Scheduler {
     // Counted as in flight while the fleet is asked, so this relay's own limits hold meanwhile.
     void this.opts.slots.acquire(m.account, m.name).then((answer) => {
       if (answer.granted && !this.stopped) return this.launch(m, msg, now, answer.release);
-      if (answer.granted) answer.release();
-      m.inFlight--;
-      m.unfinished--;
+      unstart(m, msg, paced, answer);
       this.globalInFlight--;
       this.running--;
       this.inFlightIds.delete(msg.id);
-      m.nextStartAt = paced;
-      m.ready.push(msg);
-      if (!answer.granted) m.slotWaitUntil = Math.max(m.slotWaitUntil, answer.retryAt);
       if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
       this.schedulePump();
     });
@@ -251,8 +239,7 @@ export class Scheduler {
       m.inFlight--;
       this.globalInFlight--;
       releaseSlot();
-      // A slot of this mailbox is free now: one waiting for the fleet may take it.
-      m.slotWaitUntil = 0;
+      m.slotWaitUntil = 0; // a slot of this mailbox is free: one waiting for the fleet may take it
       this.schedulePump();
     };
     this.run(msg, release)

@@ -5,6 +5,9 @@
  * single-relay behaviour, unchanged.
  */
 
+import type { MailboxState } from './mailbox.js';
+import type { Scheduled } from './scheduled.js';
+
 export type SlotAnswer =
   /** Go: `release` gives the slot back (idempotent). */
   | { granted: true; release: () => void }
@@ -18,4 +21,26 @@ export interface MailboxSlots {
   paused(account: string, mailbox: string, until: number): void;
   /** Registers the scheduler's wake-up: a slot of (account, mailbox) may have freed, here or elsewhere; no mailbox: any may start again. */
   onFreed(listener: (account?: string, mailbox?: string) => void): void;
+}
+
+/** onFreed: the mailbox (or, without one, every mailbox) waiting for the fleet may try again; true if any was waiting. */
+export function wakeWaiting(mailboxes: ReadonlyMap<string, MailboxState>, account?: string, mailbox?: string): boolean {
+  let woke = false;
+  for (const m of account === undefined ? mailboxes.values() : [mailboxes.get(`${account}\u0000${mailbox}`)]) {
+    if (m && m.slotWaitUntil > 0) {
+      m.slotWaitUntil = 0;
+      woke = true;
+    }
+  }
+  return woke;
+}
+
+/** A start the fleet refused (or granted after the stop) is undone in its mailbox: the message waits again, its pacing slot given back. */
+export function unstart(m: MailboxState, msg: Scheduled, pacedAt: number, answer: SlotAnswer): void {
+  if (answer.granted) answer.release();
+  m.inFlight--;
+  m.unfinished--;
+  m.nextStartAt = pacedAt;
+  m.ready.push(msg);
+  if (!answer.granted) m.slotWaitUntil = Math.max(m.slotWaitUntil, answer.retryAt);
 }
