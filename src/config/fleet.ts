@@ -18,11 +18,15 @@ export interface FleetConfig {
 }
 
 export function readFleet(f: Reader, env: NodeJS.ProcessEnv): FleetConfig {
-  const redisUrl = env.RELAY_FLEET_REDIS_URL || f.str('redisUrl', null);
-  const replicasRaw = env.RELAY_FLEET_REPLICAS ?? f.raw('replicas');
+  // The file's keys are read (and so known) even where the environment overrides them.
+  const fileUrl = f.str('redisUrl', null);
+  const redisUrl = env.RELAY_FLEET_REDIS_URL || fileUrl;
+  const fromFile = f.raw('replicas');
+  const replicasRaw = env.RELAY_FLEET_REPLICAS ?? fromFile;
+  const replica = f.str('replica', hostname());
   const fleet: FleetConfig = {
     redisUrl,
-    replica: env.RELAY_REPLICA || f.str('replica', hostname()),
+    replica: env.RELAY_REPLICA || replica,
     replicas: 1,
     leaseMs: f.duration('leaseTime', 10_000, 1_000, 300_000),
     keyPrefix: f.str('keyPrefix', 'smtp-graph-relay:'),
