@@ -89,11 +89,13 @@ async function move(cfg: RelayConfig, source: Spool, targetDir: string): Promise
   if ((await realpath(targetDir)) === sourceDir) throw new Error('the target spool is this relay\'s own');
   const sourceLock = new SpoolLock(path.join(sourceDir, 'relay.lock'));
   const running = await sourceLock.holder();
-  if (running !== null) throw new Error(`the relay of ${sourceDir} is running (pid ${running}): stop it first; a move takes a stopped relay's queue`);
+  if (running !== null && (await answers(sourceDir))) throw new Error(`the relay of ${sourceDir} is running (pid ${running}): stop it first; a move takes a stopped relay's queue`);
+  if (running !== null) throw new Error(`${sourceDir}/relay.lock names pid ${running}, alive here, but no relay answers on its control channel: if that lock is another host's or container's (a relay stopped there), remove it and run the move again`);
   await sourceLock.acquire();
   const target = new Spool(targetDir);
   const targetLock = new SpoolLock(path.join(targetDir, 'relay.lock'));
-  const targetPid = await targetLock.holder();
+  // A relay in another container (Kubernetes: another pod on the same volume) has a pid this one cannot see: it is asked instead.
+  const targetPid = (await targetLock.holder()) ?? (existsSync(targetLock.file) && (await answers(targetDir)) ? 0 : null);
   if (targetPid === null) await targetLock.acquire();
   await source.openDirs();
   if (targetPid === null) await target.openDirs();
@@ -105,7 +107,7 @@ async function move(cfg: RelayConfig, source: Spool, targetDir: string): Promise
     const adopt = targetPid !== null ? viaRelay(targetDir) : (ids: string[]) => adoptStaged(target, ids);
     const r = await moveQueue({ source, target, adopt, now: Date.now });
     const lines = [
-      `${r.moved} message(s) moved to ${targetDir}${targetPid !== null ? ` (its relay, pid ${targetPid}, took them)` : ' (its relay takes them when it starts)'}`,
+      `${r.moved} message(s) moved to ${targetDir}${targetPid === null ? ' (its relay takes them when it starts)' : targetPid ? ` (its relay, pid ${targetPid}, took them)` : ' (its relay took them)'}`,
       ...(unresolved.length ? [`${unresolved.length} of them had an attempt in flight when this relay stopped: the target looks for them in Sent Items before sending them again`] : []),
       ...(r.alreadyThere ? [`${r.alreadyThere} found in the target already (an earlier move was cut short): removed here`] : []),
       ...(r.withLookup ? [`${r.withLookup} moved with a Sent Items look-up first (an earlier move was cut short)`] : []),
@@ -121,6 +123,14 @@ async function move(cfg: RelayConfig, source: Spool, targetDir: string): Promise
     }
     await sourceLock.release();
   }
+}
+
+/** Whether a relay answers on the spool's control channel (it looks at least every 2 s). */
+async function answers(spoolDir: string): Promise<boolean> {
+  return sendControl(controlDir(spoolDir), { op: 'adopt', ids: [] }, 6_000).then(
+    (r) => r.ok,
+    () => false,
+  );
 }
 
 function viaRelay(targetDir: string): (ids: string[]) => Promise<AdoptResult> {

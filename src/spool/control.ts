@@ -122,7 +122,7 @@ export async function sendControl(dir: string, req: ControlRequest, timeoutMs = 
 
 /** One relay per spool: a pid lock file, taken over when its process is gone. */
 export class SpoolLock {
-  constructor(private readonly file: string) {}
+  constructor(readonly file: string) {}
 
   /** The pid of a live relay holding the lock, or null. */
   async holder(): Promise<number | null> {

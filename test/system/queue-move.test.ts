@@ -5,7 +5,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -109,6 +109,13 @@ describe('queue move', () => {
     // it wrote the intent only (adopted and delivered, or never adopted: the move cannot know).
     copyFileSync(path.join(source.spoolDir, 'queue', `${qids[0]}.msg`), path.join(target.spoolDir, 'queue', `${qids[0]}.msg`));
     writeFileSync(path.join(source.spoolDir, 'moving.log'), `M ${qids[0]}\nM ${qids[1]}\n`);
+
+    // A lock naming a live process that is no relay (another container's pid): refused, with what to do.
+    writeFileSync(path.join(source.spoolDir, 'relay.lock'), `${process.pid}\n`);
+    const stale = await cli(['queue', 'move', '--config', source.configPath, '--to', target.spoolDir]);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/relay\.lock names pid \d+, alive here, but no relay answers on its control channel/);
+    unlinkSync(path.join(source.spoolDir, 'relay.lock'));
 
     const r = await cli(['queue', 'move', '--config', source.configPath, '--to', target.spoolDir]);
     expect(r.stderr).toBe('');
