@@ -17,7 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
-import { args, cleanup, ingest, machine, num, startEmulatorChild, startRelay, table, verdict, type EmulatorChild, type RelayChild } from './lib.js';
+import { args, cleanup, ingest, machine, num, procFigures, startEmulatorChild, startRelay, table, verdict, type EmulatorChild, type RelayChild } from './lib.js';
 
 const a = args({ n: 1000 }, ['mailboxes', 'latency', 'jitter', 'kill-at', 'lease', 'warmup']);
 const M = num(a.values.mailboxes, 10);
@@ -43,6 +43,8 @@ interface Row {
   unique: number;
   duplicated: number;
   perRelay: number[];
+  /** The three relays' CPU (user + system) per message, accepting and delivering it. */
+  cpuMsPerMsg: number;
   note: string;
 }
 
@@ -66,6 +68,8 @@ async function run(name: string, killRedis: boolean): Promise<Row> {
     await emu.reset();
     await emu.setFaults({ latencyMs: L, jitterMs: jitter });
     const per = Math.ceil(a.n / REPLICAS);
+    const cpu = (): number => relays.reduce((sum, r) => sum + procFigures(r.pid).cpuS, 0);
+    const cpu0 = cpu();
     const sent = Promise.all(relays.map((r, i) => ingest({ port: r.port, n: Math.min(per, a.n - i * per), concurrency: 10, mode: 'reuse', from, offset: i * per })));
     if (killRedis) {
       await emu.waitForSent(Math.floor(a.n * killAt), 300_000);
@@ -76,6 +80,7 @@ async function run(name: string, killRedis: boolean): Promise<Row> {
     const ok = accepted.reduce((sum, r) => sum + r.ok, 0);
     if (ok !== a.n) throw new Error(`only ${ok} of ${a.n} accepted`);
     const s = await emu.waitForSent(a.n, Math.max(120_000, optimumS * 20_000));
+    const cpuMsPerMsg = ((cpu() - cpu0) * 1000) / a.n;
     const stats = await emu.stats();
     const ids = await emu.call<{ unique: number; duplicated: number }>('messageIds');
     const firstOk = Math.min(...accepted.map((r) => r.firstOkAt));
@@ -88,6 +93,7 @@ async function run(name: string, killRedis: boolean): Promise<Row> {
       unique: ids.unique,
       duplicated: ids.duplicated,
       perRelay: relays.map((r) => (r.counts.delivered ?? 0) - warmup),
+      cpuMsPerMsg,
       note: killRedis ? `Redis killed ${((killedAt - firstOk) / 1000).toFixed(2)} s in; the rest on the static share (1 per mailbox per relay) after one lease (${lease} s)` : `ingest over ${(Math.max(...accepted.map((r) => r.ms)) / 1000).toFixed(2)} s`,
     };
   } finally {
@@ -111,6 +117,7 @@ try {
       'delivered (unique)': x.unique,
       'sent twice': x.duplicated,
       'per relay': x.perRelay.join(' / '),
+      'relays CPU ms/msg': x.cpuMsPerMsg,
       note: x.note,
     })),
   ];
@@ -120,7 +127,7 @@ try {
   const killedOk = killed.unique === a.n && killed.duplicated === 0;
   process.stdout.write(
     `\nSUMMARY fleet: ${a.n} msgs / ${M} mailboxes / ${REPLICAS} relays @ ${L} ms, optimum ${optimumS.toFixed(2)} s: shared ${shared.drainS.toFixed(2)} s = ${ratio.toFixed(2)}x, ` +
-      `429s ${shared.throttled429}, max ${shared.maxInFlight} in flight per mailbox (target <= 1.10x, no 429, <= 4: ${verdict(sharedOk)}); ` +
+      `429s ${shared.throttled429}, max ${shared.maxInFlight} in flight per mailbox, relays' CPU ${shared.cpuMsPerMsg.toFixed(2)} ms/msg (target <= 1.10x, no 429, <= 4: ${verdict(sharedOk)}); ` +
       `Redis killed mid-drain: ${killed.drainS.toFixed(2)} s = ${(killed.drainS / optimumS).toFixed(2)}x, ${killed.unique} of ${a.n} delivered, ${killed.duplicated} twice, 429s ${killed.throttled429}, max ${killed.maxInFlight} in flight (nothing lost, nothing twice: ${verdict(killedOk)})\n`,
   );
 } finally {

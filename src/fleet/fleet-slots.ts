@@ -12,6 +12,8 @@ import type { Redis } from 'ioredis';
 import { redactRedisUrl } from '../config/fleet.js';
 import type { MailboxSlots, SlotAnswer } from '../scheduler/slots.js';
 import { COMMAND_TIMEOUT_MS, fallbackShare, PROBE_MS, type FleetMode, type FleetSlotsOptions, type FleetStatus } from './fleet-options.js';
+import { KeptLeases } from './kept.js';
+import { PAUSE } from './scripts.js';
 import { readLeases, redisClients, type FleetCommands, type LeaseView } from './redis.js';
 
 export { fallbackShare, type FleetEvents, type FleetMode, type FleetStatus } from './fleet-options.js';
@@ -34,6 +36,7 @@ export class FleetSlots implements MailboxSlots {
   private fallbacks = 0;
   private seq = 0;
   private readonly held = new Map<string, Held>();
+  private readonly kept: KeptLeases;
   /** Local pacing while falling back: per key, when the next attempt may start. */
   private readonly nextStart = new Map<string, number>();
   private readonly freed: ((account?: string, mailbox?: string) => void)[] = [];
@@ -61,18 +64,20 @@ export class FleetSlots implements MailboxSlots {
     this.share = fallbackShare(o.perMailboxConcurrency, cfg.replicas);
     this.intervalMs = o.messagesPerMinute > 0 ? 60_000 / o.messagesPerMinute : 0;
     this.probeMs = o.probeMs ?? PROBE_MS;
+    this.kept = new KeptLeases((k, account, mailbox, id) => this.giveBackOne(k, account, mailbox, id), this.now);
     ({ redis: this.redis, sub: this.sub } = redisClients(cfg, o.commandTimeoutMs ?? COMMAND_TIMEOUT_MS, this.probeMs));
     this.redis.on('close', () => this.fallBack('connection closed'));
     this.redis.on('ready', () => void this.probe());
-    this.sub.on('message', (_channel: string, key: string) => {
-      const slash = key.indexOf('/');
-      if (slash > 0) this.wake(key.slice(0, slash), key.slice(slash + 1));
+    this.sub.on('message', (channel: string, text: string) => {
+      if (channel === this.pauseChannel) return this.heardPause(text);
+      const slash = text.indexOf('/');
+      if (slash > 0) this.wake(text.slice(0, slash), text.slice(slash + 1));
     });
   }
 
   /** Connects (bounded); unreachable, the replica starts in fallback and keeps trying. Never throws. */
   async start(): Promise<void> {
-    this.sub.subscribe(this.channel).catch(() => undefined);
+    this.sub.subscribe(this.channel, this.pauseChannel).catch(() => undefined);
     const why = await this.redis.connect().then(
       () => null,
       (err: Error) => err.message,
@@ -86,6 +91,7 @@ export class FleetSlots implements MailboxSlots {
   async close(): Promise<void> {
     this.closed = true;
     if (this.renewTimer) clearInterval(this.renewTimer);
+    this.kept.giveBackAll();
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.redis.disconnect();
     this.sub.disconnect();
@@ -100,6 +106,8 @@ export class FleetSlots implements MailboxSlots {
     const now = this.now();
     if (this.mode === 'shared') {
       if (this.rejoinUntil > now && this.heldCount(k) >= this.share) return { granted: false, retryAt: this.rejoinUntil };
+      const kept = this.kept.take(k);
+      if (kept) return this.grant(account, mailbox, kept);
       const id = `${this.replica}#${process.pid}#${++this.seq}`;
       try {
         const [ok, wait, why] = await this.redis.fleetAcquire(this.key('lease', k), this.key('pause', k), this.key('pace', k), this.o.perMailboxConcurrency, this.o.cfg.leaseMs, id, this.intervalMs);
@@ -147,6 +155,12 @@ export class FleetSlots implements MailboxSlots {
     h.leases.delete(id);
     this.o.events?.held(h.account, h.mailbox, h.leases.size, this.replica);
     if (h.leases.size === 0) this.held.delete(k);
+    // Pacing needs Redis's say on every start: no lease is kept then.
+    if (this.mode === 'shared' && this.intervalMs === 0) return this.kept.keep(k, h.account, h.mailbox, id);
+    this.giveBackOne(k, h.account, h.mailbox, id);
+  }
+
+  private giveBackOne(k: string, account: string, mailbox: string, id: string): void {
     if (this.mode === 'shared') {
       this.redis
         .multi()
@@ -155,13 +169,27 @@ export class FleetSlots implements MailboxSlots {
         .exec()
         .catch((err: Error) => this.fallBack(err.message));
     }
-    this.wake(h.account, h.mailbox);
+    this.wake(account, mailbox);
+  }
+
+  /** Another replica paused a mailbox ("<ms> <key>"). */
+  private heardPause(text: string): void {
+    const space = text.indexOf(' ');
+    const ms = Number(text.slice(0, space));
+    if (space > 0 && ms > 0) this.kept.paused(text.slice(space + 1), ms);
   }
 
   paused(account: string, mailbox: string, until: number): void {
     const ms = Math.ceil(until - this.now());
     if (this.mode !== 'shared' || ms <= 0) return;
-    this.redis.fleetPause(this.key('pause', keyOf(account, mailbox)), ms, this.replica).catch((err: Error) => this.fallBack(err.message));
+    const k = keyOf(account, mailbox);
+    this.kept.paused(k, ms);
+    this.redis
+      .multi()
+      .eval(PAUSE, 1, this.key('pause', k), ms, this.replica)
+      .publish(this.pauseChannel, `${ms} ${k}`)
+      .exec()
+      .catch((err: Error) => this.fallBack(err.message));
   }
 
   status(): FleetStatus {
@@ -195,6 +223,10 @@ export class FleetSlots implements MailboxSlots {
 
   private get channel(): string {
     return `${this.prefix}freed`;
+  }
+
+  private get pauseChannel(): string {
+    return `${this.prefix}paused`;
   }
 
   /** Redis cannot be reached: the static share from now on, after one lease time; tried again every probeMs. */

@@ -2,14 +2,13 @@
 
 import { Redis, type RedisOptions } from 'ioredis';
 import type { FleetConfig } from '../config/fleet.js';
-import { ACQUIRE, PAUSE, RENEW } from './scripts.js';
+import { ACQUIRE, RENEW } from './scripts.js';
 
 type Reply = [number, number, string];
 /** The Lua scripts of scripts.ts, as commands (EVALSHA, EVAL when Redis does not know the script yet). */
 export interface FleetCommands {
   fleetAcquire(lease: string, pause: string, pace: string, limit: number, leaseMs: number, id: string, intervalMs: number): Promise<Reply>;
   fleetRenew(lease: string, leaseMs: number, ...ids: string[]): Promise<number>;
-  fleetPause(pause: string, ms: number, replica: string): Promise<number>;
 }
 
 /**
@@ -30,7 +29,6 @@ export function redisClients(cfg: FleetConfig, timeoutMs: number, retryMs: numbe
   const redis = new Redis(url, opts) as Redis & FleetCommands;
   redis.defineCommand('fleetAcquire', { numberOfKeys: 3, lua: ACQUIRE });
   redis.defineCommand('fleetRenew', { numberOfKeys: 1, lua: RENEW });
-  redis.defineCommand('fleetPause', { numberOfKeys: 1, lua: PAUSE });
   // Connection errors come as events; the fleet's mode change (fleet-fallback) says them once.
   redis.on('error', () => undefined);
   // A subscriber's SUBSCRIBE waits for the connection (Redis's rule: a connection of its own for it).

@@ -110,6 +110,28 @@ describe('fleet slots on Redis', () => {
     expect(b.slots.status().held).toContainEqual({ account: 'default', mailbox: 'a@contoso.example', slots: 2 });
   });
 
+  it('hands a released slot to the same replica\'s next attempt of that turn, without Redis; not while the mailbox is paused', async () => {
+    const p = prefix();
+    const a = replica('relay-0', p);
+    await a.slots.start();
+    const key = `${p}lease:default/a@contoso.example`;
+    const first = await a.slots.acquire('default', 'a@contoso.example');
+    expect(first.granted).toBe(true);
+    const [id] = await admin.zrange(key, 0, -1);
+    if (first.granted) first.release();
+    // The scheduler's next attempt, in the same turn: the same lease, taken over.
+    const next = a.slots.acquire('default', 'a@contoso.example');
+    expect((await next).granted).toBe(true);
+    expect(await admin.zrange(key, 0, -1)).toEqual([id]);
+    // Paused (this replica's throttle): a released lease goes back to Redis, which refuses the next start.
+    const answer = await next;
+    a.slots.paused('default', 'a@contoso.example', Date.now() + 5_000);
+    if (answer.granted) answer.release();
+    const refused = await a.slots.acquire('default', 'a@contoso.example');
+    expect(refused.granted).toBe(false);
+    await until(async () => (await admin.zcard(key)) === 0, 'the lease given back');
+  });
+
   it("frees a dead replica's slots when its leases expire, and renews the leases of a live one", async () => {
     const p = prefix();
     const dead = replica('relay-0', p);
