@@ -3,7 +3,7 @@
 import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
 import { OutageBreaker } from './outage.js';
-import { unstart, wakeWaiting, type MailboxSlots } from './slots.js';
+import { askFleet, wakeWaiting, type MailboxSlots } from './slots.js';
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -57,9 +57,7 @@ export class Scheduler {
     this.outage = new OutageBreaker(opts.onOutage ?? (() => undefined));
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
-    opts.slots?.onFreed((account, mailbox) => {
-      if (wakeWaiting(this.mailboxes, account, mailbox)) this.schedulePump();
-    });
+    opts.slots?.onFreed((account, mailbox) => wakeWaiting(this.mailboxes, account, mailbox) && this.schedulePump());
   }
 
   /** One state per (account, mailbox): two tenants' mailboxes are throttled apart, whatever their names. */
@@ -219,14 +217,16 @@ export class Scheduler {
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
     if (!this.opts.slots) return this.launch(m, msg, now, () => undefined);
     // Counted as in flight while the fleet is asked, so this relay's own limits hold meanwhile.
-    void this.opts.slots.acquire(m.account, m.name).then((answer) => {
-      if (answer.granted && !this.stopped) return this.launch(m, msg, now, answer.release);
-      unstart(m, msg, paced, answer);
-      this.globalInFlight--;
-      this.running--;
-      this.inFlightIds.delete(msg.id);
-      if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
-      this.schedulePump();
+    askFleet(this.opts.slots, m, msg, paced, {
+      stopped: () => this.stopped,
+      launch: (release) => this.launch(m, msg, now, release),
+      undo: () => {
+        this.globalInFlight--;
+        this.running--;
+        this.inFlightIds.delete(msg.id);
+        if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
+      },
+      pump: () => this.schedulePump(),
     });
   }
 

@@ -35,12 +35,36 @@ export function wakeWaiting(mailboxes: ReadonlyMap<string, MailboxState>, accoun
   return woke;
 }
 
-/** A start the fleet refused (or granted after the stop) is undone in its mailbox: the message waits again, its pacing slot given back. */
-export function unstart(m: MailboxState, msg: Scheduled, pacedAt: number, answer: SlotAnswer): void {
-  if (answer.granted) answer.release();
-  m.inFlight--;
-  m.unfinished--;
-  m.nextStartAt = pacedAt;
-  m.ready.push(msg);
-  if (!answer.granted) m.slotWaitUntil = Math.max(m.slotWaitUntil, answer.retryAt);
+/** What askFleet needs of the scheduler. */
+export interface AskingScheduler {
+  stopped(): boolean;
+  /** Granted: the attempt starts, with the slot's release. */
+  launch(release: () => void): void;
+  /** Refused (or granted after the stop): the scheduler's own counts are undone. */
+  undo(): void;
+  pump(): void;
+}
+
+/**
+ * Asks the fleet for a slot of `m` for `msg`, then starts the attempt or puts the message back. One question
+ * per mailbox at a time (the others would mostly be refused): `slotWaitUntil` is Infinity meanwhile, and the
+ * answer pumps again, so the mailbox's next message asks then.
+ */
+export function askFleet(slots: MailboxSlots, m: MailboxState, msg: Scheduled, pacedAt: number, s: AskingScheduler): void {
+  m.slotWaitUntil = Infinity;
+  void slots.acquire(m.account, m.name).then((answer) => {
+    if (m.slotWaitUntil === Infinity) m.slotWaitUntil = 0;
+    if (answer.granted && !s.stopped()) s.launch(answer.release);
+    else {
+      if (answer.granted) answer.release();
+      // The message waits again, its pacing slot given back; refused, the mailbox waits for retryAt or a freed slot.
+      m.inFlight--;
+      m.unfinished--;
+      m.nextStartAt = pacedAt;
+      m.ready.push(msg);
+      if (!answer.granted) m.slotWaitUntil = Math.max(m.slotWaitUntil, answer.retryAt);
+      s.undo();
+    }
+    s.pump();
+  });
 }
