@@ -12,12 +12,14 @@ const MAY_IMPORT = {
   'cli.ts': ['cli', 'app', 'auth', 'spool', 'graph'],
   // history search and .eml export read the history file and the spool directly, as the queue tools do.
   cli: ['app', 'auth', 'spool', 'graph', 'history'],
-  app: ['smtp', 'delivery', 'scheduler', 'graph', 'auth', 'spool', 'observability', 'policy', 'history', 'web'],
+  app: ['smtp', 'delivery', 'scheduler', 'fleet', 'graph', 'auth', 'spool', 'observability', 'policy', 'history', 'web'],
   smtp: ['cleanup', 'policy', 'spool'],
   cleanup: ['policy'],
   policy: [],
   delivery: ['graph', 'scheduler', 'spool', 'policy'],
   scheduler: [],
+  // the slots a fleet of replicas shares on Redis; the scheduler asks them through its MailboxSlots interface
+  fleet: ['scheduler'],
   graph: ['auth'],
   auth: [],
   spool: [],
@@ -27,7 +29,7 @@ const MAY_IMPORT = {
   // StatusSource that app/ builds, so it reads history types and nothing below.
   web: ['history'],
   // metrics, readiness and the admin listener observe the parts below (types and events), and are made by app/.
-  observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler'],
+  observability: ['delivery', 'graph', 'spool', 'auth', 'scheduler', 'fleet'],
   // the leaves themselves
   mime: [],
   net: [],

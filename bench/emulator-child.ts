@@ -22,11 +22,15 @@ emu.on('request', (entry: { at: Date }) => {
   if (!firstRequest || at < firstRequest) firstRequest = at;
 });
 const waiters: { n: number; resolve: () => void }[] = [];
+const ids = new Map<string, number>();
 emu.on('sent', (r: SentRecord) => {
   count++;
   const at = r.at.getTime();
   first ||= at;
   last = at;
+  // Each Message-ID's count: a lost or doubled message shows (bench/fleet.ts).
+  const id = /^Message-ID:\s*(\S+)/im.exec(r.mime?.toString('latin1').split('\r\n\r\n')[0] ?? '')?.[1];
+  if (id) ids.set(id, (ids.get(id) ?? 0) + 1);
   delete r.mime;
   delete r.json;
   for (const w of [...waiters]) {
@@ -46,7 +50,10 @@ const handlers: Record<string, Handler> = {
   reset: () => {
     emu.reset();
     count = first = last = firstRequest = 0;
+    ids.clear();
   },
+  /** Distinct Message-IDs sent since the last reset, and how many were sent more than once. */
+  messageIds: () => ({ unique: ids.size, duplicated: [...ids.values()].filter((n) => n > 1).length }),
   sent: () => summary(),
   waitForSent: async (arg) => {
     const { n, timeoutMs } = arg as { n: number; timeoutMs: number };

@@ -50,7 +50,7 @@ const COMMANDS: Record<string, Options> = {
   run: {},
   'check-config': { strict: { type: 'boolean' } },
   'hash-password': {},
-  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string', short: 'o' } },
+  queue: { dead: { type: 'boolean' }, all: { type: 'boolean' }, mailbox: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string', short: 'o' }, to: { type: 'string' } },
   history: Object.fromEntries([...['qid', 'message-id', 'sender', 'recipient', 'client', 'user', 'state', 'since', 'until', 'limit'].map((k) => [k, { type: 'string' }]), ['json', { type: 'boolean' }]]) as Options,
   'test-send': { to: { type: 'string' }, from: { type: 'string' }, account: { type: 'string' } },
   help: {},

@@ -5,6 +5,7 @@ import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { ControlRequest, ControlResponse } from '../spool/control.js';
+import { adoptStaged } from '../spool/move.js';
 import { matches, requeued } from '../spool/queue-tools.js';
 import type { Spool } from '../spool/spool.js';
 import { accountOf } from '../spool/envelope.js';
@@ -38,7 +39,22 @@ export async function handleControl(d: ControlDeps, req: ControlRequest): Promis
       return remove(d, req.ids, req.dead === true);
     case 'requeue':
       return requeue(d, req.all ? await d.spool.ids('dead') : (req.ids ?? []));
+    case 'adopt':
+      return adopt(d, req.ids);
   }
+}
+
+/** A queue move from another relay's spool staged these in tmp/: into the queue, and scheduled now. */
+async function adopt(d: ControlDeps, ids: readonly string[]): Promise<ControlResponse> {
+  const r = await adoptStaged(d.spool, ids);
+  for (const id of r.adopted) {
+    if (d.scheduler.has(id)) continue;
+    const env = await d.spool.readEnvelope('queue', id);
+    d.metrics.queued(env);
+    d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
+    d.log.info({ event: 'queue-adopt', qid: id, account: accountOf(env), mailbox: env.mailbox }, "message taken over from another relay's spool (queue move)");
+  }
+  return { ok: true, count: r.adopted.length, message: `${r.adopted.length} message(s) taken over`, skipped: r.skipped, ids: r.adopted };
 }
 
 async function remove(d: ControlDeps, ids: readonly string[], dead: boolean): Promise<ControlResponse> {

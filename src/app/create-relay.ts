@@ -6,6 +6,7 @@ import { graphAccounts } from '../config/accounts.js';
 import type { RelayConfig } from '../config/config.js';
 import { Bouncer } from '../delivery/bounce.js';
 import { DeliveryEngine } from '../delivery/engine.js';
+import { FleetSlots } from '../fleet/fleet-slots.js';
 import { CaptureSender, GraphSender, type Sender } from '../delivery/senders.js';
 import { AdminServer } from '../observability/admin.js';
 import type { Logger } from '../observability/logger.js';
@@ -56,7 +57,10 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const events = history ? fanOut(metrics.deliveryEvents, historyDeliveryEvents(history, now)) : metrics.deliveryEvents;
   const journal = new InflightJournal(cfg.spool.directory);
   const engine = new DeliveryEngine({ spool, sender: out.sender, cfg: cfg.delivery, log, events, bouncer, now, journal });
-  const scheduler = makeScheduler(cfg, log, metrics, now, engine);
+  const d = cfg.delivery;
+  // A replica of a fleet: Graph's per-mailbox limits shared with the other replicas on Redis.
+  const fleet = cfg.fleet.redisUrl ? new FleetSlots({ cfg: cfg.fleet, perMailboxConcurrency: d.perMailboxConcurrency, messagesPerMinute: d.messagesPerMinute, log, events: metrics.fleetEvents, now }) : null;
+  const scheduler = makeScheduler(cfg, log, metrics, now, engine, fleet);
   const listeners = cfg.listeners.map(
     (l) =>
       new SmtpListener(l, cfg, spool, log, {
@@ -79,15 +83,17 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const state = { stopping: false };
   const captureDir = cfg.delivery.mode === 'capture' ? cfg.delivery.captureDirectory : null;
   const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
-  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
+  const fleetCheck = fleet ? { fleet: () => `${fleet.status().mode} (replica ${cfg.fleet.replica})` } : {};
+  const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping, ...fleetCheck });
   const page = statusPage(cfg, { spool, scheduler, metrics, history, log, now }, out.accounts);
-  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page) : null;
+  const fleetView = fleet ? async () => ({ ...fleet.status(), leases: await fleet.fleetLeases() }) : null;
+  const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page, fleetView) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history, fleet });
 }
 
 /** The scheduler with delivery.* limits, its outage and pause events logged and counted. */
-function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine): Scheduler {
+function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine, fleet: FleetSlots | null): Scheduler {
   const d = cfg.delivery;
   return new Scheduler(
     {
@@ -105,6 +111,7 @@ function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now
         metrics.paused(`${account}/${mailbox}`, ms);
         log.warn({ event: 'mailbox-paused', account, mailbox, pauseMs: ms, reason }, `mailbox ${mailbox} (account ${account}) paused for ${ms} ms (${reason})`);
       },
+      ...(fleet ? { slots: fleet } : {}),
     },
     engine.attempt,
   );

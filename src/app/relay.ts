@@ -14,6 +14,7 @@ import { ControlServer, controlDir, type SpoolLock } from '../spool/control.js';
 import { recoverInflight, type InflightJournal } from '../spool/journal.js';
 import type { Spool } from '../spool/spool.js';
 import type { GraphAccounts } from './accounts.js';
+import type { FleetSlots } from '../fleet/fleet-slots.js';
 import { handleControl } from './control.js';
 import { accountOf } from '../spool/envelope.js';
 
@@ -37,6 +38,8 @@ export interface RelayParts {
   /** Graph mode: the accounts, their tokens and the one Outbound; null in capture mode (or with a test's Sender). */
   accounts: GraphAccounts | null;
   history: History | null;
+  /** A replica of a fleet: the slots it shares with the others on Redis; null: a single relay. */
+  fleet?: FleetSlots | null;
 }
 
 export class Relay {
@@ -73,6 +76,8 @@ export class Relay {
       const a = await this.p.admin.listen(cfg.admin.host, cfg.admin.port);
       log.info({ event: 'admin-listening', address: a.address, port: a.port }, `admin HTTP (/healthz /readyz /metrics) on ${a.address}:${a.port}`);
     }
+    // Bounded, and never fatal: without Redis the replica starts on its static share of the limits.
+    await this.p.fleet?.start();
     for (const [i, l] of this.listeners.entries()) {
       const addr = await l.listen();
       const name = cfg.listeners[i]!.name;
@@ -131,6 +136,7 @@ export class Relay {
     clearTimeout(timer);
     if (res === 'expired') log.warn({ event: 'grace-expired', inFlight: this.scheduler.inFlight() }, 'grace period over; unfinished work stays in the spool');
     await this.p.accounts?.close(res === 'expired').catch(() => undefined);
+    await this.p.fleet?.close();
     this.control.stop();
     await this.p.journal.close();
     await this.spool.close();

@@ -2,6 +2,7 @@
 
 import type { CloudName } from './clouds.js';
 import type { CredentialInputs } from './credentials.js';
+import type { FleetConfig } from './fleet.js';
 import type { FrontDoorLimits, ListenerSecurity, PolicyConfig, UserConfig } from './front-door.js';
 import type { AdminConfig, HistoryConfig } from './visibility.js';
 import type { UnknownOutcomeConfig } from './unknown-outcome.js';
@@ -165,6 +166,8 @@ export interface RelayConfig {
   admin: AdminConfig;
   /** The delivery history and the device view (src/history/). */
   history: HistoryConfig;
+  /** Several replicas sharing Graph's limits on Redis (src/fleet/); redisUrl null: a single relay. */
+  fleet: FleetConfig;
 }
 
 

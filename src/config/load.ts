@@ -9,6 +9,7 @@ import { checkAccountReferences, defaultAccountOf, requireAccountCredentials } f
 import { readHistory } from './visibility.js';
 import { readPolicy, readUsers } from './front-door.js';
 import { readAccounts, readGraph } from './graph.js';
+import { readFleet, redactRedisUrl } from './fleet.js';
 import { redactProxy } from './proxy.js';
 import { Reader, type Raw } from './reader.js';
 import { applyListenerEnv, applyMailboxEnv, envFirst, readAdmin, readBounces, readDelivery, readLimits, readListeners, readLog, readMailboxes, readShutdownGrace } from './sections.js';
@@ -49,9 +50,10 @@ export function buildConfig(rawYaml: unknown, env: NodeJS.ProcessEnv = process.e
   const policy = readPolicy(root.section('policy'));
   const admin = readAdmin(root.section('admin'), env);
   const history = readHistory(root.section('history'), spool.directory, baseDir);
+  const fleet = readFleet(root.section('fleet'), env);
   root.done();
   const defaultAccount = defaultAccountOf(graph, accounts);
-  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin, history };
+  const cfg: RelayConfig = { hostname, listeners, limits, users, policy, spool, delivery, mailboxes, graph, accounts, defaultAccount, log, bounces, shutdownGraceMs, admin, history, fleet };
   checkAccountReferences(cfg);
   if (delivery.mode === 'graph' && opts.requireCredentials !== false) requireAccountCredentials(cfg, env);
   if (opts.requireMailboxes !== false) requireSomeMailbox(cfg);
@@ -99,5 +101,6 @@ export function redactConfig(cfg: RelayConfig): RelayConfig {
     accounts: cfg.accounts.map(secret),
     users: cfg.users.map((u) => ({ ...u, passwordHash: '[redacted]' })),
     admin: { ...cfg.admin, auth: { ...cfg.admin.auth, token: cfg.admin.auth.token ? '[redacted]' : null, users: cfg.admin.auth.users.map((u) => ({ ...u, passwordHash: '[redacted]' })) } },
+    fleet: { ...cfg.fleet, redisUrl: redactRedisUrl(cfg.fleet.redisUrl) },
   };
 }

@@ -21,6 +21,8 @@ export class AdminServer {
     private readonly readiness: ReadinessCheck,
     private readonly log: Logger,
     private readonly page: AdminPage | null = null,
+    /** A replica of a fleet: what /fleet shows (its mode, its slots, every replica's leases). */
+    private readonly fleet: (() => Promise<unknown>) | null = null,
   ) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -76,8 +78,11 @@ export class AdminServer {
         const m = await this.metrics.render();
         return send(res, 200, m.contentType, m.body);
       }
+      case '/fleet':
+        if (this.fleet) return send(res, 200, 'application/json', JSON.stringify(await this.fleet()));
+        return send(res, 404, 'application/json', JSON.stringify({ status: 'not a fleet (no fleet.redisUrl)' }));
       default:
-        return send(res, 404, 'application/json', JSON.stringify({ status: 'not found', paths: ['/healthz', '/readyz', '/metrics', ...(this.page ? ['/ui/'] : [])] }));
+        return send(res, 404, 'application/json', JSON.stringify({ status: 'not found', paths: ['/healthz', '/readyz', '/metrics', ...(this.page ? ['/ui/'] : []), ...(this.fleet ? ['/fleet'] : [])] }));
     }
   }
 }

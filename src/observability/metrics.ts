@@ -3,6 +3,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvents, UnknownResolution } from '../delivery/engine.js';
 import type { SendResult } from '../delivery/senders.js';
+import type { FleetEvents, FleetMode } from '../fleet/fleet-slots.js';
 import { accountOf, type Envelope } from '../spool/envelope.js';
 import { QueueTracker, deadLetterStats } from './queue-stats.js';
 
@@ -73,6 +74,9 @@ export class RelayMetrics {
   readonly graphResponses = this.c('relay_graph_responses_total', 'Graph sendMail answers, by HTTP status, Graph error code and account', ['status', 'code', 'account']);
   readonly graphThrottled = this.c('relay_graph_throttled_total', 'Graph answers that asked the relay to slow down (429, 503, throttling codes), by account', ['account']);
   readonly graphPaused = this.c('relay_graph_paused_seconds_total', 'Seconds mailboxes have been paused because of throttling or blocks');
+  readonly fleetMode = this.g('relay_fleet_mode', 'This replica\'s way of keeping Graph\'s limits with the fleet: 1 for the current mode (shared on Redis, or fallback to a static share)', ['replica', 'mode']);
+  readonly fleetFallbacks = this.c('relay_fleet_fallbacks_total', 'Times this replica lost Redis and fell back to its static share of the limits', ['replica']);
+  readonly fleetSlots = this.g('relay_fleet_slots_held', 'Graph slots this replica holds now, per account and mailbox (fleet mode)', ['replica', 'account', 'mailbox']);
   readonly tokens = this.c('relay_token_acquisitions_total', 'Graph tokens obtained from Entra ID or the managed identity endpoint (not cache hits), by result and account', ['result', 'account']);
   readonly credentialExpiry = this.g('relay_credential_expiry_timestamp_seconds', 'When each account\'s credential expires (a certificate\'s notAfter, or graph.clientSecretExpires), as a Unix time; absent when unknown', ['account']);
   readonly smtpSessions = this.c('relay_smtp_sessions_total', 'SMTP connections, by listener', ['listener']);
@@ -152,6 +156,18 @@ export class RelayMetrics {
   tokenResult(ok: boolean, account = 'default'): void {
     this.tokens.inc({ result: ok ? 'success' : 'failure', account });
   }
+
+  readonly fleetEvents: FleetEvents = {
+    mode: (mode: FleetMode, replica: string) => {
+      this.fleetMode.set({ replica, mode }, 1);
+      this.fleetMode.set({ replica, mode: mode === 'shared' ? 'fallback' : 'shared' }, 0);
+      if (mode === 'fallback') this.fleetFallbacks.inc({ replica });
+    },
+    held: (account: string, mailbox: string, slots: number, replica: string) => {
+      if (slots > 0) this.fleetSlots.set({ replica, account, mailbox }, slots);
+      else this.fleetSlots.remove({ replica, account, mailbox });
+    },
+  };
 
   readonly deliveryEvents: DeliveryEvents = {
     queued: (env: Envelope) => this.queued(env),

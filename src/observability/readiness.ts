@@ -18,6 +18,8 @@ export interface ReadinessDeps {
   captureDir?: string | null;
   stopping(): boolean;
   now?: () => number;
+  /** A replica of a fleet: its name and mode, shown among the checks (Redis never makes a relay unready). */
+  fleet?: () => string;
 }
 
 /** Entra tokens live 60-90 minutes and msal renews them 5 minutes early: one younger than this proves auth works. */
@@ -41,6 +43,7 @@ export class ReadinessCheck {
   async check(account?: string): Promise<Readiness> {
     const checks: Record<string, string> = {};
     if (this.deps.stopping()) return { ready: false, reason: 'shutting down', checks: { shutdown: 'in progress' } };
+    if (this.deps.fleet) checks.fleet = this.deps.fleet();
     const spool = await writable(this.deps.probeDir);
     checks.spool = spool ?? 'ok';
     if (spool) return { ready: false, reason: `spool not writable: ${spool}`, checks };

@@ -21,6 +21,8 @@ export interface MailboxState {
   /** When the last throttle answer came: only attempts started after it may grow the window again. */
   throttledAt: number;
   nextStartAt: number;
+  /** The fleet said no slot (src/scheduler/slots.ts): nothing starts before this, or before a slot frees. */
+  slotWaitUntil: number;
 }
 
 export function newMailbox(name: string, account: string, perMailboxConcurrency: number): MailboxState {
@@ -35,6 +37,7 @@ export function newMailbox(name: string, account: string, perMailboxConcurrency:
     consecutiveThrottles: 0,
     throttledAt: 0,
     nextStartAt: 0,
+    slotWaitUntil: 0,
   };
 }
 

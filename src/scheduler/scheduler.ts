@@ -3,7 +3,7 @@
 import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
 import { OutageBreaker } from './outage.js';
-
+import { askFleet, wakeWaiting, type MailboxSlots } from './slots.js';
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -18,6 +18,8 @@ export interface SchedulerOptions {
   onOutage?: (pauseMs: number, failures: number) => void;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
   onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked', account: string) => void;
+  /** Slots shared with other replicas (src/fleet/); none: this relay's own limits only. */
+  slots?: MailboxSlots;
 }
 
 /**
@@ -55,6 +57,7 @@ export class Scheduler {
     this.outage = new OutageBreaker(opts.onOutage ?? (() => undefined));
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
+    opts.slots?.onFreed((account, mailbox) => wakeWaiting(this.mailboxes, account, mailbox) && this.schedulePump());
   }
 
   /** One state per (account, mailbox): two tenants' mailboxes are throttled apart, whatever their names. */
@@ -184,6 +187,10 @@ export class Scheduler {
           continue;
         }
         if (m.inFlight >= Math.min(m.window, this.opts.perMailboxConcurrency)) continue;
+        if (m.slotWaitUntil > now) {
+          wake = Math.min(wake, m.slotWaitUntil);
+          continue;
+        }
         if (head.dueAt > now) {
           wake = Math.min(wake, head.dueAt);
           continue;
@@ -211,7 +218,24 @@ export class Scheduler {
     this.globalInFlight++;
     this.running++;
     this.inFlightIds.add(msg.id);
+    const paced = m.nextStartAt;
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
+    if (!this.opts.slots) return this.launch(m, msg, now, () => undefined);
+    // Counted as in flight while the fleet is asked, so this relay's own limits hold meanwhile.
+    askFleet(this.opts.slots, m, msg, paced, {
+      stopped: () => this.stopped,
+      launch: (release) => this.launch(m, msg, now, release),
+      undo: () => {
+        this.globalInFlight--;
+        this.running--;
+        this.inFlightIds.delete(msg.id);
+        if (this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
+      },
+      pump: () => this.schedulePump(),
+    });
+  }
+
+  private launch(m: MailboxState, msg: Scheduled, now: number, releaseSlot: () => void): void {
     const seq = this.outage.start();
     let released = false;
     const release = (): void => {
@@ -219,13 +243,17 @@ export class Scheduler {
       released = true;
       m.inFlight--;
       this.globalInFlight--;
+      releaseSlot();
+      m.slotWaitUntil = 0; // a slot of this mailbox is free: one waiting for the fleet may take it
       this.schedulePump();
     };
     this.run(msg, release)
       .catch((): AttemptOutcome => ({ kind: 'retry', dueAt: this.now() + 60_000 }))
       .then((outcome) => {
-        release();
+        // A throttle's pause is set (and told to the fleet) before its slot is given back.
+        if (outcome.kind !== 'throttled' && outcome.kind !== 'blocked') release();
         this.finish(m, msg, outcome, now, seq);
+        release();
       });
   }
 
@@ -269,6 +297,7 @@ export class Scheduler {
   private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked', now: number): void {
     if (until <= m.pausedUntil) return;
     m.pausedUntil = until;
+    this.opts.slots?.paused(m.account, m.name, until);
     this.onPause(m.name, until - now, reason, m.account);
   }
 

@@ -9,7 +9,9 @@ import { constants as fsc } from 'node:fs';
 export type ControlRequest =
   | { op: 'retry'; ids?: string[]; mailbox?: string; all?: boolean }
   | { op: 'delete'; ids: string[]; dead?: boolean }
-  | { op: 'requeue'; ids?: string[]; all?: boolean };
+  | { op: 'requeue'; ids?: string[]; all?: boolean }
+  /** Messages a queue move staged in this spool's tmp/ (spool/move.ts): into the queue, and scheduled. */
+  | { op: 'adopt'; ids: string[] };
 
 export interface ControlResponse {
   ok: boolean;
@@ -17,6 +19,8 @@ export interface ControlResponse {
   message: string;
   /** Ids that could not be handled, with the reason. */
   skipped?: Record<string, string>;
+  /** adopt: the ids now in the queue. */
+  ids?: string[];
 }
 
 export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse>;
@@ -118,7 +122,7 @@ export async function sendControl(dir: string, req: ControlRequest, timeoutMs = 
 
 /** One relay per spool: a pid lock file, taken over when its process is gone. */
 export class SpoolLock {
-  constructor(private readonly file: string) {}
+  constructor(readonly file: string) {}
 
   /** The pid of a live relay holding the lock, or null. */
   async holder(): Promise<number | null> {

@@ -2,6 +2,7 @@
 
 import { readHeaderSection } from './header-section.js';
 import type { ControlRequest, ControlResponse } from './control.js';
+import { adoptStaged } from './move.js';
 import type { Spool } from './spool.js';
 import type { Envelope, SpoolState } from './envelope.js';
 
@@ -93,6 +94,10 @@ export async function applyOffline(spool: Spool, req: ControlRequest): Promise<C
         count++;
       }
       return { ok: true, count, message: `${count} message(s) back in the queue`, skipped };
+    }
+    case 'adopt': {
+      const r = await adoptStaged(spool, req.ids);
+      return { ok: true, count: r.adopted.length, message: `${r.adopted.length} message(s) adopted; the relay tries them when it starts`, skipped: r.skipped, ids: r.adopted };
     }
   }
 }

@@ -175,6 +175,12 @@ export class Spool {
     this.stateFiles?.add(`${state}/${env.id}`);
   }
 
+  /** A state file staged elsewhere (a queue move, spool/move.ts) becomes a queued message's: renamed beside it, and known. */
+  async adoptStateFile(file: string, id: string): Promise<void> {
+    await rename(file, this.statePath('queue', id));
+    this.stateFiles?.add(`queue/${id}`);
+  }
+
   /** Delivered or deleted: the message goes first, so a crash in between leaves only a state file to clean. */
   async remove(state: SpoolState, id: string): Promise<void> {
     await unlink(this.messagePath(state, id));

@@ -17,6 +17,8 @@ describe('shipped configuration files', () => {
     expect(c.mailboxes.sentItems['@printers.local']).toBe('discard');
     expect(c.delivery.retry.scheduleMs[0]).toBe(30_000);
     expect(c.delivery.unknownOutcome).toEqual({ lookups: 6, intervalMs: 10_000 });
+    // A single relay unless fleet.redisUrl is set.
+    expect(c.fleet).toMatchObject({ redisUrl: null, replicas: 1, leaseMs: 10_000, keyPrefix: 'smtp-graph-relay:' });
   });
 
   it('relay.example.yaml shows two tenants: the default account and fabrikam, chosen by domain, listener and mapping', () => {

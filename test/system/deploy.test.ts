@@ -83,8 +83,8 @@ function relayEnv(objs: Obj[], c: IContainer): Record<string, string> {
 const overlays = readdirSync(OVERLAYS).sort();
 
 describe('Kubernetes manifests', () => {
-  it('has the three overlays', () => {
-    expect(overlays).toEqual(['central-secret', 'central-workload-identity', 'sidecar-example']);
+  it('has the four overlays', () => {
+    expect(overlays).toEqual(['central-fleet', 'central-secret', 'central-workload-identity', 'sidecar-example']);
   });
 
   it.each(overlays)('%s: every rendered object is valid against the Kubernetes API schema', (overlay) => {
@@ -107,7 +107,7 @@ describe('Kubernetes manifests', () => {
     expect(() => bad.validate()).toThrow(/containerPort/);
   });
 
-  it.each(['central-secret', 'central-workload-identity'])('%s: a StatefulSet whose replicas own their spool, probed and drained', (overlay) => {
+  it.each(['central-fleet', 'central-secret', 'central-workload-identity'])('%s: a StatefulSet whose replicas own their spool, probed and drained', (overlay) => {
     const objs = render(overlay);
     const sts = one<StatefulSet>(objs, 'StatefulSet');
     const spec = sts.spec!;
@@ -179,6 +179,38 @@ describe('Kubernetes manifests', () => {
     const env = relayEnv(objs, relayContainer(sts.spec!.template.spec!));
     expect(env.RELAY_CREDENTIAL).toBe('workload-identity');
     expect(JSON.stringify(objs)).not.toMatch(/client-secret|AZURE_CLIENT_SECRET/);
+  });
+
+  it('central-fleet: three replicas, each on its own volume, keep the limits together on the Redis beside them', () => {
+    const objs = render('central-fleet');
+    const sts = one<StatefulSet>(objs, 'StatefulSet');
+    const pod = sts.spec!.template.spec!;
+    const c = relayContainer(pod);
+    const env = relayEnv(objs, c);
+    // The fallback share divides by the replicas there are.
+    expect(sts.spec!.replicas).toBe(3);
+    expect(Number(env.RELAY_FLEET_REPLICAS)).toBe(sts.spec!.replicas);
+    expect(c.env).toContainEqual({ name: 'RELAY_REPLICA', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    // The URL names the Redis Service, which selects the Redis pods (and the relay's Service and budget do not).
+    const svc = one<Service>(objs, 'Service', 'smtp-graph-relay-redis');
+    const url = new URL(env.RELAY_FLEET_REDIS_URL!);
+    expect(url.hostname).toBe(svc.metadata!.name);
+    expect(Number(url.port)).toBe(svc.spec!.ports![0]!.port);
+    const redis = one<Deployment>(objs, 'Deployment', 'smtp-graph-relay-redis');
+    const redisLabels = redis.spec!.template.metadata!.labels!;
+    for (const [k, v] of Object.entries(svc.spec!.selector!)) expect(redisLabels[k]).toBe(v);
+    const relaySelector = one<Service>(objs, 'Service', 'smtp-graph-relay').spec!.selector!;
+    expect(Object.entries(relaySelector).every(([k, v]) => redisLabels[k] === v)).toBe(false);
+    expect(Object.entries(one<PodDisruptionBudget>(objs, 'PodDisruptionBudget').spec!.selector!.matchLabels!).every(([k, v]) => redisLabels[k] === v)).toBe(false);
+    // Redis keeps nothing on disk (leases expire in seconds), unprivileged like the relay.
+    expect(redis.spec!.template.spec!.containers[0]!.args).toEqual(expect.arrayContaining(['--save', '', '--appendonly', 'no']));
+    expect(redis.spec!.template.spec!.securityContext).toMatchObject({ runAsNonRoot: true });
+    // The pod's settings make a valid fleet configuration.
+    const image = parseYaml(readFileSync(path.join(REPO, 'config/relay.container.yaml'), 'utf8'));
+    const { AZURE_CLIENT_SECRET_FILE: _file, ...rest } = env; // the Secret's file exists only in the pod
+    const filled = { ...rest, AZURE_TENANT_ID: 'contoso.onmicrosoft.com', AZURE_CLIENT_ID: '0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f', RELAY_REPLICA: 'smtp-graph-relay-0' };
+    const cfg = buildConfig(image, filled, REPO, { requireCredentials: false });
+    expect(cfg.fleet).toMatchObject({ redisUrl: 'redis://smtp-graph-relay-redis:6379', replicas: 3, replica: 'smtp-graph-relay-0' });
   });
 
   it('sidecar-example: the relay beside the application, on the pod loopback only', () => {
