@@ -54,10 +54,11 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
       messagesPerMinute: d.messagesPerMinute,
       throttleBackoffBaseMs: d.retry.throttleBackoffBaseMs,
       throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
+      outageProbeIntervalMs: d.retry.outageProbeIntervalMs,
       now,
-      onOutage: (pauseMs, failures) => {
-        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
-        else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
+      onOutage: (pauseMs, failures, held) => {
+        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures, held }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe; ${held} message(s) wait for it`);
+        else log.info({ event: 'graph-reachable', released: held }, `Graph answers again: delivery resumes, ${held} held message(s) due now`);
       },
       onPause: (mailbox, ms, reason, account) => {
         metrics.paused(`${account}/${mailbox}`, ms);

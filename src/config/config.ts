@@ -29,6 +29,8 @@ export interface RetryConfig {
   throttleBackoffMaxMs: number;
   /** Long pause for mailbox-level blocks (quota exceeded, submission blocked). */
   mailboxBlockedDelayMs: number;
+  /** Graph or Entra ID unreachable: the longest pause between two probes (the breaker's pauses double up to it). */
+  outageProbeIntervalMs: number;
 }
 
 export interface DeliveryConfig {

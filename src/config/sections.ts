@@ -59,6 +59,7 @@ function readRetry(r: Reader): RetryConfig {
     throttleBackoffBaseMs: r.duration('throttleBackoffBase', 2000, 100),
     throttleBackoffMaxMs: r.duration('throttleBackoffMax', 5 * 60_000, 100),
     mailboxBlockedDelayMs: r.duration('mailboxBlockedDelay', 60 * 60_000, 1000),
+    outageProbeIntervalMs: r.duration('outageProbeInterval', 1000, 100, 10 * 60_000),
   };
   r.done();
   return cfg;

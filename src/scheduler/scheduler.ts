@@ -2,8 +2,8 @@
 
 import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
+import { HeldMessages } from './held.js';
 import { OutageBreaker } from './outage.js';
-
 
 export interface SchedulerOptions {
   perMailboxConcurrency: number;
@@ -12,10 +12,12 @@ export interface SchedulerOptions {
   messagesPerMinute: number;
   throttleBackoffBaseMs: number;
   throttleBackoffMaxMs: number;
+  /** The outage breaker's longest pause between probes (delivery.retry.outageProbeInterval); default 1 s. */
+  outageProbeIntervalMs?: number;
   now?: () => number;
   random?: () => number;
-  /** Called when the outage breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
-  onOutage?: (pauseMs: number, failures: number) => void;
+  /** Called when the outage breaker opens (pauseMs > 0) or closes (0), with the messages held (closing: released); for logs. */
+  onOutage?: (pauseMs: number, failures: number, held: number) => void;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
   onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked', account: string) => void;
 }
@@ -31,6 +33,10 @@ export class Scheduler {
   private readonly mailboxes = new Map<string, MailboxState>();
   private readonly byId = new Map<string, Scheduled>();
   private readonly inFlightIds = new Set<string>();
+  /** Messages whose last attempt failed without reaching Graph (`hold`): they wait for the outage (held.ts). */
+  private readonly held = new HeldMessages((msg) => this.mailbox(msg.mailbox, msg.account), () => this.mailboxes.values());
+  /** When an attempt last ended for good (delivered, or failed for good): an outage began after it. */
+  private lastDoneAt = 0;
   private globalInFlight = 0;
   /** Attempts not yet finished, released or not: what stop() waits for. */
   private running = 0;
@@ -52,7 +58,14 @@ export class Scheduler {
   ) {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.outage = new OutageBreaker(opts.onOutage ?? (() => undefined));
+    const onOutage = opts.onOutage ?? (() => undefined);
+    this.outage = new OutageBreaker((pauseMs, failures) => {
+      const held = this.held.size;
+      // From finish(), which then pumps: what the closing released starts at once.
+      if (pauseMs > 0) this.held.opened(this.now(), this.lastDoneAt);
+      else this.held.closed(this.now());
+      onOutage(pauseMs, failures, held);
+    }, opts.outageProbeIntervalMs);
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
   }
@@ -87,6 +100,7 @@ export class Scheduler {
     if (!msg || this.inFlightIds.has(id)) return false;
     this.mailbox(msg.mailbox, msg.account).ready.remove((m) => m.id === id);
     this.byId.delete(id);
+    this.held.delete(msg);
     return true;
   }
 
@@ -115,6 +129,10 @@ export class Scheduler {
     return this.globalInFlight;
   }
 
+  /** Messages held by an outage (their last attempt did not reach Graph). */
+  heldCount(): number {
+    return this.held.size;
+  }
   /** Stops starting attempts; resolves when the ones in flight have finished. */
   stop(): Promise<void> {
     this.stopped = true;
@@ -206,6 +224,7 @@ export class Scheduler {
     this.globalInFlight++;
     this.running++;
     this.inFlightIds.add(msg.id);
+    this.held.delete(msg);
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
     const seq = this.outage.start();
     let released = false;
@@ -229,6 +248,7 @@ export class Scheduler {
     m.unfinished--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
+    if (outcome.kind === 'done') this.lastDoneAt = now;
     this.outage.ended(outcome.kind === 'retry' && outcome.unreachable === true, now, seq);
     for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now, next.account);
     switch (outcome.kind) {
@@ -237,7 +257,11 @@ export class Scheduler {
         succeeded(m, startedAt, this.opts.perMailboxConcurrency);
         break;
       case 'retry':
-        msg.dueAt = outcome.dueAt;
+        if (outcome.hold) {
+          // Not the message's failure: it waits for Graph, due as soon as the breaker lets it through.
+          this.held.add(msg);
+          msg.dueAt = this.outage.open ? now : outcome.dueAt;
+        } else msg.dueAt = outcome.dueAt;
         m.ready.push(msg);
         break;
       case 'throttled': {
@@ -264,7 +288,8 @@ export class Scheduler {
   private pauseMailbox(m: MailboxState, until: number, reason: 'retry-after' | 'backoff' | 'blocked', now: number): void {
     if (until <= m.pausedUntil) return;
     m.pausedUntil = until;
+    m.pauseReason = reason;
+    m.pausedAt = now;
     this.onPause(m.name, until - now, reason, m.account);
   }
-
 }
