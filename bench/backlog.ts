@@ -26,7 +26,7 @@ process.stdout.write(`backlog: ${a.n} messages queued over ${M} mailboxes while 
 
 const emu = await startEmulatorChild({ latencyMs: L, mailboxConcurrency: 4 });
 const relays: RelayChild[] = [];
-const results: { round: string; tailS: number; ok: boolean }[] = [];
+const results: { round: string; tailS: number; lastPctS: number; ok: boolean }[] = [];
 const rows: Record<string, string | number>[] = [];
 
 /** Queues N messages into a fresh relay while Graph is unreachable; returns the relay. */
@@ -48,17 +48,21 @@ async function queueWhileDown(dir: string): Promise<RelayChild> {
 async function graphBack(relay: RelayChild, round: string): Promise<void> {
   const backAt = Date.now();
   await emu.setUnreachable(false);
+  // 99 % out, then the rest: a tail of messages waiting out timers of their own would show between the two.
+  const most = await emu.waitForSent(Math.ceil(0.99 * a.n), Math.max(600_000, optimumS * 20_000));
   const all = await emu.waitForSent(a.n, Math.max(600_000, optimumS * 20_000));
+  const lastPctS = (all.last - most.last) / 1000;
+  const rate = a.n / ((all.last - all.first) / 1000);
   const tailS = (all.last - backAt) / 1000;
   const reachableS = ((relay.firstAt['graph-reachable'] ?? NaN) - backAt) / 1000;
   const firstS = (all.first - backAt) / 1000;
   const stats = await emu.stats();
   const ok = tailS <= targetS;
-  results.push({ round, tailS, ok });
+  results.push({ round, tailS, lastPctS, ok });
   rows.push({
     step: `${round}: Graph back → last of ${a.n} delivered`,
     's': tailS,
-    note: `${(tailS / optimumS).toFixed(2)}x optimum ${optimumS.toFixed(2)} s; "graph-reachable" at +${reachableS.toFixed(2)} s, first 202 at +${firstS.toFixed(2)} s; ${stats.throttled429} 429s; target ≤ ${targetS.toFixed(2)} s: ${verdict(ok)}`,
+    note: `${(tailS / optimumS).toFixed(2)}x optimum ${optimumS.toFixed(2)} s; last 1 % took ${lastPctS.toFixed(2)} s; ${rate.toFixed(0)} msgs/s (Graph's limit ${((4 * M * 1000) / L).toFixed(0)}); "graph-reachable" at +${reachableS.toFixed(2)} s, first 202 at +${firstS.toFixed(2)} s; ${stats.throttled429} 429s; target ≤ ${targetS.toFixed(2)} s: ${verdict(ok)}`,
   });
 }
 
@@ -83,7 +87,7 @@ try {
   }
   process.stdout.write(`\n${table(rows)}\n`);
   process.stdout.write(
-    `\nSUMMARY backlog: ${a.n} msgs, ${M} mailboxes, ${L} ms: ${results.map((r) => `${r.round} ${r.tailS.toFixed(2)} s (${(r.tailS / optimumS).toFixed(2)}x)`).join(', ')} after Graph's return; optimum ${optimumS.toFixed(2)} s, target ≤ 1.25x + 2 s = ${targetS.toFixed(2)} s [${verdict(results.every((r) => r.ok))}]\n`,
+    `\nSUMMARY backlog: ${a.n} msgs, ${M} mailboxes, ${L} ms: ${results.map((r) => `${r.round} ${r.tailS.toFixed(2)} s (${(r.tailS / optimumS).toFixed(2)}x, last 1 % ${r.lastPctS.toFixed(2)} s)`).join(', ')} after Graph's return; optimum ${optimumS.toFixed(2)} s, target ≤ 1.25x + 2 s = ${targetS.toFixed(2)} s [${verdict(results.every((r) => r.ok))}]\n`,
   );
 } finally {
   await emu.stop();

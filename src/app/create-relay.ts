@@ -14,7 +14,7 @@ import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
-import { accountOf } from '../spool/envelope.js';
+import { ActiveSet } from './active-set.js';
 import { InflightJournal } from '../spool/journal.js';
 import { accountOfMailbox, GraphAccounts } from './accounts.js';
 import { Spool } from '../spool/spool.js';
@@ -56,6 +56,8 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
       throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
       outageProbeIntervalMs: d.retry.outageProbeIntervalMs,
       now,
+      // The active set remembers what left lately, so a scan racing an attempt's end does not load it again.
+      onForget: (id) => active.forgotten(id),
       onOutage: (pauseMs, failures, held) => {
         if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures, held }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe; ${held} message(s) wait for it`);
         else log.info({ event: 'graph-reachable', released: held }, `Graph answers again: delivery resumes, ${held} held message(s) due now`);
@@ -67,13 +69,12 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
     },
     engine.attempt,
   );
+  const active = new ActiveSet({ spool, scheduler, metrics, log, now, limit: d.activeLimit });
   const listeners = cfg.listeners.map(
     (l) =>
       new SmtpListener(l, cfg, spool, log, {
-        accepted: (env, receivedAtMs) => {
-          metrics.accepted(env, receivedAtMs);
-          scheduler.add(env.id, env.mailbox, now(), accountOf(env));
-        },
+        // Into the active set when it has room; else the message waits on disk for the scan.
+        accepted: (env, receivedAtMs) => metrics.accepted(env, receivedAtMs, active.offer(env, now())),
         rejected: (reason) => metrics.rejected(reason),
         session: (listener) => metrics.session(listener),
         tlsFailure: (listener, reason) => metrics.tlsHandshakeFailed(listener, reason),
@@ -88,7 +89,7 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping });
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, active, listeners, metrics, admin, accounts: out.accounts });
 }
 
 /** A notice goes out from bounces.postmaster, so through that mailbox's account (its domain, else the default), else the message's own. */

@@ -43,6 +43,8 @@ export interface DeliveryConfig {
    */
   headerOnlyRecipients: HeaderOnlyMode;
   perMailboxConcurrency: number;
+  /** The most queued messages held in memory (the active set); the rest waits on disk until there is room. */
+  activeLimit: number;
   globalConcurrency: number;
   /** Optional pacing per mailbox, messages per minute; 0 = off. */
   messagesPerMinute: number;

@@ -18,6 +18,8 @@ export interface SchedulerOptions {
   random?: () => number;
   /** Called when the outage breaker opens (pauseMs > 0) or closes (0), with the messages held (closing: released); for logs. */
   onOutage?: (pauseMs: number, failures: number, held: number) => void;
+  /** Called when a message leaves the scheduler (its attempt ended for good, or a queue tool removed it). */
+  onForget?: (id: string) => void;
   /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
   onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked', account: string) => void;
 }
@@ -101,6 +103,7 @@ export class Scheduler {
     this.mailbox(msg.mailbox, msg.account).ready.remove((m) => m.id === id);
     this.byId.delete(id);
     this.held.delete(msg);
+    this.opts.onForget?.(id);
     return true;
   }
 
@@ -254,6 +257,7 @@ export class Scheduler {
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);
+        this.opts.onForget?.(msg.id);
         succeeded(m, startedAt, this.opts.perMailboxConcurrency);
         break;
       case 'retry':
