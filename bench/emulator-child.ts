@@ -47,6 +47,7 @@ const handlers: Record<string, Handler> = {
   stats: () => emu.stats(),
   setDown: (mode) => emu.setDown(mode as '503' | 'reset' | false),
   setFaults: (f) => emu.setFaults(f as Record<string, number>),
+  setUnreachable: (on) => emu.setUnreachable(on as boolean),
   reset: () => {
     emu.reset();
     count = first = last = firstRequest = 0;

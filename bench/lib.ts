@@ -573,6 +573,8 @@ export interface EmulatorChild extends Child {
   call<T>(cmd: string, arg?: unknown): Promise<T>;
   stats(): Promise<EmuStats>;
   setDown(mode: '503' | 'reset' | false): Promise<void>;
+  /** Graph and Entra ID out of reach: connections refused (the emulator stops listening), or back. */
+  setUnreachable(on: boolean): Promise<void>;
   setFaults(f: { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number }): Promise<void>;
   reset(): Promise<void>;
   /** Resolves once `n` messages were sent (since the last reset), with the first and last accept times. */
@@ -622,6 +624,7 @@ export async function startEmulatorChild(opts: { latencyMs?: number; jitterMs?: 
     call,
     stats: () => call<EmuStats>('stats'),
     setDown: (mode) => call<void>('setDown', mode),
+    setUnreachable: (on) => call<void>('setUnreachable', on),
     setFaults: (f) => call<void>('setFaults', f),
     reset: () => call<void>('reset'),
     waitForSent: (n, timeoutMs = 600_000) => call<SentSummary>('waitForSent', { n, timeoutMs }),

@@ -5,12 +5,19 @@
  * spawn to the first delivery, time to drain the queue (against the optimum N·L/(4·M)), and its memory.
  *
  *   npx tsx bench/queue-scale.ts [--n 10000] [--mailboxes 10] [--latency 50] [--global N] [--profile]
+ *
+ * With --prefill N: no SMTP; N small messages written straight into the spool, a relay started on them with
+ * Graph unreachable, then Graph back (bench/queue-prefill.ts): RSS with the queue loaded, restart →
+ * listening, Graph back → first delivery, and the drain's progress for --drain-seconds (default 30).
+ *
+ *   npx tsx bench/queue-scale.ts --prefill 1000000 [--mailboxes 10] [--latency 50] [--active-limit 20000] [--drain-seconds 30]
  */
 
 import path from 'node:path';
+import { prefillRun } from './queue-prefill.js';
 import { args, cleanup, ingest, machine, num, procFigures, sleep, startEmulatorChild, startRelay, summarizeProfiles, table, verdict, type RelayChild } from './lib.js';
 
-const a = args({ n: 10_000 }, ['mailboxes', 'latency', 'global', 'sessions']);
+const a = args({ n: 10_000 }, ['mailboxes', 'latency', 'global', 'sessions', 'prefill', 'active-limit', 'drain-seconds']);
 const M = num(a.values.mailboxes, 10);
 const L = num(a.values.latency, 50);
 const sessions = num(a.values.sessions, 20);
@@ -18,7 +25,21 @@ const globalConcurrency = a.values.global === undefined ? undefined : num(a.valu
 const profileDir = a.profile ? path.join(a.dir, 'profiles') : null;
 const optimumS = (a.n * L) / (4 * M) / 1000;
 const relayDir = path.join(a.dir, 'relay');
-const delivery = globalConcurrency === undefined ? {} : { globalConcurrency };
+const delivery: Record<string, unknown> = globalConcurrency === undefined ? {} : { globalConcurrency };
+if (a.values['active-limit'] !== undefined) delivery.activeLimit = num(a.values['active-limit'], 20_000);
+
+if (a.values.prefill !== undefined) {
+  const n = num(a.values.prefill, 1_000_000);
+  process.stdout.write(`queue-scale --prefill: ${n} messages in the spool, ${M} mailboxes, Graph unreachable then back at ${L} ms latency; ${machine()}\n`);
+  const emu = await startEmulatorChild({ latencyMs: L, mailboxConcurrency: 4 });
+  try {
+    await prefillRun({ emu, dir: a.dir, n, mailboxes: M, latencyMs: L, drainSeconds: num(a.values['drain-seconds'], 30), delivery });
+  } finally {
+    await emu.stop();
+    cleanup(a.dir, a.keep);
+  }
+  process.exit(0);
+}
 
 process.stdout.write(`queue-scale: ${a.n} messages queued while Graph is unreachable, ${M} mailboxes, then drained at ${L} ms latency; ${machine()}\n`);
 

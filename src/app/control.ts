@@ -9,10 +9,12 @@ import { adoptStaged } from '../spool/move.js';
 import { matches, requeued } from '../spool/queue-tools.js';
 import type { Spool } from '../spool/spool.js';
 import { accountOf } from '../spool/envelope.js';
+import type { ActiveSet } from './active-set.js';
 
 export interface ControlDeps {
   spool: Spool;
   scheduler: Scheduler;
+  active: ActiveSet;
   metrics: RelayMetrics;
   log: Logger;
   now: () => number;
@@ -62,7 +64,9 @@ async function remove(d: ControlDeps, ids: readonly string[], dead: boolean): Pr
   let count = 0;
   const state = dead ? 'dead' : 'queue';
   for (const id of ids) {
-    if (!dead && d.scheduler.has(id) && !d.scheduler.remove(id)) {
+    // A message of the active set leaves the scheduler first; one on disk is only a file (the scan skips it).
+    const active = !dead && d.scheduler.has(id);
+    if (active && !d.scheduler.remove(id)) {
       skipped[id] = 'being delivered right now; try again in a moment';
       continue;
     }
@@ -71,7 +75,8 @@ async function remove(d: ControlDeps, ids: readonly string[], dead: boolean): Pr
       continue;
     }
     await d.spool.remove(state, id);
-    d.metrics.queue.remove(id);
+    if (active) d.metrics.queue.remove(id);
+    else if (!dead) d.active.deletedOnDisk(id);
     d.history?.action(id, 'deleted', by(d));
     d.log.warn({ event: 'queue-delete', qid: id, state, by: by(d) }, 'message deleted by a queue tool');
     count++;
@@ -89,8 +94,8 @@ async function requeue(d: ControlDeps, ids: readonly string[]): Promise<ControlR
     }
     const env = requeued(await d.spool.readEnvelope('dead', id));
     await d.spool.move('dead', 'queue', env);
-    d.metrics.queued(env);
-    d.scheduler.add(env.id, env.mailbox, d.now(), accountOf(env));
+    if (d.active.offer(env, d.now())) d.metrics.queued(env);
+    else d.metrics.queue.addOnDisk(1, Date.parse(env.receivedAt));
     d.history?.action(id, 'requeued', by(d));
     d.log.info({ event: 'queue-requeue', qid: id, account: accountOf(env), mailbox: env.mailbox, by: by(d) }, 'message requeued from the dead-letter folder');
     count++;

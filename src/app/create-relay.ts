@@ -15,7 +15,7 @@ import { ReadinessCheck } from '../observability/readiness.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { SmtpListener } from '../smtp/listener.js';
 import { SpoolLock } from '../spool/control.js';
-import { accountOf } from '../spool/envelope.js';
+import { ActiveSet } from './active-set.js';
 import { InflightJournal } from '../spool/journal.js';
 import { accountOfMailbox, GraphAccounts } from './accounts.js';
 import { Spool } from '../spool/spool.js';
@@ -60,14 +60,16 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const d = cfg.delivery;
   // A replica of a fleet: Graph's per-mailbox limits shared with the other replicas on Redis.
   const fleet = cfg.fleet.redisUrl ? new FleetSlots({ cfg: cfg.fleet, perMailboxConcurrency: d.perMailboxConcurrency, messagesPerMinute: d.messagesPerMinute, log, events: metrics.fleetEvents, now }) : null;
-  const scheduler = makeScheduler(cfg, log, metrics, now, engine, fleet);
+  // The active set remembers what left lately, so a scan racing an attempt's end does not load it again.
+  const scheduler = makeScheduler(cfg, log, metrics, now, engine, fleet, (id) => active.forgotten(id));
+  const active = new ActiveSet({ spool, scheduler, metrics, log, now, limit: d.activeLimit, loaded: history ? (env) => history.known(env) : undefined });
   const listeners = cfg.listeners.map(
     (l) =>
       new SmtpListener(l, cfg, spool, log, {
+        // Into the active set when it has room; else the message waits on disk for the scan.
         accepted: (env, receivedAtMs, facts) => {
-          metrics.accepted(env, receivedAtMs);
           history?.accepted(env, receivedAtMs, facts);
-          scheduler.add(env.id, env.mailbox, now(), accountOf(env));
+          metrics.accepted(env, receivedAtMs, active.offer(env, now()));
         },
         rejected: (reason, session, reply) => {
           metrics.rejected(reason);
@@ -85,15 +87,15 @@ export function createRelay(cfg: RelayConfig, deps: RelayDeps): Relay {
   const tokens = out.accounts?.tokenProviders() ?? (deps.tokens ? [{ name: 'default', tokens: deps.tokens }] : []);
   const fleetCheck = fleet ? { fleet: () => `${fleet.status().mode} (replica ${cfg.fleet.replica})` } : {};
   const readiness = new ReadinessCheck({ probeDir: spool.tmpDir, tokens: null, accounts: tokens, captureDir, stopping: () => state.stopping, ...fleetCheck });
-  const page = statusPage(cfg, { spool, scheduler, metrics, history, log, now }, out.accounts);
+  const page = statusPage(cfg, { spool, scheduler, active, metrics, history, log, now }, out.accounts);
   const fleetView = fleet ? async () => ({ ...fleet.status(), leases: await fleet.fleetLeases() }) : null;
   const admin = cfg.admin.enabled ? new AdminServer(metrics, readiness, log, page, fleetView) : null;
   const lock = new SpoolLock(path.join(cfg.spool.directory, 'relay.lock'));
-  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, listeners, metrics, admin, accounts: out.accounts, history, fleet });
+  return new Relay({ cfg, log, now, state, spool, journal, lock, scheduler, active, listeners, metrics, admin, accounts: out.accounts, history, fleet });
 }
 
 /** The scheduler with delivery.* limits, its outage and pause events logged and counted. */
-function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine, fleet: FleetSlots | null): Scheduler {
+function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now: () => number, engine: DeliveryEngine, fleet: FleetSlots | null, forgotten: (id: string) => void): Scheduler {
   const d = cfg.delivery;
   return new Scheduler(
     {
@@ -102,10 +104,13 @@ function makeScheduler(cfg: RelayConfig, log: Logger, metrics: RelayMetrics, now
       messagesPerMinute: d.messagesPerMinute,
       throttleBackoffBaseMs: d.retry.throttleBackoffBaseMs,
       throttleBackoffMaxMs: d.retry.throttleBackoffMaxMs,
+      outageProbeIntervalMs: d.retry.outageProbeIntervalMs,
       now,
-      onOutage: (pauseMs, failures) => {
-        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe`);
-        else log.info({ event: 'graph-reachable' }, 'Graph answers again: delivery resumes');
+      // The active set remembers what left lately, so a scan racing an attempt's end does not load it again.
+      onForget: forgotten,
+      onOutage: (pauseMs, failures, held) => {
+        if (pauseMs > 0) log.warn({ event: 'graph-unreachable', pauseMs, failures, held }, `Graph cannot be reached: no new attempts for ${pauseMs} ms, then one probe; ${held} message(s) wait for it`);
+        else log.info({ event: 'graph-reachable', released: held }, `Graph answers again: delivery resumes, ${held} held message(s) due now`);
       },
       onPause: (mailbox, ms, reason, account) => {
         metrics.paused(`${account}/${mailbox}`, ms);

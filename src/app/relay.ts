@@ -16,10 +16,7 @@ import type { Spool } from '../spool/spool.js';
 import type { GraphAccounts } from './accounts.js';
 import type { FleetSlots } from '../fleet/fleet-slots.js';
 import { handleControl } from './control.js';
-import { accountOf } from '../spool/envelope.js';
-
-/** The envelopes read at a time when the queue is loaded at start. */
-const LOAD_BATCH = 256;
+import type { ActiveSet } from './active-set.js';
 
 export interface RelayParts {
   cfg: RelayConfig;
@@ -32,6 +29,8 @@ export interface RelayParts {
   journal: InflightJournal;
   lock: SpoolLock;
   scheduler: Scheduler;
+  /** The queued messages the scheduler holds, read in from queue/ as it drains. */
+  active: ActiveSet;
   listeners: SmtpListener[];
   metrics: RelayMetrics;
   admin: AdminServer | null;
@@ -45,16 +44,17 @@ export interface RelayParts {
 export class Relay {
   readonly spool: Spool;
   readonly scheduler: Scheduler;
+  readonly active: ActiveSet;
   readonly listeners: SmtpListener[];
   readonly metrics: RelayMetrics;
   private readonly control: ControlServer;
   private stopped: Promise<void> | null = null;
 
   constructor(private readonly p: RelayParts) {
-    ({ spool: this.spool, scheduler: this.scheduler, listeners: this.listeners, metrics: this.metrics } = p);
+    ({ spool: this.spool, scheduler: this.scheduler, active: this.active, listeners: this.listeners, metrics: this.metrics } = p);
     this.control = new ControlServer(
       controlDir(p.cfg.spool.directory),
-      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, metrics: p.metrics, log: p.log, now: p.now, history: p.history }, req),
+      (req) => handleControl({ spool: p.spool, scheduler: p.scheduler, active: p.active, metrics: p.metrics, log: p.log, now: p.now, history: p.history }, req),
       (err) => p.log.error({ event: 'control-error', err }, 'queue control channel error'),
     );
   }
@@ -64,8 +64,8 @@ export class Relay {
     await this.spool.ensureDirs();
     if (cfg.delivery.mode === 'capture') await checkCaptureDir(cfg.delivery.captureDirectory);
     await this.p.lock.acquire();
-    const report = await this.spool.open();
-    if (report.removedTmp || report.removedOrphans || report.completedMoves) log.info({ event: 'spool-recovered', ...report }, 'spool recovered after an unclean stop');
+    // Only tmp/ before SMTP listens; queue/ and dead/ are read after, in the background (ActiveSet.start).
+    const removedTmp = await this.spool.openForAccepting();
     for (const qid of await recoverInflight(this.spool, this.p.journal, this.p.now())) {
       log.warn({ qid, event: 'outcome-unknown', reason: 'crash' }, 'the relay stopped with an attempt of this message in flight: looking for it in Sent Items before sending it again');
     }
@@ -84,29 +84,15 @@ export class Relay {
       log.info({ event: 'listening', listener: name, address: addr.address, port: addr.port }, `SMTP listener ${name} on ${addr.address}:${addr.port}`);
     }
     this.p.accounts?.start();
-    const loaded = await this.loadQueue();
     await this.control.start();
-    log.info({ event: 'started', queued: loaded, delivery: cfg.delivery.mode }, 'relay started');
+    // Everything in queue/ is scheduled again, as the active set has room: a restart retries at once,
+    // like `postqueue -f`. The state files are repaired and the queue counted first (names only).
+    const scan = await this.p.active.start();
+    const { removedOrphans, completedMoves } = scan;
+    if (removedTmp || removedOrphans || completedMoves) log.info({ event: 'spool-recovered', removedTmp, removedOrphans, completedMoves }, 'spool recovered after an unclean stop');
+    const queued = scan.queued + this.scheduler.size();
+    log.info({ event: 'started', queued, activeLimit: this.p.active.limit, delivery: cfg.delivery.mode }, 'relay started');
     log.flush(); // the start-up story goes out now, not at the next batch
-  }
-
-  /** Everything in queue/ is scheduled again; a restart retries at once, like `postqueue -f`. */
-  private async loadQueue(): Promise<number> {
-    const ids = await this.spool.ids('queue');
-    const now = this.p.now();
-    for (let i = 0; i < ids.length; i += LOAD_BATCH) {
-      const batch = ids.slice(i, i + LOAD_BATCH);
-      const envs = await Promise.all(batch.map((id) => this.spool.readEnvelope('queue', id).catch((err: Error) => err)));
-      envs.forEach((env, j) => {
-        if (env instanceof Error) this.p.log.error({ qid: batch[j], event: 'spool-unreadable', err: env }, 'unreadable spool file; left in place for inspection');
-        else {
-          this.metrics.queued(env);
-          this.p.history?.known(env);
-          this.scheduler.add(env.id, env.mailbox, now, accountOf(env));
-        }
-      });
-    }
-    return ids.length;
   }
 
   /** SIGHUP: every TLS listener reads its certificate files again now, and so does every certificate credential. */
@@ -125,6 +111,7 @@ export class Relay {
     const { log } = this.p;
     this.p.state.stopping = true;
     log.info({ event: 'stopping', graceMs }, 'stopping: no new connections');
+    this.p.active.stop();
     const draining = this.scheduler.stop();
     const closing = Promise.all(this.listeners.map((l) => l.close(graceMs, draining)));
     let timer: NodeJS.Timeout | undefined;

@@ -11,6 +11,7 @@ import { exportMessage } from '../spool/export.js';
 import type { Spool } from '../spool/spool.js';
 import type { DeviceView } from '../history/devices.js';
 import type { MailboxRow, PageAction, QueueSummary, SpoolMessage, StatusSource, TraceAnswer } from '../web/source.js';
+import type { ActiveSet } from './active-set.js';
 import { handleControl } from './control.js';
 import type { TraceLookup } from './trace.js';
 
@@ -20,6 +21,8 @@ const MAX_DEAD = 500;
 export interface RelayStatusDeps {
   spool: Spool;
   scheduler: Scheduler;
+  /** The queue's active set: a message the page requeues joins it, as with `queue requeue`. */
+  active: ActiveSet;
   metrics: RelayMetrics;
   history: History | null;
   trace: TraceLookup;
@@ -107,7 +110,7 @@ export class RelayStatus implements StatusSource {
 
   /** The queue tools' own handler, so the page and `smtp-graph-relay queue …` do exactly the same thing. */
   async act(action: PageAction, qid: string, by: string): Promise<{ ok: boolean; message: string }> {
-    const deps = { spool: this.d.spool, scheduler: this.d.scheduler, metrics: this.d.metrics, log: this.d.log, now: this.d.now, history: this.d.history, by };
+    const deps = { spool: this.d.spool, scheduler: this.d.scheduler, active: this.d.active, metrics: this.d.metrics, log: this.d.log, now: this.d.now, history: this.d.history, by };
     const dead = await this.d.spool.exists('dead', qid);
     const res =
       action === 'delete'

@@ -31,6 +31,8 @@ export interface RetryConfig {
   throttleBackoffMaxMs: number;
   /** Long pause for mailbox-level blocks (quota exceeded, submission blocked). */
   mailboxBlockedDelayMs: number;
+  /** Graph or Entra ID unreachable: the longest pause between two probes (the breaker's pauses double up to it). */
+  outageProbeIntervalMs: number;
 }
 
 export interface DeliveryConfig {
@@ -43,6 +45,8 @@ export interface DeliveryConfig {
    */
   headerOnlyRecipients: HeaderOnlyMode;
   perMailboxConcurrency: number;
+  /** The most queued messages held in memory (the active set); the rest waits on disk until there is room. */
+  activeLimit: number;
   globalConcurrency: number;
   /** Optional pacing per mailbox, messages per minute; 0 = off. */
   messagesPerMinute: number;

@@ -60,6 +60,7 @@ function readRetry(r: Reader): RetryConfig {
     throttleBackoffBaseMs: r.duration('throttleBackoffBase', 2000, 100),
     throttleBackoffMaxMs: r.duration('throttleBackoffMax', 5 * 60_000, 100),
     mailboxBlockedDelayMs: r.duration('mailboxBlockedDelay', 60 * 60_000, 1000),
+    outageProbeIntervalMs: r.duration('outageProbeInterval', 1000, 100, 10 * 60_000),
   };
   r.done();
   return cfg;
@@ -180,6 +181,7 @@ export function readDelivery(d: Reader, env: NodeJS.ProcessEnv, baseDir: string,
     captureDirectory: path.resolve(baseDir, envFirst(env.RELAY_CAPTURE_DIR, d.str('captureDirectory', './capture'))),
     headerOnlyRecipients: d.oneOf('headerOnlyRecipients', ['deliver', 'reject', 'envelope'] as const, 'deliver'),
     perMailboxConcurrency: d.int('perMailboxConcurrency', 4, 1, 16),
+    activeLimit: d.int('activeLimit', 20_000, 100, 10_000_000),
     globalConcurrency: d.int('globalConcurrency', 128, 1, 1024),
     messagesPerMinute: d.int('messagesPerMinute', 0, 0, 10_000),
     retry: readRetry(d.section('retry')),

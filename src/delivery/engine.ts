@@ -9,7 +9,7 @@ import type { Spool } from '../spool/spool.js';
 import { accountOf, type Envelope, type LastError } from '../spool/envelope.js';
 import type { MessageData } from '../mime/message-file.js';
 import type { Bouncer } from './bounce.js';
-import type { Verdict } from '../graph/classify.js';
+import { notReached, type Verdict } from '../graph/classify.js';
 import type { SendResult, Sender } from './senders.js';
 import { lookupFields, OutcomeResolver } from './unknown-outcome.js';
 
@@ -94,6 +94,8 @@ export class DeliveryEngine {
     }
     const r = await this.send(env, data);
     if (r === null) return { kind: 'retry', dueAt: this.now() + 60_000 };
+    // Nothing reached Graph: not one of the message's attempts (its retry schedule does not advance).
+    if (notReached(r.verdict)) env.attempts--;
     // Graph is done with this request: its slot can go to the next message while the spool is updated.
     // Not after a throttle, whose mailbox pause must be in place before anything else is sent there.
     if (!(r.verdict.kind === 'transient' && (r.verdict.throttle || r.verdict.mailboxBlocked))) release();
@@ -212,6 +214,8 @@ export class DeliveryEngine {
     }
     env.lastError = this.lastError(v, r);
     if (v.kind === 'permanent') return this.deadLetter(env, r, v.reason);
+    // Graph or Entra ID unreachable: the message is held by the outage (scheduler), its schedule untouched.
+    const held = notReached(v);
 
     if (v.outcomeUnknown) {
       const next = this.resolver.afterUnknown(env, r.route, v.reason, now);
@@ -239,19 +243,19 @@ export class DeliveryEngine {
       const base = schedule[Math.min(Math.max(env.attempts, 1) - 1, schedule.length - 1)]!;
       delayMs = v.retryAfterMs ?? Math.round(base * (0.9 + 0.2 * this.random()));
       const unreachable = v.reason.startsWith('network-') || v.reason === 'token-unavailable';
-      outcome = { kind: 'retry', dueAt: now + delayMs, unreachable };
+      outcome = { kind: 'retry', dueAt: now + delayMs, unreachable, ...(held ? { hold: true } : {}) };
     }
     if (now + delayMs - Date.parse(env.receivedAt) > this.cfg.retry.maxQueueLifetimeMs) {
       env.lastError = { ...env.lastError, kind: 'permanent', reason: 'expired', message: `still undeliverable after ${env.attempts} attempts in the maximum queue lifetime; last error: ${env.lastError.message}` };
       return this.deadLetter(env, r, 'expired');
     }
-    env.nextAttemptAt = new Date(now + delayMs).toISOString();
+    if (!held) env.nextAttemptAt = new Date(now + delayMs).toISOString();
     const warning = await this.bouncer?.delayed(env, now).catch((err: unknown) => {
       this.log.error({ qid: env.id, account: accountOf(env), event: 'delay-notice-failed', err }, 'could not queue the delay notice');
       return null;
     });
     await this.spool.updateEnvelope('queue', env);
-    this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, retryInMs: delayMs, error: r.message }, 'delivery deferred');
+    this.log.warn({ ...this.logFields(env, r), event: 'deferred', reason: v.reason, ...(held ? { held: true } : { retryInMs: delayMs }), error: r.message }, held ? HELD : 'delivery deferred');
     this.events.deferred(env, r);
     if (!warning) return outcome;
     this.log.info({ qid: env.id, account: accountOf(env), event: 'delay-notice', dsnQid: warning.id, to: env.mailFrom }, 'delay notice queued for the sender');
@@ -284,3 +288,5 @@ export class DeliveryEngine {
     return { kind: 'done' };
   }
 }
+
+const HELD = 'delivery deferred: Graph or Entra ID cannot be reached; the message waits for it (not counted as an attempt)';

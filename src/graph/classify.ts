@@ -153,3 +153,12 @@ export function classifyStepNetworkError(err: GraphNetworkError, submits: boolea
   if (submits) return classifyNetworkError(err);
   return { kind: 'transient', reason: `network-${err.networkCode}` };
 }
+
+/**
+ * A failure that is not the message's own: Graph or Entra ID could not be reached before the request went
+ * out (a connection failure, no token). Unknown outcomes (the body was sent) are not among them: Graph may
+ * have the message, and the Sent Items look-up decides.
+ */
+export function notReached(v: Verdict): boolean {
+  return v.kind === 'transient' && !v.outcomeUnknown && (v.reason.startsWith('network-') || v.reason === 'token-unavailable');
+}

@@ -67,9 +67,10 @@ export class RelayMetrics {
   readonly bounced = this.c('relay_messages_bounced_total', 'Messages that failed permanently or expired and were returned to their sender with a delivery status notification, by account', ['account']);
   readonly deadLettered = this.c('relay_messages_dead_lettered_total', 'Messages moved to the dead-letter folder, by reason and account', ['reason', 'account']);
   readonly queueMessages = this.g('relay_queue_messages', 'Messages in the spool, by state (queued, dead)', ['state']);
+  readonly queueActive = this.g('relay_queue_active_messages', 'Queued messages in the active set (the scheduler holds them; the rest waits on disk until there is room, delivery.activeLimit)');
   readonly queueOldest = this.g('relay_queue_oldest_message_age_seconds', 'Age of the oldest message in the spool, by state (0 when empty)', ['state']);
-  readonly mailboxMessages = this.g('relay_queue_mailbox_messages', `Queued messages per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
-  readonly mailboxOldest = this.g('relay_queue_mailbox_oldest_age_seconds', `Age of the oldest queued message per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
+  readonly mailboxMessages = this.g('relay_queue_mailbox_messages', `Queued messages of the active set per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
+  readonly mailboxOldest = this.g('relay_queue_mailbox_oldest_age_seconds', `Age of the oldest queued message of the active set per sending mailbox (top ${TOP_MAILBOXES}, the rest as "other")`, ['mailbox']);
   readonly latency = new Histogram({ name: 'relay_delivery_latency_seconds', help: 'Time from SMTP acceptance to Graph 202', buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly graphResponses = this.c('relay_graph_responses_total', 'Graph sendMail answers, by HTTP status, Graph error code and account', ['status', 'code', 'account']);
   readonly graphThrottled = this.c('relay_graph_throttled_total', 'Graph answers that asked the relay to slow down (429, 503, throttling codes), by account', ['account']);
@@ -123,9 +124,11 @@ export class RelayMetrics {
     this.queue.add(env.id, env.mailbox, receivedAtMs ?? env.receivedAt);
   }
 
-  accepted(env: Envelope, receivedAtMs?: number): void {
+  /** `active`: the message went into the active set; else it waits on disk until there is room. */
+  accepted(env: Envelope, receivedAtMs?: number, active = true): void {
     this.received.inc({ account: accountOf(env) });
-    this.queued(env, receivedAtMs);
+    if (active) this.queued(env, receivedAtMs);
+    else this.queue.addOnDisk(1, receivedAtMs ?? Date.parse(env.receivedAt));
   }
 
   rejected(reason: string): void {
@@ -207,6 +210,7 @@ export class RelayMetrics {
     const q = this.queue.snapshot(now, TOP_MAILBOXES);
     const dead = await deadLetterStats(this.deadDir, now);
     this.queueMessages.set({ state: 'queued' }, q.messages);
+    this.queueActive.set(this.queue.active);
     this.queueOldest.set({ state: 'queued' }, q.oldestAgeSeconds);
     this.queueMessages.set({ state: 'dead' }, dead.messages);
     this.queueOldest.set({ state: 'dead' }, dead.oldestAgeSeconds);

@@ -24,28 +24,58 @@ interface Tracked {
 }
 
 /**
- * Every queued message's mailbox and arrival time, fed by the SMTP and delivery events, so that a
- * scrape never reads envelopes.
+ * The queue as a scrape sees it, without reading envelopes: every message of the active set (the ones the
+ * scheduler holds, at most delivery.activeLimit) with its mailbox and arrival time, fed by the SMTP and
+ * delivery events; the rest of queue/ (left on disk until the active set has room) only as a count and the
+ * arrival time of its oldest, so memory does not grow with the queue.
  */
 export class QueueTracker {
   private readonly byId = new Map<string, Tracked>();
+  /** Messages in queue/ that are not in the active set. */
+  private onDisk = 0;
+  /** Arrival of the oldest of them, as far as known (ms; Infinity: none). */
+  private onDiskOldest = Infinity;
 
   add(id: string, mailbox: string, receivedAt: string | number): void {
     const t = typeof receivedAt === 'number' ? receivedAt : Date.parse(receivedAt);
     this.byId.set(id, { mailbox: mailbox.toLowerCase(), receivedAt: Number.isFinite(t) ? t : Date.now() });
   }
 
+  /** Leaves the active set (delivered, failed for good, deleted); a message not in it is ignored. */
   remove(id: string): void {
     this.byId.delete(id);
   }
 
-  get size(): number {
+  /** `n` messages in queue/ that are not in the active set, the oldest of them received at `oldest`. */
+  addOnDisk(n: number, oldest: number): void {
+    if (n <= 0) return;
+    this.onDisk += n;
+    if (oldest < this.onDiskOldest) this.onDiskOldest = oldest;
+  }
+
+  /** One of the messages on disk left it: loaded into the active set, or deleted by a queue tool. */
+  removeOnDisk(): void {
+    if (this.onDisk > 0) this.onDisk--;
+    if (this.onDisk === 0) this.onDiskOldest = Infinity;
+  }
+
+  /** Messages in the active set. */
+  get active(): number {
     return this.byId.size;
   }
 
+  get waitingOnDisk(): number {
+    return this.onDisk;
+  }
+
+  get size(): number {
+    return this.byId.size + this.onDisk;
+  }
+
+  /** The mailbox rows count the active set; `messages` and the oldest age count the messages on disk too. */
   snapshot(now: number, top: number): QueueSnapshot {
     const per = new Map<string, { messages: number; oldest: number }>();
-    let oldest = now;
+    let oldest = this.onDisk > 0 ? Math.min(now, this.onDiskOldest) : now;
     for (const t of this.byId.values()) {
       if (t.receivedAt < oldest) oldest = t.receivedAt;
       const m = per.get(t.mailbox);
@@ -65,7 +95,7 @@ export class QueueTracker {
         oldestAgeSeconds: age(Math.min(...rest.map(([, m]) => m.oldest))),
       });
     }
-    return { messages: this.byId.size, oldestAgeSeconds: age(oldest), mailboxes };
+    return { messages: this.size, oldestAgeSeconds: age(oldest), mailboxes };
   }
 }
 

@@ -15,6 +15,9 @@ export interface MailboxState {
    */
   unfinished: number;
   pausedUntil: number;
+  /** Why and when the current pause began: a backoff pause that began in an outage is lifted when it ends. */
+  pauseReason: 'retry-after' | 'backoff' | 'blocked' | null;
+  pausedAt: number;
   /** Allowed in flight now; drops to 1 after a throttle and grows back by one per success (slow start). */
   window: number;
   consecutiveThrottles: number;
@@ -33,6 +36,8 @@ export function newMailbox(name: string, account: string, perMailboxConcurrency:
     inFlight: 0,
     unfinished: 0,
     pausedUntil: 0,
+    pauseReason: null,
+    pausedAt: 0,
     window: perMailboxConcurrency,
     consecutiveThrottles: 0,
     throttledAt: 0,

@@ -1,13 +1,16 @@
 /**
  * A relay-wide breaker: when Graph (or Entra ID) cannot be reached at all, trying every queued and newly
  * accepted message only burns CPU and memory on failing handshakes. After THRESHOLD unreachable attempts in
- * a row, nothing starts for a while (1 s doubling to 60 s), then a single probe; the first answer of any
- * kind closes the breaker.
+ * a row, nothing starts for a while (1 s, doubling up to `maxPauseMs`), then a single probe; the first
+ * answer of any kind closes the breaker.
+ *
+ * The cap is what bounds the wait after Graph returns: the probe that finds it back starts at most one
+ * pause after it returned (delivery.retry.outageProbeInterval, 1 s by default), so it stays short.
  */
 
 const THRESHOLD = 5;
 const PAUSE_BASE_MS = 1000;
-const PAUSE_MAX_MS = 60_000;
+export const DEFAULT_OUTAGE_PROBE_INTERVAL_MS = 1000;
 
 export class OutageBreaker {
   private unreachableInARow = 0;
@@ -20,7 +23,15 @@ export class OutageBreaker {
   private started = 0;
   private openedAt = 0;
 
-  constructor(private readonly onChange: (pauseMs: number, failures: number) => void) {}
+  constructor(
+    private readonly onChange: (pauseMs: number, failures: number) => void,
+    private readonly maxPauseMs = DEFAULT_OUTAGE_PROBE_INTERVAL_MS,
+  ) {}
+
+  /** Open (pausing) or probing: Graph is taken to be unreachable until an attempt gets an answer. */
+  get open(): boolean {
+    return this.probing;
+  }
 
   /** Numbers an attempt as it starts. */
   start(): number {
@@ -35,7 +46,7 @@ export class OutageBreaker {
       this.unreachableInARow++;
       if (this.probing || this.unreachableInARow >= THRESHOLD) {
         this.level++;
-        const pause = Math.min(PAUSE_MAX_MS, PAUSE_BASE_MS * 2 ** (this.level - 1));
+        const pause = Math.min(this.maxPauseMs, PAUSE_BASE_MS * 2 ** Math.min(this.level - 1, 30));
         this.until = now + pause;
         this.openedAt = this.started + 1;
         this.probing = true;

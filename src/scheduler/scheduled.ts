@@ -12,8 +12,13 @@ export interface Scheduled {
 /** What one attempt asks of the scheduler next; `enqueue` adds messages it created (delivery status notifications). */
 export type AttemptOutcome = (
   | { kind: 'done' }
-  /** `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the outage breaker. */
-  | { kind: 'retry'; dueAt: number; unreachable?: boolean }
+  /**
+   * `unreachable`: no answer from Graph or Entra ID at all (connection failed, no token): counts toward the
+   * outage breaker. `hold`: the failure was not the message's own (nothing reached Graph): the message is
+   * held by the outage, due again as soon as the breaker lets attempts through and released when it closes;
+   * `dueAt` applies only while the breaker stays closed (an isolated failure keeps its normal timer).
+   */
+  | { kind: 'retry'; dueAt: number; unreachable?: boolean; hold?: boolean }
   /** Throttled: pause the whole mailbox (Retry-After, or the scheduler's own backoff) and retry then. */
   | { kind: 'throttled'; retryAfterMs: number | null }
   /** The mailbox is blocked for a long time (quota): pause it until `until`. */

@@ -2,42 +2,27 @@
 
 import type { AttemptOutcome, Scheduled } from './scheduled.js';
 import { newMailbox, slowDown, succeeded, throttleBackoff, type MailboxState } from './mailbox.js';
+import { HeldMessages } from './held.js';
 import { OutageBreaker } from './outage.js';
-import { askFleet, wakeWaiting, type MailboxSlots } from './slots.js';
+import { WakeTimer } from './wake-timer.js';
+import { askFleet, wakeWaiting } from './slots.js';
+import type { AttemptRunner, SchedulerOptions } from './options.js';
 
-export interface SchedulerOptions {
-  perMailboxConcurrency: number;
-  globalConcurrency: number;
-  /** 0 = no pacing. */
-  messagesPerMinute: number;
-  throttleBackoffBaseMs: number;
-  throttleBackoffMaxMs: number;
-  now?: () => number;
-  random?: () => number;
-  /** Called when the outage breaker opens (pauseMs > 0) or closes again (pauseMs 0); for logs. */
-  onOutage?: (pauseMs: number, failures: number) => void;
-  /** Called when a mailbox gets paused, with the pause length; for logs and metrics. */
-  onPause?: (mailbox: string, ms: number, reason: 'retry-after' | 'backoff' | 'blocked', account: string) => void;
-  /** Slots shared with other replicas (src/fleet/); none: this relay's own limits only. */
-  slots?: MailboxSlots;
-}
-
-/**
- * Runs one attempt. `release` frees the message's mailbox and global slots as soon as Graph has answered,
- * before the spool bookkeeping ends, so the slot is held exactly as long as Graph holds the request. A
- * runner must not release on a throttle: the mailbox pause is only set when the attempt finishes.
- */
-export type AttemptRunner = (msg: Scheduled, release: () => void) => Promise<AttemptOutcome>;
+export type { AttemptRunner, SchedulerOptions } from './options.js';
 
 export class Scheduler {
   private readonly mailboxes = new Map<string, MailboxState>();
   private readonly byId = new Map<string, Scheduled>();
   private readonly inFlightIds = new Set<string>();
+  /** Messages whose last attempt failed without reaching Graph (`hold`): they wait for the outage (held.ts). */
+  private readonly held = new HeldMessages((msg) => this.mailbox(msg.mailbox, msg.account), () => this.mailboxes.values());
+  /** When an attempt last ended for good (delivered, or failed for good): an outage began after it. */
+  private lastDoneAt = 0;
   private globalInFlight = 0;
   /** Attempts not yet finished, released or not: what stop() waits for. */
   private running = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private timerAt = Infinity;
+  /** The next wake-up of pump(): one timer, moved only to an earlier time. */
+  private readonly wake = new WakeTimer(() => this.pump(), () => this.now(), () => this.stopped);
   private pumpQueued = false;
   private stopped = false;
   private rr = 0;
@@ -54,7 +39,14 @@ export class Scheduler {
   ) {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.outage = new OutageBreaker(opts.onOutage ?? (() => undefined));
+    const onOutage = opts.onOutage ?? (() => undefined);
+    this.outage = new OutageBreaker((pauseMs, failures) => {
+      const held = this.held.size;
+      // From finish(), which then pumps: what the closing released starts at once.
+      if (pauseMs > 0) this.held.opened(this.now(), this.lastDoneAt);
+      else this.held.closed(this.now());
+      onOutage(pauseMs, failures, held);
+    }, opts.outageProbeIntervalMs);
     this.onPause = opts.onPause ?? (() => undefined);
     this.intervalMs = opts.messagesPerMinute > 0 ? 60_000 / opts.messagesPerMinute : 0;
     opts.slots?.onFreed((account, mailbox) => wakeWaiting(this.mailboxes, account, mailbox) && this.schedulePump());
@@ -90,6 +82,8 @@ export class Scheduler {
     if (!msg || this.inFlightIds.has(id)) return false;
     this.mailbox(msg.mailbox, msg.account).ready.remove((m) => m.id === id);
     this.byId.delete(id);
+    this.held.delete(msg);
+    this.opts.onForget?.(id);
     return true;
   }
 
@@ -123,11 +117,14 @@ export class Scheduler {
     return [...this.mailboxes.values()].map((m) => ({ mailbox: m.name, waiting: m.ready.size, inFlight: m.inFlight, pausedUntil: m.pausedUntil }));
   }
 
+  /** Messages held by an outage (their last attempt did not reach Graph). */
+  heldCount(): number {
+    return this.held.size;
+  }
   /** Stops starting attempts; resolves when the ones in flight have finished. */
   stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.wake.clear();
     return this.idle();
   }
 
@@ -145,21 +142,6 @@ export class Scheduler {
     });
   }
 
-  private setTimer(at: number): void {
-    if (at === Infinity || this.stopped) return;
-    if (this.timer && at >= this.timerAt) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timerAt = at;
-    this.timer = setTimeout(
-      () => {
-        this.timer = null;
-        this.timerAt = Infinity;
-        this.pump();
-      },
-      Math.max(0, at - this.now()),
-    );
-  }
-
   /** Starts every attempt that is due and allowed, round-robin across mailboxes; sets the next wake-up. */
   private pump(): void {
     if (this.stopped) return;
@@ -169,7 +151,7 @@ export class Scheduler {
     if (boxes.length === 0) return;
     // Graph unreachable: nothing starts until the pause ends, then one probe at a time until one gets an answer.
     if (this.outage.until > now) {
-      this.setTimer(this.outage.until);
+      this.wake.at(this.outage.until);
       return;
     }
     const limit = this.outage.probing ? 1 : this.opts.globalConcurrency;
@@ -209,7 +191,7 @@ export class Scheduler {
     for (const m of boxes) {
       if (m.ready.size === 0 && m.unfinished === 0 && m.pausedUntil <= now) this.mailboxes.delete(`${m.account}\u0000${m.name}`);
     }
-    this.setTimer(wake);
+    this.wake.at(wake);
   }
 
   private start(m: MailboxState, msg: Scheduled, now: number): void {
@@ -219,6 +201,7 @@ export class Scheduler {
     this.running++;
     this.inFlightIds.add(msg.id);
     const paced = m.nextStartAt;
+    this.held.delete(msg);
     if (this.intervalMs > 0) m.nextStartAt = Math.max(now, m.nextStartAt) + this.intervalMs;
     if (!this.opts.slots) return this.launch(m, msg, now, () => undefined);
     // Counted as in flight while the fleet is asked, so this relay's own limits hold meanwhile.
@@ -262,15 +245,21 @@ export class Scheduler {
     m.unfinished--;
     this.inFlightIds.delete(msg.id);
     const now = this.now();
+    if (outcome.kind === 'done') this.lastDoneAt = now;
     this.outage.ended(outcome.kind === 'retry' && outcome.unreachable === true, now, seq);
     for (const next of outcome.enqueue ?? []) this.add(next.id, next.mailbox, now, next.account);
     switch (outcome.kind) {
       case 'done':
         this.byId.delete(msg.id);
+        this.opts.onForget?.(msg.id);
         succeeded(m, startedAt, this.opts.perMailboxConcurrency);
         break;
       case 'retry':
-        msg.dueAt = outcome.dueAt;
+        if (outcome.hold) {
+          // Not the message's failure: it waits for Graph, due as soon as the breaker lets it through.
+          this.held.add(msg);
+          msg.dueAt = this.outage.open ? now : outcome.dueAt;
+        } else msg.dueAt = outcome.dueAt;
         m.ready.push(msg);
         break;
       case 'throttled': {
@@ -298,7 +287,8 @@ export class Scheduler {
     if (until <= m.pausedUntil) return;
     m.pausedUntil = until;
     this.opts.slots?.paused(m.account, m.name, until);
+    m.pauseReason = reason;
+    m.pausedAt = now;
     this.onPause(m.name, until - now, reason, m.account);
   }
-
 }

@@ -1,17 +1,13 @@
 /** The spool: a directory queue that owns every accepted message until Graph has taken it. */
 
-import { constants as fsc, fsync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { MessageData } from '../mime/message-file.js';
 import type { Envelope, SpoolState } from './envelope.js';
 import { envelopeTrailer, readMessageFile } from './format.js';
+import { DirSyncer, exists, ignoreMissing, writeSynced } from './fs-sync.js';
 import { QUEUE_ID_RE } from './queue-id.js';
 import { SpoolWriter } from './writer.js';
-
-
-const fsyncFd = promisify(fsync);
 
 /**
  * Layout (one file a message, as Postfix keeps envelope and content in one queue file):
@@ -25,32 +21,6 @@ const fsyncFd = promisify(fsync);
  * A message is in a state exactly when its .msg file is in that state's folder; a move writes the .json
  * into the new folder first, so a crash mid-move leaves a .json pointing the way for recovery.
  */
-/**
- * fsync of a directory. Callers of one event-loop turn share one fsync, started at the end of that turn
- * (setImmediate): each caller's rename is done before it asks, so the shared fsync covers it. Waiting for
- * a running fsync to end before starting the next one (a classic group commit) saved little here and
- * added up to one fsync of latency to every 250.
- */
-class DirSyncer {
-  private next: Promise<void> | null = null;
-  constructor(private readonly handle: FileHandle) {}
-
-  sync(): Promise<void> {
-    this.next ??= new Promise<void>((resolve, reject) => {
-      setImmediate(() => {
-        this.next = null;
-        fsyncFd(this.handle.fd).then(resolve, reject);
-      });
-    });
-    return this.next;
-  }
-
-  close(): Promise<void> {
-    return this.handle.close();
-  }
-}
-
-
 
 export interface RecoveryReport {
   removedTmp: number;
@@ -71,6 +41,12 @@ export class Spool {
    * null (queue tools beside a stopped relay): unknown, always look.
    */
   private stateFiles: Set<string> | null = null;
+  /**
+   * Whether stateFiles is complete: recovery has read the folders. Until then (a relay that listens while
+   * its queue is still being read) every message may have a state file, and is looked for. Above
+   * STATE_FILES_CAP entries the set is dropped (null): its memory would grow with the queue.
+   */
+  private stateKnown = false;
 
   // The folders are normalized here, once: the paths of messages are then joined by hand, since path.join
   // normalizes again on every call (1.5 KB of garbage per message on the accept path).
@@ -84,6 +60,26 @@ export class Spool {
   async open(): Promise<RecoveryReport> {
     await this.openDirs();
     return this.recover();
+  }
+
+  /**
+   * What must be done before the relay accepts mail: folders, handles, and tmp/ emptied (what is there was
+   * never acknowledged; once SMTP listens, tmp/ holds messages being received). The state files are
+   * repaired later by recover(floor), while the relay already listens.
+   */
+  async openForAccepting(): Promise<number> {
+    await this.openDirs();
+    this.stateFiles = new Set();
+    return this.cleanTmp();
+  }
+
+  private async cleanTmp(): Promise<number> {
+    let n = 0;
+    for (const f of await readdir(this.tmpDir)) {
+      await rm(path.join(this.tmpDir, f), { force: true });
+      n++;
+    }
+    return n;
   }
 
   /** Folders and directory handles only, no recovery: for queue tools working beside a stopped relay. */
@@ -116,42 +112,50 @@ export class Spool {
     return `${this.dir(state)}${path.sep}${id}.json`;
   }
 
-  async recover(): Promise<RecoveryReport> {
+  /**
+   * Repairs what a crash left in queue/ and dead/: a state file whose message is gone (delivered or deleted
+   * just before the crash) is removed; one whose message is still in the other folder finishes the move
+   * the crash interrupted. Both folders are streamed (fs.opendir), never listed whole, so a queue of a
+   * million messages costs no memory here; only state files are looked at. `floor` (a relay that already
+   * accepts mail): only messages with smaller ids, the previous process's, are considered; its own are
+   * left alone. Called without it, recover() also empties tmp/.
+   */
+  async recover(floor?: string): Promise<RecoveryReport> {
     const report: RecoveryReport = { removedTmp: 0, removedOrphans: 0, completedMoves: 0 };
-    for (const f of await readdir(this.tmpDir)) {
-      await rm(path.join(this.tmpDir, f), { force: true });
-      report.removedTmp++;
+    if (floor === undefined) {
+      report.removedTmp = await this.cleanTmp();
+      this.stateFiles ??= new Set();
     }
-    // Each folder is read once; the sets follow every change below, and the state files are taken from them.
-    const files = { queue: new Set(await readdir(this.queueDir)), dead: new Set(await readdir(this.deadDir)) };
+    const found: string[] = [];
     for (const [here, other] of [['queue', 'dead'], ['dead', 'queue']] as const) {
-      for (const f of files[here]) {
+      const dir = await opendir(this.dir(here), { bufferSize: 256 });
+      for await (const d of dir) {
+        const f = d.name;
         if (!f.endsWith('.json')) continue;
         const id = f.slice(0, -5);
-        if (!QUEUE_ID_RE.test(id) || files[here].has(`${id}.msg`)) continue;
-        if (files[other].has(`${id}.msg`)) {
+        if (!QUEUE_ID_RE.test(id) || (floor !== undefined && id >= floor)) continue;
+        if (await exists(this.messagePath(here, id))) {
+          if (found.length <= STATE_FILES_CAP) found.push(`${here}/${id}`);
+        } else if (await exists(this.messagePath(other, id))) {
           // A move to `here` wrote the new state, then the crash came before the message followed it.
           await unlink(this.statePath(other, id)).catch(ignoreMissing);
           await rename(this.messagePath(other, id), this.messagePath(here, id));
-          files[other].delete(`${id}.json`);
-          files[other].delete(`${id}.msg`);
-          files[here].add(`${id}.msg`);
+          this.stateFiles?.delete(`${other}/${id}`);
+          if (found.length <= STATE_FILES_CAP) found.push(`${here}/${id}`);
           report.completedMoves++;
         } else {
-          await unlink(this.statePath(here, id));
-          files[here].delete(f);
+          await unlink(this.statePath(here, id)).catch(ignoreMissing);
           report.removedOrphans++;
         }
       }
     }
     if (report.completedMoves) await Promise.all([this.queueSync.sync(), this.deadSync.sync()]);
-    this.stateFiles = new Set();
-    for (const state of ['queue', 'dead'] as const) {
-      for (const f of files[state]) if (f.endsWith('.json')) this.stateFiles.add(`${state}/${f.slice(0, -5)}`);
-    }
+    // Added to what this process recorded meanwhile: a state file is never taken for absent.
+    if (this.stateFiles) for (const k of found) this.stateFiles.add(k);
+    if (found.length > STATE_FILES_CAP || (this.stateFiles?.size ?? 0) > STATE_FILES_CAP) this.stateFiles = null;
+    this.stateKnown = this.stateFiles !== null;
     return report;
   }
-
 
   beginMessage(id: string): SpoolWriter {
     return new SpoolWriter(id, `${this.tmpDir}${path.sep}${id}.msg`);
@@ -172,7 +176,10 @@ export class Spool {
     const tmp = path.join(this.tmpDir, `${env.id}.${process.pid}.upd.json`);
     await writeSynced(tmp, `${JSON.stringify(env, null, 1)}\n`);
     await rename(tmp, this.statePath(state, env.id));
-    this.stateFiles?.add(`${state}/${env.id}`);
+    if (this.stateFiles) {
+      this.stateFiles.add(`${state}/${env.id}`);
+      if (this.stateFiles.size > STATE_FILES_CAP) this.stateFiles = null; // unknown from now on: always look
+    }
   }
 
   /** A state file staged elsewhere (a queue move, spool/move.ts) becomes a queued message's: renamed beside it, and known. */
@@ -198,7 +205,8 @@ export class Spool {
   }
 
   private mayHaveStateFile(state: SpoolState, id: string): boolean {
-    return this.stateFiles?.has(`${state}/${id}`) ?? true;
+    if (!this.stateKnown || !this.stateFiles) return true;
+    return this.stateFiles.has(`${state}/${id}`);
   }
 
   private async removeStateFile(state: SpoolState, id: string): Promise<void> {
@@ -260,16 +268,9 @@ export class Spool {
   }
 }
 
-async function writeSynced(file: string, text: string): Promise<void> {
-  const fh = await open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o640);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-function ignoreMissing(err: NodeJS.ErrnoException): void {
-  if (err.code !== 'ENOENT') throw err;
-}
+/**
+ * The most state files the spool remembers (about 100 bytes each): above it, every load looks for one.
+ * Only messages that had an attempt or a move have one, so the cap is reached only by a queue far larger
+ * than the active set.
+ */
+const STATE_FILES_CAP = 100_000;

@@ -105,7 +105,7 @@ describe('a relay built with createRelay', () => {
     const deadline = Date.now() + 10_000;
     while ((await relay.spool.ids('dead')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const [id] = await relay.spool.ids('dead');
-    const deps = { spool: relay.spool, scheduler: relay.scheduler, metrics: relay.metrics, log: createLogger('silent'), now: Date.now };
+    const deps = { spool: relay.spool, scheduler: relay.scheduler, active: relay.active, metrics: relay.metrics, log: createLogger('silent'), now: Date.now };
     expect(await handleControl(deps, { op: 'delete', ids: ['nope'] })).toMatchObject({ count: 0, skipped: { nope: 'not in queue' } });
     expect(await handleControl(deps, { op: 'requeue', ids: [id!] })).toMatchObject({ count: 1 });
     await sender.until(1);

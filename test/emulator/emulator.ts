@@ -172,6 +172,31 @@ export class Emulator extends EventEmitter {
     this.setDown(down ? '503' : false);
   }
 
+  private refusing = false;
+
+  /**
+   * Graph and Entra ID out of reach (on): nothing listens on the port, so every connection is refused
+   * before any request goes out (ECONNREFUSED: a token that cannot be had, a Graph request that never
+   * left), and open connections are dropped. Off: listening again on the same port.
+   */
+  async setUnreachable(on: boolean): Promise<void> {
+    if (on === this.refusing) return;
+    this.refusing = on;
+    if (on) {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeAllConnections();
+      await closed;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
   /** Invalidates every token issued so far: the next Graph call with one gets 401 InvalidAuthenticationToken. */
   revokeTokens(): void {
     this.state.tokenGeneration++;
@@ -205,6 +230,7 @@ export class Emulator extends EventEmitter {
   /** Clears records, drafts, scripts and counters, and restores the start-up fault settings. */
   reset(): void {
     this.state.reset();
+    if (this.refusing) void this.setUnreachable(false);
   }
 
   /** Message trace: what Exchange reports for this recipient (delivered unless set: failed, pending, quarantined…). */

@@ -188,7 +188,7 @@ describe('outage breaker', () => {
     vi.useFakeTimers({ now: 1_000_000 });
     let graphUp = false;
     const events: number[] = [];
-    const h = harness({ onOutage: (ms) => events.push(ms) }, () => (graphUp ? { kind: 'done' } : { kind: 'retry', dueAt: Date.now() + 3_600_000, unreachable: true }), 10);
+    const h = harness({ onOutage: (ms) => events.push(ms), outageProbeIntervalMs: 60_000 }, () => (graphUp ? { kind: 'done' } : { kind: 'retry', dueAt: Date.now() + 3_600_000, unreachable: true }), 10);
     for (let i = 0; i < 40; i++) h.s.add(`m${String(i).padStart(2, '0')}`, `mb${i % 8}@x.example`, Date.now());
     await vi.advanceTimersByTimeAsync(15);
     // The first wave was under way (32 started, 4 more as the first four failures freed slots); the 5th
@@ -209,6 +209,115 @@ describe('outage breaker', () => {
     // Everything not already failed went out once Graph answered; the 37 failures wait for their retry time.
     expect(h.starts.length).toBe(40);
     expect(h.s.size()).toBe(37);
+  });
+});
+
+describe('messages held by an outage', () => {
+  const down = (): AttemptOutcome => ({ kind: 'retry', dueAt: Date.now() + 30_000, unreachable: true, hold: true });
+
+  it('after a restart while Graph is down, no message waits out a timer of its own: the first answer releases them all', async () => {
+    let graphUp = false;
+    const events: number[] = [];
+    const h = harness({ onOutage: (ms) => events.push(ms), globalConcurrency: 16, outageProbeIntervalMs: 2000 }, () => (graphUp ? { kind: 'done' } : down()), 10);
+    // A restart: the whole queue due at once, before the relay knows Graph is down.
+    for (let i = 0; i < 200; i++) h.s.add(`m${String(i).padStart(3, '0')}`, `mb${i % 10}@x.example`, Date.now());
+    await vi.advanceTimersByTimeAsync(30);
+    expect(events).toEqual([1000]);
+    const firstWave = h.starts.length;
+    expect(firstWave).toBeGreaterThanOrEqual(16);
+    // Those that failed (before or after the breaker opened) are held, none of them with a 30 s timer.
+    expect(h.s.heldCount()).toBe(firstWave);
+    // Graph stays down for 20 s: one probe at a time, pauses 1 s, 2 s, 2 s … (the cap), never longer.
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(events.slice(0, 4)).toEqual([1000, 2000, 2000, 2000]);
+    expect(Math.max(...events)).toBe(2000);
+    const probes = h.starts.length - firstWave;
+    expect(probes).toBeGreaterThanOrEqual(9);
+    expect(probes).toBeLessThanOrEqual(12);
+    // Graph returns: the next probe (at most 2 s away) answers, and everything goes out at once.
+    graphUp = true;
+    const back = Date.now();
+    await vi.advanceTimersByTimeAsync(2000 + 500);
+    expect(events.at(-1)).toBe(0);
+    expect(h.s.size()).toBe(0);
+    expect(h.s.heldCount()).toBe(0);
+    const last = Math.max(...h.starts.map((x) => x.at));
+    expect(last - back).toBeLessThanOrEqual(2000 + 10 * 20);
+  });
+
+  it('holds the failures of the first wave, set before the breaker opened, instead of leaving them 30 s timers', async () => {
+    let graphUp = false;
+    const h = harness({ globalConcurrency: 1 }, () => (graphUp ? { kind: 'done' } : down()), 10);
+    for (let i = 0; i < 8; i++) h.s.add(`m${i}`, 'a@x.example', Date.now());
+    // One at a time: four fail with the breaker closed (each given a 30 s timer), the fifth opens it.
+    await vi.advanceTimersByTimeAsync(55);
+    expect(h.starts).toHaveLength(5);
+    graphUp = true;
+    await vi.advanceTimersByTimeAsync(1000 + 200);
+    // The probe at 1 s answered: m0..m3 did not wait for their 30 s.
+    expect(h.s.size()).toBe(0);
+    expect(h.attempts.get('m0')).toBe(2);
+  });
+
+  it('an isolated unreachable failure while others get answers keeps its normal timer: no tight loop', async () => {
+    const h = harness({}, (m) => (m.id === 'lonely' ? down() : { kind: 'done' }), 10);
+    h.s.add('lonely', 'a@x.example', Date.now());
+    for (let i = 0; i < 50; i++) h.s.add(`ok${i}`, `b${i % 5}@x.example`, Date.now());
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(h.attempts.get('lonely')).toBe(1);
+    expect(h.s.heldCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(h.attempts.get('lonely')).toBe(2);
+    // Still isolated: the breaker never opened, so it keeps waiting 30 s at a time.
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.attempts.get('lonely')).toBe(2);
+  });
+
+  it('a retry that is not held (an unknown outcome waiting for its Sent Items look-up) keeps its time when the breaker closes', async () => {
+    let graphUp = false;
+    const h = harness({}, (m) => {
+      if (m.id === 'unknown' && !graphUp) return { kind: 'retry', dueAt: Date.now() + 60_000, unreachable: true };
+      return graphUp ? { kind: 'done' } : down();
+    }, 10);
+    h.s.add('unknown', 'a@x.example', Date.now());
+    for (let i = 0; i < 6; i++) h.s.add(`m${i}`, 'b@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(100);
+    graphUp = true;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(h.s.size()).toBe(1);
+    expect(h.attempts.get('unknown')).toBe(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.s.size()).toBe(0);
+  });
+
+  it('lifts the backoff pauses that began during the outage when it ends, not a Retry-After', async () => {
+    let graphUp = false;
+    const h = harness({ perMailboxConcurrency: 1, throttleBackoffBaseMs: 60_000, throttleBackoffMaxMs: 60_000 }, (m, n) => {
+      if (m.mailbox === 'slow@x.example' && n === 1) return { kind: 'throttled', retryAfterMs: null };
+      if (m.mailbox === 'told@x.example' && n === 1) return { kind: 'throttled', retryAfterMs: 60_000 };
+      return graphUp ? { kind: 'done' } : down();
+    }, 10);
+    // Graph degrading: two mailboxes throttled (503s, one without Retry-After), then nothing answers at all.
+    h.s.add('s0', 'slow@x.example', Date.now());
+    h.s.add('t0', 'told@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(15);
+    for (let i = 0; i < 6; i++) h.s.add(`d${i}`, 'down@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(200); // one at a time, five failures: the breaker opens
+    graphUp = true;
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(h.attempts.get('s0')).toBe(2); // backoff lifted with the outage
+    expect(h.attempts.get('t0')).toBe(1); // Graph's own Retry-After stands
+    expect(h.s.size()).toBe(1);
+  });
+
+  it('the probe interval cap is a setting', async () => {
+    const events: number[] = [];
+    const h = harness({ onOutage: (ms) => events.push(ms), outageProbeIntervalMs: 500 }, () => down(), 10);
+    for (let i = 0; i < 10; i++) h.s.add(`m${i}`, 'a@x.example', Date.now());
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(events.length).toBeGreaterThan(4);
+    expect(new Set(events)).toEqual(new Set([500]));
+    expect(h.s.size()).toBe(10);
   });
 });
 

@@ -153,6 +153,25 @@ await s.commit(w, env).then(() => console.log('committed'), async (err) => { awa
     expect(readdirSync(s.queueDir)).toEqual([`${kept}.msg`]);
   });
 
+  it('repairs, after it listens, only what the previous process left: state files of ids from the floor on are its own', async () => {
+    const s = new Spool(mkdtempSync(path.join(tmpdir(), 'spool-')));
+    opened.push(s);
+    const old = newQueueId();
+    await s.openDirs();
+    writeFileSync(s.statePath('queue', old), JSON.stringify(envelope(old))); // its message was delivered before a crash
+    writeFileSync(path.join(s.tmpDir, 'half.msg'), 'partial');
+    expect(await s.openForAccepting()).toBe(1);
+    const floor = newQueueId();
+    // This process's message: its state file is written while recovery has not run yet, and is kept.
+    const mine = await spoolOne(s);
+    await s.updateEnvelope('queue', { ...(await s.readEnvelope('queue', mine)), attempts: 3 });
+    const orphanOfMine = newQueueId();
+    writeFileSync(s.statePath('queue', orphanOfMine), '{}');
+    expect(await s.recover(floor)).toEqual({ removedTmp: 0, removedOrphans: 1, completedMoves: 0 });
+    expect(readdirSync(s.queueDir).sort()).toEqual([`${mine}.json`, `${mine}.msg`, `${orphanOfMine}.json`].sort());
+    expect((await s.readEnvelope('queue', mine)).attempts).toBe(3);
+  });
+
   it('finishes a move to dead/ that a crash interrupted after the new state was written', async () => {
     const s = await openSpool();
     const id = await spoolOne(s);

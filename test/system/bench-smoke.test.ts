@@ -27,6 +27,8 @@ describe('bench smoke', () => {
     ['drain.ts', ['--n', '50', '--mailboxes', '5', '--latency', '20', '--jitter', '5'], /^SUMMARY drain: /m],
     ['fleet.ts', ['--n', '60', '--mailboxes', '3', '--latency', '20', '--jitter', '5', '--lease', '1'], /^SUMMARY fleet: .*nothing lost, nothing twice: PASS/m],
     ['queue-scale.ts', ['--n', '50', '--mailboxes', '5', '--latency', '10'], /^SUMMARY queue-scale: /m],
+    ['queue-scale.ts', ['--prefill', '300', '--active-limit', '100', '--drain-seconds', '5', '--latency', '10'], /^SUMMARY queue-scale prefill: /m],
+    ['backlog.ts', ['--n', '50', '--mailboxes', '5', '--latency', '10', '--down-after-restart', '500'], /^SUMMARY backlog: /m],
     ['alloc.ts', ['--n', '30', '--warmup', '10'], /^SUMMARY alloc: relay \d+\.\d KB .* bare fsync'd smtp-server \d+\.\d KB/m],
     ['warmup.ts', ['--n', '20', '--rounds', '2'], /^SUMMARY warmup: CPU per message, first round → median of the later half: bare \d+\.\d\d → \d+\.\d\d ms, relay /m],
     ['ab.ts', ['--b', path.join(REPO, 'dist/cli.js'), '--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY ab: /m],
@@ -34,7 +36,7 @@ describe('bench smoke', () => {
     ['phases.ts', ['--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY phases: body → 250 median relay \d+\.\d\d ms vs bare \d+\.\d\d ms; /m],
   ];
   for (const [script, args, summary] of cases) {
-    it(`${script} prints its summary and exits 0`, { timeout: 180_000 }, async () => {
+    it(`${script}${args[0] === '--prefill' ? ' --prefill' : ''} prints its summary and exits 0`, { timeout: 180_000 }, async () => {
       const r = await runBench(script, args);
       expect(r.stdout, `stderr:\n${r.stderr}`).toMatch(summary);
       expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
