@@ -14,8 +14,8 @@ import type { Sender, SendResult } from '../../src/delivery/senders.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Scheduled } from '../../src/scheduler/scheduled.js';
 import type { Envelope } from '../../src/spool/envelope.js';
-import { newQueueId } from '../../src/spool/queue-id.js';
 import { Spool } from '../../src/spool/spool.js';
+import { queueMessage } from '../helpers/spool-message.js';
 
 type Line = Record<string, unknown>;
 
@@ -48,15 +48,7 @@ async function setup(delivery: Record<string, unknown> = {}) {
   const sender = new ScriptedSender();
   const engine = new DeliveryEngine({ spool, sender, cfg: cfg.delivery, log, now: () => clock.t, random: () => 0.5 });
   const at = new Date(clock.t).toISOString();
-  const id = newQueueId();
-  const w = spool.beginMessage(id);
-  await w.write(Buffer.from('From: scans@contoso.example\r\nTo: bob@contoso.example\r\nMessage-ID: <m1@test.example>\r\n\r\nbody\r\n'));
-  const env: Envelope = {
-    version: 1, id, mailFrom: 'scans@contoso.example', rcptTo: ['bob@contoso.example'], mailbox: 'scans@contoso.example', bcc: [],
-    clientAddress: '127.0.0.1', clientHostname: 'localhost', helo: 'x', listener: 'default', receivedAt: at,
-    size: w.bytes, attempts: 0, nextAttemptAt: at, lastError: null,
-  };
-  await spool.commit(w, env);
+  const id = await queueMessage(spool, at);
   const msg: Scheduled = { id, mailbox: 'scans@contoso.example', dueAt: clock.t, account: 'default' };
   return { spool, sender, clock, id, lines, at, attempt: () => engine.attempt(msg) };
 }

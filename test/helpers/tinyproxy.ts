@@ -6,10 +6,10 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePort } from './free-port.js';
 
 /** Where requests relayed by the proxy come from. */
 export const PROXY_PEER = '127.0.0.2';
@@ -25,16 +25,6 @@ export interface Tinyproxy {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts tinyproxy; with `auth`, every request (CONNECT too) needs Basic credentials, else 407. */
 export async function startTinyproxy(auth?: { user: string; password: string }): Promise<Tinyproxy> {
