@@ -77,7 +77,11 @@ export class FleetSlots implements MailboxSlots {
 
   /** Connects (bounded); unreachable, the replica starts in fallback and keeps trying. Never throws. */
   async start(): Promise<void> {
-    this.sub.subscribe(this.channel, this.pauseChannel).catch(() => undefined);
+    // Subscribed here, again at every reconnection: ioredis's own re-subscription leaves its promise
+    // unhandled, and a connection that closes while it runs would end the process (autoResubscribe off).
+    const subscribe = (): void => void this.sub.subscribe(this.channel, this.pauseChannel).catch(() => undefined);
+    this.sub.on('ready', subscribe);
+    subscribe();
     const why = await this.redis.connect().then(
       () => null,
       (err: Error) => err.message,
@@ -162,12 +166,12 @@ export class FleetSlots implements MailboxSlots {
 
   private giveBackOne(k: string, account: string, mailbox: string, id: string): void {
     if (this.mode === 'shared') {
-      this.redis
-        .multi()
-        .zrem(this.key('lease', k), id)
-        .publish(this.channel, k)
-        .exec()
-        .catch((err: Error) => this.fallBack(err.message));
+      // Two commands, each with its own catch: a MULTI cut by a closed connection rejected its queued
+      // commands' promises where nothing could catch them (an unhandled rejection when Redis went away).
+      // The wake-up needs no atomicity: a replica that misses it polls (FULL_POLL_MS).
+      const failed = (err: Error): void => this.fallBack(err.message);
+      this.redis.zrem(this.key('lease', k), id).catch(failed);
+      this.redis.publish(this.channel, k).catch(failed);
     }
     this.wake(account, mailbox);
   }
@@ -184,12 +188,9 @@ export class FleetSlots implements MailboxSlots {
     if (this.mode !== 'shared' || ms <= 0) return;
     const k = keyOf(account, mailbox);
     this.kept.paused(k, ms);
-    this.redis
-      .multi()
-      .eval(PAUSE, 1, this.key('pause', k), ms, this.replica)
-      .publish(this.pauseChannel, `${ms} ${k}`)
-      .exec()
-      .catch((err: Error) => this.fallBack(err.message));
+    const failed = (err: Error): void => this.fallBack(err.message);
+    this.redis.eval(PAUSE, 1, this.key('pause', k), ms, this.replica).catch(failed);
+    this.redis.publish(this.pauseChannel, `${ms} ${k}`).catch(failed);
   }
 
   status(): FleetStatus {

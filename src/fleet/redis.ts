@@ -32,7 +32,7 @@ export function redisClients(cfg: FleetConfig, timeoutMs: number, retryMs: numbe
   // Connection errors come as events; the fleet's mode change (fleet-fallback) says them once.
   redis.on('error', () => undefined);
   // A subscriber's SUBSCRIBE waits for the connection (Redis's rule: a connection of its own for it).
-  const sub = new Redis(url, { ...opts, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `smtp-graph-relay:${cfg.replica}:sub` });
+  const sub = new Redis(url, { ...opts, enableOfflineQueue: true, autoResubscribe: false, commandTimeout: undefined, connectionName: `smtp-graph-relay:${cfg.replica}:sub` });
   sub.on('error', () => undefined);
   return { redis, sub };
 }
