@@ -55,23 +55,7 @@ const freePort = (): Promise<number> =>
  * a sum of RSS would count the pages they share (the binary, libraries) once per process.
  */
 function treePssMB(pid: number): number {
-  let kb = 0;
-  const visit = (p: number): void => {
-    try {
-      kb += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      // gone
-    }
-    let kids: string[] = [];
-    try {
-      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-    } catch {
-      // gone
-    }
-    for (const k of kids) visit(Number(k));
-  };
-  visit(pid);
-  return kb / 1024;
+  return treeSum(pid, (p) => Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'))?.[1] ?? 0), 0) / 1024;
 }
 
 /**
@@ -79,14 +63,26 @@ function treePssMB(pid: number): number {
  * time plus what it reaped of its children (Postfix's master reaps smtpd, cleanup, smtp as they exit).
  */
 function treeCpuS(pid: number): number {
-  let ticks = 0;
+  const ticks = (p: number): number => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+  };
+  return treeSum(pid, ticks, null) / 100;
+}
+
+/**
+ * `value` summed over a process and its descendants. A process whose value cannot be read (gone) counts
+ * `unreadable`; null: it counts nothing and its children are not visited.
+ */
+function treeSum(pid: number, value: (p: number) => number, unreadable: number | null): number {
+  let sum = 0;
   const visit = (p: number): void => {
     try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+      sum += value(p);
     } catch {
-      return;
+      if (unreadable === null) return;
+      sum += unreadable;
     }
     let kids: string[] = [];
     try {
@@ -97,7 +93,7 @@ function treeCpuS(pid: number): number {
     for (const k of kids) visit(Number(k));
   };
   visit(pid);
-  return ticks / 100;
+  return sum;
 }
 
 /** A private Postfix: loopback only, no DNS, everything relayed to smtp-sink, the queue in `dir`. */
