@@ -137,7 +137,7 @@ async function checkConfig(cfg: RelayConfig, strict: boolean): Promise<void> {
   let failed = false;
   for (const a of accounts) {
     const g = accountGraphConfig(cfg.graph, a);
-    const net = new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: 1, proxy: g.proxy, ca: g.trustedCa });
+    const net = Outbound.forGraph(g, 1);
     process.stderr.write(`account ${a.name}:\n`);
     const ok = await tokenStep(cfg, g, net, (line) => process.stderr.write(`  ${line}\n`));
     await net.close();

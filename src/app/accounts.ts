@@ -44,7 +44,7 @@ export class GraphAccounts {
   ) {
     const g = cfg.graph;
     this.oneRequest = maxRawForRequest(g.maxRequestBytes);
-    this.net = new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: cfg.delivery.globalConcurrency, proxy: g.proxy, ca: g.trustedCa });
+    this.net = Outbound.forGraph(g, cfg.delivery.globalConcurrency);
     if (g.proxy) log.info({ event: 'proxy', proxy: g.proxy.url, source: g.proxy.source, noProxy: g.proxy.noProxy, auth: g.proxy.username !== null }, `Entra ID and Graph are reached through the proxy ${g.proxy.url} (${g.proxy.source})`);
     for (const a of graphAccounts(cfg)) {
       const full = accountGraphConfig(g, a);

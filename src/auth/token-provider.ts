@@ -64,7 +64,7 @@ export class MsalTokenProvider implements TokenProvider {
     private readonly hooks: TokenHooks = {},
     env: NodeJS.ProcessEnv = process.env,
     /** How to reach Entra ID and managed identity endpoints; by default made from graph.* (timeouts, proxy). */
-    net: TokenNetwork = new Outbound({ connectTimeoutMs: cfg.connectTimeoutMs, headersTimeoutMs: cfg.headersTimeoutMs, bodyTimeoutMs: cfg.headersTimeoutMs, connections: 4, proxy: cfg.proxy, ca: cfg.trustedCa }),
+    net: TokenNetwork = Outbound.forGraph(cfg, 4, cfg.headersTimeoutMs),
   ) {
     const sel = selectCredential(cfg, env);
     if (!sel.ok) throw new ConfigError(sel.key, sel.problem);

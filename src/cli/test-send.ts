@@ -78,7 +78,7 @@ export async function testSend(cfg: RelayConfig, opts: TestSendOptions, out: (li
     out(`account ✗ ${g}`);
     return 2;
   }
-  const net = new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs: g.bodyTimeoutMs, connections: 1, proxy: g.proxy, ca: g.trustedCa });
+  const net = Outbound.forGraph(g, 1);
   const tokens = await tokenStep(cfg, g, net, out);
   if (!tokens) {
     await net.close();

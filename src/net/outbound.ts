@@ -7,7 +7,7 @@
 
 import tls from 'node:tls';
 import { Agent, Pool, ProxyAgent, type Dispatcher } from 'undici';
-import type { ProxyConfig } from '../config/config.js';
+import type { GraphConfig, ProxyConfig } from '../config/config.js';
 import { NoProxy } from './no-proxy.js';
 
 export interface OutboundOptions {
@@ -27,6 +27,11 @@ export class Outbound {
   /** Managed identity endpoints: never through the proxy. */
   readonly direct: Dispatcher;
   private readonly noProxy: NoProxy | null;
+
+  /** The dispatchers for Entra ID and Graph as graph.* sets them: timeouts, proxy, extra CAs. */
+  static forGraph(g: GraphConfig, connections: number, bodyTimeoutMs = g.bodyTimeoutMs): Outbound {
+    return new Outbound({ connectTimeoutMs: g.connectTimeoutMs, headersTimeoutMs: g.headersTimeoutMs, bodyTimeoutMs, connections, proxy: g.proxy, ca: g.trustedCa });
+  }
 
   constructor(private readonly opts: OutboundOptions) {
     // undici's `ca` replaces the system's authorities: the extra ones are added to them, not put in their place.
