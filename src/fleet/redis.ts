@@ -1,6 +1,7 @@
 /** The fleet's two Redis connections (commands, and the subscriber that hears of freed slots) and its read of every lease. */
 
-import { Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { FleetConfig } from '../config/fleet.js';
 import { ACQUIRE, RENEW } from './scripts.js';
 
@@ -16,6 +17,9 @@ export interface FleetCommands {
  * fails at once, and one that Redis does not answer within `timeoutMs` fails then: the replica falls back.
  */
 export function redisClients(cfg: FleetConfig, timeoutMs: number, retryMs: number): { redis: Redis & FleetCommands; sub: Redis } {
+  // Loaded here, by a relay that has a fleet: ioredis and its dependencies are about 20 MB of an idle
+  // relay's memory, and most relays are alone (test/app/lazy-modules.test.ts keeps it so).
+  const { Redis } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   const url = cfg.redisUrl ?? 'redis://127.0.0.1:6379';
   const opts: RedisOptions = {
     lazyConnect: true,
