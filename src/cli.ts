@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** Command line: run the relay, check its configuration, inspect and repair the queue. */
 
+import './cli/v8-flags.js'; // first: before any module compiles WebAssembly
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type RelayConfig } from './config/config.js';
