@@ -14,7 +14,7 @@
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -60,15 +60,24 @@ function treePssMB(pid: number): number {
 
 /**
  * CPU seconds of a process tree, every process that ever ran in it included: each live process's own
- * time plus what it reaped of its children (Postfix's master reaps smtpd, cleanup, smtp as they exit).
+ * time plus what it reaped of its children (Postfix's master reaps smtpd, cleanup, smtp as they exit);
+ * `sys` is the part spent in the kernel (file system, TCP over loopback, fsync).
  */
-function treeCpuS(pid: number): number {
-  const ticks = (p: number): number => {
+function treeCpuS(pid: number): { total: number; sys: number } {
+  const fields = (p: number): string[] => {
     const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   };
-  return treeSum(pid, ticks, null) / 100;
+  const user = treeSum(pid, (p) => { const f = fields(p); return Number(f[11]) + Number(f[13]); }, null); // utime cutime
+  const sys = treeSum(pid, (p) => { const f = fields(p); return Number(f[12]) + Number(f[14]); }, null); // stime cstime
+  return { total: (user + sys) / 100, sys: sys / 100 };
+}
+
+/** The whole machine's CPU counters (/proc/stat): busy and total ticks, to tell how busy both cores were. */
+function machineTicks(): { busy: number; total: number } {
+  const t = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = t.reduce((x, y) => x + y, 0);
+  return { busy: total - t[3]! - t[4]!, total }; // idle and iowait are not busy
 }
 
 /**
@@ -201,6 +210,8 @@ async function main(): Promise<void> {
   ];
   const rates: Record<string, number[]> = {};
   const cpuMs: Record<string, number[]> = {};
+  const sysShare: Record<string, number[]> = {};
+  const machineBusy: Record<string, number[]> = {};
   const farCpuMs: Record<string, number[]> = {};
   try {
     for (const reuse of [false, true]) {
@@ -213,15 +224,20 @@ async function main(): Promise<void> {
         for (const s of r % 2 ? [...servers].reverse() : servers) {
           const sampler = setInterval(() => (s.peak = Math.max(s.peak, s.name === 'postfix' ? treePssMB(s.pid()) : procFigures(s.pid()).rssMB)), 100);
           const far = s.name === 'postfix' ? sink.pid! : s.name === 'relay' ? emu.pid : 0;
-          const cpu0 = [treeCpuS(s.pid()), far ? treeCpuS(far) : 0];
+          const cpu0 = [treeCpuS(s.pid()), far ? treeCpuS(far) : { total: 0, sys: 0 }] as const;
+          const m0 = machineTicks();
           const rate = await source(s.port, a.n, reuse);
+          const m1 = machineTicks();
           clearInterval(sampler);
           const key = `${s.name}/${reuse ? 'reuse' : 'per-message'}`;
           (rates[key] ??= []).push(rate);
           await s.settle();
           // CPU per message over accepting and delivering all of the round (the settle included).
-          (cpuMs[key] ??= []).push(((treeCpuS(s.pid()) - cpu0[0]!) * 1000) / a.n);
-          (farCpuMs[key] ??= []).push(far ? ((treeCpuS(far) - cpu0[1]!) * 1000) / a.n : NaN);
+          const cpu1 = treeCpuS(s.pid());
+          (cpuMs[key] ??= []).push(((cpu1.total - cpu0[0].total) * 1000) / a.n);
+          (sysShare[key] ??= []).push((cpu1.sys - cpu0[0].sys) / (cpu1.total - cpu0[0].total));
+          (machineBusy[key] ??= []).push((m1.busy - m0.busy) / (m1.total - m0.total));
+          (farCpuMs[key] ??= []).push(far ? ((treeCpuS(far).total - cpu0[1].total) * 1000) / a.n : NaN);
         }
       }
     }
@@ -231,10 +247,18 @@ async function main(): Promise<void> {
     sink.kill();
     cleanup(dir, a.keep);
   }
-  report(rates, idle, servers, cpuMs, farCpuMs);
+  report(rates, idle, servers, { cpuMs, sysShare, machineBusy, farCpuMs });
 }
 
-function report(rates: Record<string, number[]>, idle: Record<string, number>, servers: { name: string; peak: number }[], cpuMs: Record<string, number[]>, farCpuMs: Record<string, number[]>): void {
+interface CpuFigures {
+  cpuMs: Record<string, number[]>;
+  sysShare: Record<string, number[]>;
+  machineBusy: Record<string, number[]>;
+  farCpuMs: Record<string, number[]>;
+}
+
+function report(rates: Record<string, number[]>, idle: Record<string, number>, servers: { name: string; peak: number }[], cpu: CpuFigures): void {
+  const { cpuMs, farCpuMs } = cpu;
   const m = (k: string): number => median(rates[k] ?? []);
   const rows = (['per-message', 'reuse'] as const).map((mode) => ({
     'msgs/s': mode === 'reuse' ? 'connections reused' : 'one connection per message',
@@ -244,15 +268,18 @@ function report(rates: Record<string, number[]>, idle: Record<string, number>, s
   }));
   process.stdout.write(`${table(rows)}\n`);
   const c = (rec: Record<string, number[]>, k: string): string => fmt(median(rec[k] ?? []), 2);
+  const pct = (rec: Record<string, number[]>, k: string): string => `${fmt(100 * median(rec[k] ?? []), 0)} %`;
   const cpuRows = (['per-message', 'reuse'] as const).map((mode) => ({
     'CPU ms per message': mode === 'reuse' ? 'connections reused' : 'one connection per message',
-    'Postfix (all its processes)': c(cpuMs, `postfix/${mode}`),
-    'this relay': c(cpuMs, `relay/${mode}`),
+    'Postfix (all its processes)': `${c(cpuMs, `postfix/${mode}`)} (${pct(cpu.sysShare, `postfix/${mode}`)} kernel)`,
+    'this relay': `${c(cpuMs, `relay/${mode}`)} (${pct(cpu.sysShare, `relay/${mode}`)} kernel)`,
     bare: c(cpuMs, `bare/${mode}`),
     'smtp-sink (Postfix\'s far side)': c(farCpuMs, `postfix/${mode}`),
     'Graph emulator (the relay\'s far side)': c(farCpuMs, `relay/${mode}`),
   }));
-  process.stdout.write(`${table(cpuRows)}\n(user + system CPU over accepting and delivering a round, divided by its messages; Postfix's includes the processes its master reaped)\n\n`);
+  process.stdout.write(`${table(cpuRows)}\n(user + system CPU over accepting and delivering a round, divided by its messages; Postfix's includes the processes its master reaped; "kernel": the system part)\n`);
+  const busy = (['per-message', 'reuse'] as const).map((mode) => `${mode === 'reuse' ? 'reused' : 'one per message'}: ${['postfix', 'relay', 'bare'].map((n) => `${n} ${pct(cpu.machineBusy, `${n}/${mode}`)}`).join(', ')}`);
+  process.stdout.write(`machine CPU busy while smtp-source ran (all ${availableParallelism()} cores, everything on them): ${busy.join('; ')}\n\n`);
   const peak = (n: string): number => servers.find((s) => s.name === n)!.peak;
   process.stdout.write(`${table([{ 'memory (MB)': 'idle after start', Postfix: fmt(idle['postfix']!, 0), 'this relay': fmt(idle['relay']!, 0), bare: fmt(idle['bare']!, 0) }, { 'memory (MB)': 'peak during the runs', Postfix: fmt(peak('postfix'), 0), 'this relay': fmt(peak('relay'), 0), bare: fmt(peak('bare'), 0) }])}\n`);
   process.stdout.write(`rounds, msgs/s in run order: ${Object.entries(rates).map(([k, v]) => `${k} ${v.map((x) => fmt(x, 0)).join(' ')}`).join('; ')}\n\n`);
