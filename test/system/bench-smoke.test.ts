@@ -32,7 +32,7 @@ describe('bench smoke', () => {
     ['alloc.ts', ['--n', '30', '--warmup', '10'], /^SUMMARY alloc: relay \d+\.\d KB .* bare fsync'd smtp-server \d+\.\d KB/m],
     ['warmup.ts', ['--n', '20', '--rounds', '2'], /^SUMMARY warmup: CPU per message, first round → median of the later half: bare \d+\.\d\d → \d+\.\d\d ms, relay /m],
     ['ab.ts', ['--b', path.join(REPO, 'dist/cli.js'), '--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY ab: /m],
-    ['idle-memory.ts', ['--rounds', '1', '--settle', '300'], /^SUMMARY idle-memory: idle RSS \d+ MB with the history, \d+ MB without .*; an empty Node process \d+ MB, its imports alone \d+ MB$/m],
+    ['idle-memory.ts', ['--rounds', '1', '--settle', '300'], /^SUMMARY idle-memory: idle RSS \d+ MB with the history, \d+ MB without .*; an empty Node process \d+ MB \(\d+ MB of it the mapped node binary and libraries\), its imports alone \d+ MB$/m],
     ['phases.ts', ['--n', '20', '--rounds', '2', '--warmup', '10'], /^SUMMARY phases: body → 250 median relay \d+\.\d\d ms vs bare \d+\.\d\d ms; /m],
   ];
   for (const [script, args, summary] of cases) {

@@ -42,6 +42,8 @@ describe('bench:vs-postfix', () => {
     expect(r.stdout, r.stderr).toMatch(/\| one connection per message \| \d+ +\| \d+ \(\d+\.\d\d×\)/);
     expect(r.stdout).toMatch(/\| connections reused +\| \d+ +\| \d+ \(\d+\.\d\d×\)/);
     expect(r.stdout).toMatch(/\| idle after start +\| \d+ +\| \d+ +\| \d+ +\|/);
+    expect(r.stdout).toMatch(/\| connections reused +\| \d+\.\d\d \(\d+ % kernel\) +\| \d+\.\d\d \(\d+ % kernel\) /);
+    expect(r.stdout).toMatch(/^machine CPU busy while smtp-source ran .*reused: postfix \d+ %, relay \d+ %, bare \d+ %$/m);
     expect(r.stdout).toMatch(/^SUMMARY vs-postfix: one connection per message \d+\.\d\d× Postfix .* relay RSS idle \d+ MB/m);
     expect(r.code, r.stderr).toBe(0);
     expect({ config: systemConfig(), running: systemMasterRunning() }).toEqual(before);
