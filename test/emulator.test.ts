@@ -142,6 +142,30 @@ describe('Entra ID token endpoint', () => {
     expect(await res.body.json()).toMatchObject({ error: 'invalid_scope', error_codes: [70011] });
   });
 
+  it('issues a token for another resource only when told to (the benchmark\'s Graph sink)', async () => {
+    const ask = (e: Emulator, resource: string) =>
+      request(`${e.authority}/oauth2/v2.0/token`, {
+        method: 'POST', dispatcher,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: e.clientId, client_secret: e.clientSecret, scope: `${resource}/.default` }).toString(),
+      });
+    const other = 'https://127.0.0.1:1';
+    const refused = await ask(emu, other);
+    expect(refused.statusCode).toBe(400);
+    expect(await refused.body.json()).toMatchObject({ error: 'invalid_scope' });
+    const wider = await startEmulator({ pki, otherResources: [other] });
+    try {
+      const ok = await ask(wider, other);
+      expect(ok.statusCode).toBe(200);
+      expect(await ok.body.json()).toMatchObject({ token_type: 'Bearer' });
+      const stillRefused = await ask(wider, 'https://127.0.0.1:2');
+      expect(stillRefused.statusCode).toBe(400);
+      await stillRefused.body.dump();
+    } finally {
+      await wider.close();
+    }
+  });
+
   it('serves cloud instance discovery listing its own host', async () => {
     const res = await request(`${emu.graphUrl}/common/discovery/instance?api-version=1.1&authorization_endpoint=x`, { dispatcher });
     const body = (await res.body.json()) as { metadata: { aliases: string[] }[] };

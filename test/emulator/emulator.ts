@@ -68,6 +68,11 @@ export interface EmulatorOptions {
   jitterMs?: number;
   randomFaultRate?: number;
   maxBodyBytes?: number;
+  /**
+   * Other APIs (origins) the app may ask tokens for, as a tenant's Entra ID issues tokens for any resource
+   * the app is granted; the Graph sink of bench/vs-postfix.ts. The emulator's own origin is always one.
+   */
+  otherResources?: string[];
 }
 
 export class Emulator extends EventEmitter {
@@ -275,6 +280,7 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     acceptedAssertions: new Set(opts.acceptedAssertions ?? []),
     tokenLifetimeSec: opts.tokenLifetimeSec ?? 3600,
     maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
+    otherResources: new Set(opts.otherResources ?? []),
     roles: opts.roles ?? ['Mail.Send', 'Mail.ReadWrite'],
     lookupRoles: opts.lookupRoles ?? DEFAULT_LOOKUP_ROLES,
     tenants: (opts.tenants ?? []).map((t) => {

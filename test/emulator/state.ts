@@ -63,6 +63,8 @@ export interface StateConfig {
   /** Lower-cased known mailboxes; undefined means every user exists. */
   mailboxes?: Set<string>;
   maxBodyBytes: number;
+  /** Origins besides the emulator's own that tokens may be asked for (`${origin}/.default`). */
+  otherResources: Set<string>;
   faults: FaultSettings;
 }
 
