@@ -7,7 +7,7 @@
 
 import { startEmulator, type SentRecord } from '../test/emulator/emulator.js';
 
-const opts = JSON.parse(process.argv[2] ?? '{}') as { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number };
+const opts = JSON.parse(process.argv[2] ?? '{}') as { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number; otherResources?: string[] };
 const emu = await startEmulator(opts);
 
 /** The emulator keeps every message it accepts; a benchmark needs only the times, so bodies are dropped. */

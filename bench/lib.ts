@@ -597,8 +597,19 @@ export const HELD_GRAPH = { latencyMs: 600_000, mailboxConcurrency: 1000 };
  */
 export const HELD_RELAY = { limits: { maxMessagesPerSession: 100_000 }, graph: { headersTimeout: '1h', bodyTimeout: '1h' } };
 
+/**
+ * bench/graph-sink.ts in a child of its own on `port`: sendMail answered 202 unread, with the emulator's
+ * certificate (its CA at `caCertPath`); the emulator must issue tokens for it (`otherResources`).
+ */
+export async function startGraphSink(caCertPath: string, port: number): Promise<Child & { graphUrl: string }> {
+  const child = spawn(process.execPath, [...TSX, path.join(BENCH, 'graph-sink.ts'), caCertPath, String(port)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const t = track(child);
+  const { graphUrl } = await firstJsonLine<{ graphUrl: string }>(child, 'graph-sink', t.stderr);
+  return { ...t, graphUrl };
+}
+
 /** The Graph + Entra emulator (test/emulator) in a child of its own, driven over IPC (bench/emulator-child.ts). */
-export async function startEmulatorChild(opts: { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number }): Promise<EmulatorChild> {
+export async function startEmulatorChild(opts: { latencyMs?: number; jitterMs?: number; mailboxConcurrency?: number; otherResources?: string[] }): Promise<EmulatorChild> {
   const child = spawn(process.execPath, [...TSX, path.join(BENCH, 'emulator-child.ts'), JSON.stringify(opts)], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

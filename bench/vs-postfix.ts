@@ -5,7 +5,11 @@
  * smtp-server (no delivery) is the ceiling of the SMTP library itself. Also memory idle after start, and
  * peak: RSS of the relay and the bare server, PSS summed over Postfix's processes.
  *
- *   npm run bench:vs-postfix [-- --n 2000 --rounds 5 --sessions 20 --size 10240]
+ *   npm run bench:vs-postfix [-- --n 2000 --rounds 5 --sessions 20 --size 10240 --far-side emulator|sink]
+ *
+ * `--far-side sink`: the relay delivers to bench/graph-sink.ts (sendMail answered 202 unread, as smtp-sink
+ * answers Postfix) instead of the strict emulator, whose checks cost the shared cores what Graph's servers
+ * would spend; tokens still come from the emulator.
  *
  * Postfix runs as an instance of its own (`postfix -c` with a private configuration and queue under a
  * temporary folder), never touching the system's instance. Needs root (Postfix's master) and Debian's
@@ -18,13 +22,15 @@ import { availableParallelism, tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { args, cleanup, fmt, machine, median, num, procFigures, sleep, startBareServer, startEmulatorChild, startRelay, table, type Child } from './lib.js';
+import { args, cleanup, fmt, machine, median, num, procFigures, sleep, startBareServer, startEmulatorChild, startGraphSink, startRelay, table, type Child } from './lib.js';
 
 const run = promisify(execFile);
-const a = args({ n: 2000 }, ['rounds', 'sessions', 'size']);
+const a = args({ n: 2000 }, ['rounds', 'sessions', 'size', 'far-side']);
 const rounds = Math.max(1, num(a.values.rounds, 5));
 const sessions = Math.max(1, num(a.values.sessions, 20));
 const size = Math.max(100, num(a.values.size, 10_240));
+const farSide = a.values['far-side'] ?? 'emulator';
+if (farSide !== 'emulator' && farSide !== 'sink') throw new Error('--far-side is emulator or sink');
 const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const SMTP_SINK = '/usr/sbin/smtp-sink';
 const POSTFIX = '/usr/sbin/postfix';
@@ -184,7 +190,7 @@ async function postfixDrained(dir: string): Promise<void> {
 
 async function main(): Promise<void> {
   const dir = a.dir;
-  process.stdout.write(`vs-postfix: ${a.n} messages of ${size} B per round, ${sessions} sessions (smtp-source), ${rounds} rounds interleaved; ${machine()}\n\n`);
+  process.stdout.write(`vs-postfix: ${a.n} messages of ${size} B per round, ${sessions} sessions (smtp-source), ${rounds} rounds interleaved, the relay delivering to the Graph ${farSide}; ${machine()}\n\n`);
   const sinkPort = await freePort();
   const pfPort = await freePort();
   // smtp-sink refuses to run as root without -u; it drops to the postfix user.
@@ -197,9 +203,11 @@ async function main(): Promise<void> {
     for (const stop of onAbort) stop();
     process.exit(1);
   });
-  const emu = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 1000 });
+  const graphSinkPort = farSide === 'sink' ? await freePort() : 0;
+  const emu = await startEmulatorChild({ latencyMs: 0, mailboxConcurrency: 1000, otherResources: graphSinkPort ? [`https://127.0.0.1:${graphSinkPort}`] : [] });
   const postfix = await startPostfix(path.join(dir, 'postfix'), pfPort, sinkPort);
-  const relay = await startRelay({ dir: path.join(dir, 'relay'), graph: emu.graph, extra: { limits: { maxMessagesPerSession: 100_000 } } });
+  const sinkGraph = graphSinkPort ? await startGraphSink(emu.graph.caCertPath, graphSinkPort) : null;
+  const relay = await startRelay({ dir: path.join(dir, 'relay'), graph: sinkGraph ? { ...emu.graph, graphUrl: sinkGraph.graphUrl } : emu.graph, extra: { limits: { maxMessagesPerSession: 100_000 } } });
   const bare = await startBareServer(path.join(dir, 'bare'));
   await sleep(2000);
   const idle = { postfix: treePssMB(postfix.masterPid()), relay: procFigures(relay.pid).rssMB, bare: procFigures(bare.pid).rssMB };
@@ -223,7 +231,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         for (const s of r % 2 ? [...servers].reverse() : servers) {
           const sampler = setInterval(() => (s.peak = Math.max(s.peak, s.name === 'postfix' ? treePssMB(s.pid()) : procFigures(s.pid()).rssMB)), 100);
-          const far = s.name === 'postfix' ? sink.pid! : s.name === 'relay' ? emu.pid : 0;
+          const far = s.name === 'postfix' ? sink.pid! : s.name === 'relay' ? (sinkGraph?.pid ?? emu.pid) : 0;
           const cpu0 = [treeCpuS(s.pid()), far ? treeCpuS(far) : { total: 0, sys: 0 }] as const;
           const m0 = machineTicks();
           const rate = await source(s.port, a.n, reuse);
@@ -243,7 +251,7 @@ async function main(): Promise<void> {
     }
   } finally {
     stopping = true;
-    await Promise.all([postfix.stop(), relay.stop(), bare.stop(), emu.stop()]);
+    await Promise.all([postfix.stop(), relay.stop(), bare.stop(), emu.stop(), sinkGraph?.stop()]);
     sink.kill();
     cleanup(dir, a.keep);
   }
@@ -275,7 +283,7 @@ function report(rates: Record<string, number[]>, idle: Record<string, number>, s
     'this relay': `${c(cpuMs, `relay/${mode}`)} (${pct(cpu.sysShare, `relay/${mode}`)} kernel)`,
     bare: c(cpuMs, `bare/${mode}`),
     'smtp-sink (Postfix\'s far side)': c(farCpuMs, `postfix/${mode}`),
-    'Graph emulator (the relay\'s far side)': c(farCpuMs, `relay/${mode}`),
+    [farSide === 'sink' ? 'Graph sink (the relay\'s far side)' : 'Graph emulator (the relay\'s far side)']: c(farCpuMs, `relay/${mode}`),
   }));
   process.stdout.write(`${table(cpuRows)}\n(user + system CPU over accepting and delivering a round, divided by its messages; Postfix's includes the processes its master reaped; "kernel": the system part)\n`);
   const busy = (['per-message', 'reuse'] as const).map((mode) => `${mode === 'reuse' ? 'reused' : 'one per message'}: ${['postfix', 'relay', 'bare'].map((n) => `${n} ${pct(cpu.machineBusy, `${n}/${mode}`)}`).join(', ')}`);
@@ -286,7 +294,7 @@ function report(rates: Record<string, number[]>, idle: Record<string, number>, s
   const per = m('relay/per-message') / m('postfix/per-message');
   const reuse = m('relay/reuse') / m('postfix/reuse');
   process.stdout.write(
-    `SUMMARY vs-postfix: one connection per message ${fmt(per, 2)}× Postfix (target >= 1.0: ${per >= 1 ? 'PASS' : 'MISS'}); reused ${fmt(reuse, 2)}× Postfix (target >= 1.5: ${reuse >= 1.5 ? 'PASS' : 'MISS'}); CPU ms/msg reused relay ${fmt(median(cpuMs['relay/reuse'] ?? []), 2)} vs Postfix ${fmt(median(cpuMs['postfix/reuse'] ?? []), 2)}; relay RSS idle ${fmt(idle['relay']!, 0)} MB (target <= 60: ${idle['relay']! <= 60 ? 'PASS' : 'MISS'}), peak ${fmt(peak('relay'), 0)} MB (target <= 110: ${peak('relay') <= 110 ? 'PASS' : 'MISS'})\n`,
+    `SUMMARY vs-postfix${farSide === 'sink' ? ' (Graph sink)' : ''}: one connection per message ${fmt(per, 2)}× Postfix (target >= 1.0: ${per >= 1 ? 'PASS' : 'MISS'}); reused ${fmt(reuse, 2)}× Postfix (target >= 1.5: ${reuse >= 1.5 ? 'PASS' : 'MISS'}); CPU ms/msg reused relay ${fmt(median(cpuMs['relay/reuse'] ?? []), 2)} vs Postfix ${fmt(median(cpuMs['postfix/reuse'] ?? []), 2)}; relay RSS idle ${fmt(idle['relay']!, 0)} MB (target <= 60: ${idle['relay']! <= 60 ? 'PASS' : 'MISS'}), peak ${fmt(peak('relay'), 0)} MB (target <= 110: ${peak('relay') <= 110 ? 'PASS' : 'MISS'})\n`,
   );
 }
 

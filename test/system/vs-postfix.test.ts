@@ -27,18 +27,22 @@ const systemMasterRunning = (): boolean => {
   }
 };
 
+function vsPostfix(extra: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench/vs-postfix.ts'), '--n', '100', '--rounds', '1', ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 describe('bench:vs-postfix', () => {
   it('prints the table and its summary against a private Postfix, and leaves the system Postfix alone', { timeout: 300_000 }, async () => {
     const before = { config: systemConfig(), running: systemMasterRunning() };
     expect(Object.keys(before.config)).toContain('master.cf');
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench/vs-postfix.ts'), '--n', '100', '--rounds', '1'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const r = await vsPostfix([]);
     expect(r.stdout, r.stderr).toMatch(/\| one connection per message \| \d+ +\| \d+ \(\d+\.\d\d×\)/);
     expect(r.stdout).toMatch(/\| connections reused +\| \d+ +\| \d+ \(\d+\.\d\d×\)/);
     expect(r.stdout).toMatch(/\| idle after start +\| \d+ +\| \d+ +\| \d+ +\|/);
@@ -47,5 +51,14 @@ describe('bench:vs-postfix', () => {
     expect(r.stdout).toMatch(/^SUMMARY vs-postfix: one connection per message \d+\.\d\d× Postfix .* relay RSS idle \d+ MB/m);
     expect(r.code, r.stderr).toBe(0);
     expect({ config: systemConfig(), running: systemMasterRunning() }).toEqual(before);
+  });
+
+  it('--far-side sink: the relay delivers every message to the Graph sink, tokens from the emulator', { timeout: 300_000 }, async () => {
+    const r = await vsPostfix(['--far-side', 'sink']);
+    expect(r.stdout, r.stderr).toMatch(/the relay delivering to the Graph sink/);
+    expect(r.stdout).toMatch(/\| connections reused +\| \d+ +\| \d+ \(\d+\.\d\d×\)/);
+    expect(r.stdout).toMatch(/Graph sink \(the relay's far side\)/);
+    expect(r.stdout).toMatch(/^SUMMARY vs-postfix \(Graph sink\): one connection per message \d+\.\d\d× Postfix /m);
+    expect(r.code, r.stderr).toBe(0);
   });
 });
