@@ -84,21 +84,9 @@ export interface HistoryQuery {
   limit?: number;
 }
 
-export interface MessageSummary {
-  qid: string;
-  at: number;
-  listener: string;
-  client: string;
-  user: string | null;
-  tls: string | null;
-  helo: string;
-  sender: string;
-  rcpts: string[];
-  mailbox: string;
+/** An accepted message as queries return it: what was recorded at acceptance, and where it stands now. */
+export interface MessageSummary extends Omit<AcceptedRecord, 't' | 'account' | 'dsnFor'> {
   account: string | null;
-  messageId: string | null;
-  size: number;
-  subject: string | null;
   state: MessageState;
   stateAt: number;
   attempts: number;
