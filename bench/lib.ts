@@ -317,9 +317,8 @@ export async function ingest(plan: IngestPlan): Promise<IngestResult> {
 
 export interface ProcFigures {
   rssMB: number;
-  /** RSS in mapped files (the node binary and shared libraries, shared with every other Node process) and the process's own memory. */
+  /** The part of RSS in mapped files: the node binary and shared libraries, shared with every other Node process. */
   rssFileMB: number;
-  rssAnonMB: number;
   hwmMB: number;
   /** user + system CPU seconds so far, all threads. */
   cpuS: number;
@@ -334,14 +333,13 @@ function cpuSeconds(statFile: string): number {
 }
 
 export function procFigures(pid: number | undefined): ProcFigures {
-  const out = { rssMB: NaN, rssFileMB: NaN, rssAnonMB: NaN, hwmMB: NaN, cpuS: NaN, mainCpuS: NaN };
+  const out = { rssMB: NaN, rssFileMB: NaN, hwmMB: NaN, cpuS: NaN, mainCpuS: NaN };
   if (!pid) return out;
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
     out.rssMB = kb('VmRSS') / 1024;
     out.rssFileMB = kb('RssFile') / 1024;
-    out.rssAnonMB = kb('RssAnon') / 1024;
     out.hwmMB = kb('VmHWM') / 1024;
     out.cpuS = cpuSeconds(`/proc/${pid}/stat`);
     out.mainCpuS = cpuSeconds(`/proc/${pid}/task/${pid}/stat`);

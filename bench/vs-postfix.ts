@@ -70,13 +70,18 @@ function treePssMB(pid: number): number {
  * `sys` is the part spent in the kernel (file system, TCP over loopback, fsync).
  */
 function treeCpuS(pid: number): { total: number; sys: number } {
-  const fields = (p: number): string[] => {
-    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  };
-  const user = treeSum(pid, (p) => { const f = fields(p); return Number(f[11]) + Number(f[13]); }, null); // utime cutime
-  const sys = treeSum(pid, (p) => { const f = fields(p); return Number(f[12]) + Number(f[14]); }, null); // stime cstime
-  return { total: (user + sys) / 100, sys: sys / 100 };
+  let sys = 0;
+  const total = treeSum(
+    pid,
+    (p) => {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sys += Number(f[12]) + Number(f[14]); // stime cstime
+      return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+    },
+    null,
+  );
+  return { total: total / 100, sys: sys / 100 };
 }
 
 /** The whole machine's CPU counters (/proc/stat): busy and total ticks, to tell how busy both cores were. */
