@@ -12,6 +12,6 @@
 
 import { setFlagsFromString } from 'node:v8';
 
-export const WASM_TIERING_BUDGET = 180_000_000;
+const WASM_TIERING_BUDGET = 180_000_000;
 
 setFlagsFromString(`--wasm-tiering-budget=${WASM_TIERING_BUDGET}`);

@@ -17,7 +17,7 @@ export interface FleetCommands {
  * fails at once, and one that Redis does not answer within `timeoutMs` fails then: the replica falls back.
  */
 export function redisClients(cfg: FleetConfig, timeoutMs: number, retryMs: number): { redis: Redis & FleetCommands; sub: Redis } {
-  // Loaded here, by a relay that has a fleet: ioredis and its dependencies are about 20 MB of an idle
+  // Loaded here, by a relay that has a fleet: ioredis and its dependencies are about 9 MB of an idle
   // relay's memory, and most relays are alone (test/app/lazy-modules.test.ts keeps it so).
   const { Redis } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   const url = cfg.redisUrl ?? 'redis://127.0.0.1:6379';

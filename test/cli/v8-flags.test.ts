@@ -9,7 +9,7 @@ const importsOf = (file: string): string[] =>
     .filter((l) => /^import\s/.test(l));
 
 // V8 takes the WebAssembly tiering budget only before the first module is compiled (undici compiles its
-// HTTP parser as it loads): an import sorted above it would silently bring back 15-35 MB of idle memory.
+// HTTP parser as it loads): an import sorted above it would silently bring back some 20 MB of idle memory.
 describe('V8 settings of the relay process', () => {
   it('src/cli.ts imports cli/v8-flags.js before any other module', () => {
     expect(importsOf('src/cli.ts')[0]).toMatch(/^import '\.\/cli\/v8-flags\.js';/);

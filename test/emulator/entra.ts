@@ -133,8 +133,8 @@ async function handleToken(state: EmulatorState, req: IncomingMessage, res: Serv
     fail(400, 'invalid_request', 900144, "The request body must contain the following parameter: 'scope'.");
     return;
   }
-  const resource = scope.trim().replace(/\/\.default$/, '');
-  if (!scope.trim().endsWith('/.default') || (resource !== origin && !state.config.otherResources.has(resource))) {
+  const resource = /^(.*)\/\.default$/.exec(scope.trim())?.[1];
+  if (resource === undefined || (resource !== origin && !state.config.otherResources.has(resource))) {
     fail(400, 'invalid_scope', 70011, `The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`);
     return;
   }
