@@ -14,9 +14,10 @@
  */
 
 import { constants as fsc } from 'node:fs';
-import { appendFile, copyFile, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Envelope } from './envelope.js';
+import { writeSynced } from './fs-sync.js';
 import type { Spool } from './spool.js';
 
 export const MOVING_LOG = 'moving.log';
@@ -124,8 +125,7 @@ async function stage(source: Spool, target: Spool, env: Envelope): Promise<void>
   await copyFile(source.messagePath('queue', env.id), msg);
   await syncFile(msg);
   const state = path.join(target.tmpDir, `${env.id}${MOVED_SUFFIX}`);
-  await writeFile(state, `${JSON.stringify(env, null, 1)}\n`, { mode: 0o640 });
-  await syncFile(state);
+  await writeSynced(state, `${JSON.stringify(env, null, 1)}\n`);
 }
 
 async function syncFile(file: string): Promise<void> {
