@@ -22,7 +22,7 @@ import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { accountOf, type Envelope } from '../spool/envelope.js';
-import { QUEUE_ID_RE, newQueueId, queueIdTime } from '../spool/queue-id.js';
+import { newQueueId, queueIdOfFile, queueIdTime } from '../spool/queue-id.js';
 import type { Spool } from '../spool/spool.js';
 
 /** Envelopes read at a time. */
@@ -149,7 +149,7 @@ export class ActiveSet {
     let n = 0;
     let oldest: string | null = null;
     for await (const e of await opendir(this.d.spool.queueDir, { bufferSize: 1024 })) {
-      const id = messageId(e.name);
+      const id = queueIdOfFile(e.name);
       if (id === null || id >= floor || this.known(id)) continue;
       n++;
       if (oldest === null || id < oldest) oldest = id;
@@ -192,7 +192,7 @@ export class ActiveSet {
     try {
       for await (const e of dir) {
         if (this.stopped) return;
-        const id = messageId(e.name);
+        const id = queueIdOfFile(e.name);
         if (id === null || this.known(id)) continue;
         batch.push(id);
         if (batch.length >= BATCH) {
@@ -266,10 +266,4 @@ export class ActiveSet {
     this.waiter = null;
     w.resolve();
   }
-}
-
-function messageId(name: string): string | null {
-  if (!name.endsWith('.msg')) return null;
-  const id = name.slice(0, -4);
-  return QUEUE_ID_RE.test(id) ? id : null;
 }

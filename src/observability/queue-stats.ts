@@ -1,7 +1,7 @@
 /** Queue statistics cheap enough for every scrape: queued messages in memory, dead letters by readdir. */
 
 import { readdir } from 'node:fs/promises';
-import { QUEUE_ID_RE, queueIdTime } from '../spool/queue-id.js';
+import { queueIdOfFile, queueIdTime } from '../spool/queue-id.js';
 
 export interface MailboxQueueStat {
   mailbox: string;
@@ -111,9 +111,8 @@ export async function deadLetterStats(deadDir: string, now: number): Promise<{ m
   let messages = 0;
   let first: string | null = null;
   for (const f of files) {
-    if (!f.endsWith('.msg')) continue;
-    const id = f.slice(0, -4);
-    if (!QUEUE_ID_RE.test(id)) continue;
+    const id = queueIdOfFile(f);
+    if (id === null) continue;
     messages++;
     if (first === null || id < first) first = id;
   }

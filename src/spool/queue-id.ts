@@ -61,6 +61,13 @@ export function newQueueId(now = Date.now()): string {
 
 export const QUEUE_ID_RE = /^[0-9A-Za-z]{12}$/;
 
+/** The queue id in a spool message file's name (`<id>.msg`), or null for any other file. */
+export function queueIdOfFile(name: string): string | null {
+  if (!name.endsWith('.msg')) return null;
+  const id = name.slice(0, -4);
+  return QUEUE_ID_RE.test(id) ? id : null;
+}
+
 /** When a queue id was made, from its first 7 characters: what lets a scrape age dead letters without opening them. */
 export function queueIdTime(id: string): number {
   let t = 0;

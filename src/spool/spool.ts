@@ -6,7 +6,7 @@ import type { MessageData } from '../mime/message-file.js';
 import type { Envelope, SpoolState } from './envelope.js';
 import { envelopeTrailer, readMessageFile } from './format.js';
 import { DirSyncer, exists, ignoreMissing, writeSynced } from './fs-sync.js';
-import { QUEUE_ID_RE } from './queue-id.js';
+import { QUEUE_ID_RE, queueIdOfFile } from './queue-id.js';
 import { SpoolWriter } from './writer.js';
 
 /**
@@ -255,8 +255,8 @@ export class Spool {
   async ids(state: SpoolState): Promise<string[]> {
     const files = await readdir(this.dir(state));
     return files
-      .filter((f) => f.endsWith('.msg') && QUEUE_ID_RE.test(f.slice(0, -4)))
-      .map((f) => f.slice(0, -4))
+      .map(queueIdOfFile)
+      .filter((id): id is string => id !== null)
       .sort();
   }
 
