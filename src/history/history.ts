@@ -14,7 +14,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Envelope } from '../spool/envelope.js';
 import { DeviceTracker } from './devices.js';
 import type { FromWorker, ToWorker, WorkerSettings } from './worker.js';
-import type { HistoryQuery, HistoryRecord, MessageStory, MessageSummary } from './types.js';
+import type { AcceptedRecord, HistoryQuery, HistoryRecord, MessageStory, MessageSummary } from './types.js';
 
 /** Posted records not yet written past this are dropped (and counted): the history must never grow the relay's memory without bound. */
 const MAX_BEHIND = 200_000;
@@ -161,28 +161,12 @@ export class History {
   accepted(env: Envelope, atMs: number, info: AcceptedInfo): void {
     this.origin.set(env.id, { user: info.user, client: env.clientAddress });
     this.devices.sent(info.user, env.clientAddress, atMs, info.tls);
-    this.push({
-      t: 'accepted',
-      qid: env.id,
-      at: atMs,
-      listener: env.listener,
-      client: env.clientAddress,
-      user: info.user,
-      tls: info.tls,
-      helo: env.helo,
-      sender: env.mailFrom,
-      rcpts: env.rcptTo,
-      mailbox: env.mailbox,
-      account: env.account ?? null,
-      messageId: info.messageId,
-      size: env.size,
-      subject: this.o.cfg.storeSubjects ? info.subject : null,
-    });
+    this.push({ ...acceptedRecord(env, atMs), user: info.user, tls: info.tls, messageId: info.messageId, subject: this.o.cfg.storeSubjects ? info.subject : null });
   }
 
   /** A message found in the queue at start (or made by the relay: a notice): recorded unless it is already. */
   known(env: Envelope): void {
-    this.push({ t: 'accepted', qid: env.id, at: Date.parse(env.receivedAt) || this.now(), listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null });
+    this.push(acceptedRecord(env, Date.parse(env.receivedAt) || this.now()));
   }
 
   /** An SMTP refusal: no message, but its device's last error. */
@@ -247,4 +231,9 @@ export class History {
     })();
     return this.closed;
   }
+}
+
+/** What the envelope alone says of an accepted message; the session's facts (AUTH user, TLS, Message-ID, Subject) unknown. */
+function acceptedRecord(env: Envelope, at: number): AcceptedRecord {
+  return { t: 'accepted', qid: env.id, at, listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null };
 }
