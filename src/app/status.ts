@@ -1,7 +1,7 @@
 /** What the status page shows and does, from the running relay's parts: the same code paths as the queue tools. */
 
 import type { Readable } from 'node:stream';
-import type { History } from '../history/history.js';
+import { acceptedRecord, type History } from '../history/history.js';
 import type { HistoryQuery, MessageStory, MessageSummary } from '../history/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { RelayMetrics } from '../observability/metrics.js';
@@ -101,7 +101,8 @@ export class RelayStatus implements StatusSource {
     const env = await this.d.spool.readEnvelope(spool, qid);
     const at = Date.parse(env.receivedAt);
     const lastError = env.lastError ? `${env.lastError.status ?? ''} ${env.lastError.code ?? env.lastError.reason}`.trim() : null;
-    return { qid, at, listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null, state: spool === 'dead' ? 'dead' : 'queued', stateAt: at, attempts: env.attempts, lastError, events: [], spool };
+    const { t: _t, ...accepted } = acceptedRecord(env, at);
+    return { ...accepted, account: accepted.account ?? null, state: spool === 'dead' ? 'dead' : 'queued', stateAt: at, attempts: env.attempts, lastError, events: [], spool };
   }
 
   devices(): DeviceView[] {

@@ -234,6 +234,6 @@ export class History {
 }
 
 /** What the envelope alone says of an accepted message; the session's facts (AUTH user, TLS, Message-ID, Subject) unknown. */
-function acceptedRecord(env: Envelope, at: number): AcceptedRecord {
+export function acceptedRecord(env: Envelope, at: number): AcceptedRecord {
   return { t: 'accepted', qid: env.id, at, listener: env.listener, client: env.clientAddress, user: null, tls: null, helo: env.helo, sender: env.mailFrom, rcpts: env.rcptTo, mailbox: env.mailbox, account: env.account ?? null, messageId: null, size: env.size, subject: null };
 }
